@@ -1,0 +1,50 @@
+# Every target sets up what it needs: a fresh clone runs `make demo` or `make test` directly.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help install test soak lint format demo bench local-stack clean
+
+help:
+	@echo "make demo   - set up, start the local stack and run one recording end to end"
+	@echo "make test   - set up and run the test suite (slow cases excluded)"
+	@echo "make soak   - the full suite including slow/long cases"
+	@echo "make lint   - ruff + mypy --strict"
+	@echo "make bench  - benchmarks; prints a table and writes bench/results.json"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
+
+soak: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check recording_storage tests bench
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix recording_storage tests bench
+	$(BIN)/ruff format recording_storage tests bench
+
+demo: $(STAMP)
+	$(BIN)/recording-storage demo
+
+local-stack: $(STAMP)
+	$(BIN)/recording-storage local-stack
+
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bench/results.json

@@ -1,0 +1,378 @@
+"""Application configuration: one typed, validated, immutable tree loaded once at start-up.
+
+Sources, later ones winning: the defaults below, ``conf/app.yaml`` (or ``--config``), then
+environment variables ``RECORDING_STORAGE__SECTION__KEY=value``. String values may reference
+the environment as ``${NAME}`` (or ``${NAME:-default}``), which is how secrets get in without
+being written into files. Every problem is reported at once with its key path, the bad value
+(masked for secrets) and what is allowed, so an operator fixes a config in one round.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+
+from .errors import ConfigError, ConfigProblem
+
+__all__ = [
+    "AppConfig",
+    "AwsConfig",
+    "DracoonConfig",
+    "HealthConfig",
+    "InstancesConfig",
+    "LogConfig",
+    "QueueConfig",
+    "S3Config",
+    "SharerConfig",
+    "WorkersConfig",
+    "ENV_PREFIX",
+    "expand_env",
+    "load_config",
+    "load_yaml_file",
+    "parse_duration",
+    "parse_size",
+]
+
+ENV_PREFIX = "RECORDING_STORAGE__"
+DEFAULT_CONFIG_PATH = Path("conf/app.yaml")
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "ki": 1024, "kib": 1024,
+    "m": 1000**2, "mb": 1000**2, "mi": 1024**2, "mib": 1024**2,
+    "g": 1000**3, "gb": 1000**3, "gi": 1024**3, "gib": 1024**3,
+    "t": 1000**4, "tb": 1000**4, "ti": 1024**4, "tib": 1024**4,
+}
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "": 1.0}
+_ENV_REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def parse_size(value: Any) -> Any:
+    """Accept ``8388608``, ``"8MiB"``, ``"20 MB"``; leave anything else for pydantic to reject."""
+    if isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if m and (m.group(2) or "").lower() in _SIZE_UNITS:
+            return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()])
+    return value
+
+
+def parse_duration(value: Any) -> Any:
+    """Accept seconds as a number or ``"500ms"``, ``"30s"``, ``"5m"``, ``"1h"``, ``"1d"``."""
+    if isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if m:
+            return float(m.group(1)) * _DURATION_UNITS[(m.group(2) or "").lower()]
+    return value
+
+
+Size = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
+Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class LogConfig(_Section):
+    """Logging: JSON for machines, console for humans at a terminal."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    # auto = JSON unless stderr is a TTY (containers get JSON without being told).
+    format: Literal["auto", "json", "console"] = "auto"
+    # Names and e-mail addresses of meeting participants are PII; off unless asked for.
+    include_pii: bool = False
+
+
+class AwsConfig(_Section):
+    """Shared by S3 and SQS clients. Credentials default to the AWS chain (IAM role, env, profile)."""
+
+    region: str = "eu-west-1"
+    endpoint_url: str | None = None
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    retry_mode: Literal["legacy", "standard", "adaptive"] = "standard"
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    connect_timeout: Seconds = 10.0
+    # Must exceed the SQS long-poll wait, or every empty poll becomes a timeout.
+    read_timeout: Seconds = 60.0
+    # Allow plain http to a non-loopback endpoint (S3-compatible store on a trusted LAN).
+    allow_insecure_http: bool = False
+
+
+class S3Config(_Section):
+    """How recordings are read from (and removed from) the source bucket."""
+
+    chunk_size: Size = Field(default=8 * 1024**2, ge=64 * 1024, le=512 * 1024**2)
+    # Ranged GETs in flight per object: download overlaps encryption and upload.
+    parallel_ranges: int = Field(default=4, ge=1, le=32)
+    delete_after_transfer: bool = True
+    addressing_style: Literal["auto", "virtual", "path"] = "auto"
+    # botocore >= 1.36 sends CRC32 request checksums; some S3-compatible stores reject them.
+    request_checksum_calculation: Literal["when_supported", "when_required"] = "when_supported"
+    response_checksum_validation: Literal["when_supported", "when_required"] = "when_supported"
+
+
+class QueueConfig(_Section):
+    """The SQS job queue, named as in the original's topics file, and its dead-letter queue."""
+
+    name: str = Field(default="recordings-transferring", min_length=1)
+    # Maps queue names to queue URLs, like the original's conf/pubsub/sqs/topics.yml.
+    # A name missing there is resolved with GetQueueUrl.
+    topics_file: Path | None = Path("conf/topics.yml")
+    dlq_name: str | None = "recordings-transferring-dlq"
+    wait_seconds: int = Field(default=20, ge=0, le=20)
+    # Short lease, extended by a heartbeat while a job runs: a crashed worker's job returns fast.
+    visibility_timeout: int = Field(default=60, ge=10, le=43200)
+    heartbeat_interval: Seconds = Field(default=20.0, gt=0)
+    # Transient failures are released with visibility min(base * 2**(receives-1), max).
+    retry_backoff_base: Seconds = Field(default=30.0, ge=0)
+    retry_backoff_max: Seconds = Field(default=900.0, ge=0, le=43200)
+
+    @model_validator(mode="after")
+    def _heartbeat_below_visibility(self) -> QueueConfig:
+        if self.heartbeat_interval >= self.visibility_timeout:
+            raise ValueError(
+                f"heartbeat_interval ({self.heartbeat_interval:g}s) must be below "
+                f"visibility_timeout ({self.visibility_timeout}s), or leases lapse mid-job"
+            )
+        return self
+
+
+class WorkersConfig(_Section):
+    """The worker pool of one process."""
+
+    count: int = Field(default=4, ge=1, le=256)
+    # SIGTERM: running jobs get this long to finish before they are cancelled and released.
+    shutdown_grace: Seconds = 25.0
+    progress_interval: Seconds = Field(default=30.0, gt=0)
+
+
+class DracoonConfig(_Section):
+    """Defaults for every DRACOON account; an instance may override the OAuth client."""
+
+    client_id: str = "dracoon_legacy_scripting"
+    client_secret: SecretStr = SecretStr("")
+    upload_chunk_size: Size = Field(default=32 * 1024**2, ge=64 * 1024, le=1024**3)
+    # auto = follow the server's system info (useS3Storage); proxy / s3 force a variant.
+    upload_mode: Literal["auto", "proxy", "s3"] = "auto"
+    # S3-direct part PUTs in flight per upload.
+    parts_in_flight: int = Field(default=4, ge=1, le=32)
+    verify_tls: bool = True
+    ca_bundle: Path | None = None
+    request_timeout: Seconds = 300.0
+    # What to do when a *different* file already has the recording's name in the room.
+    name_clash: Literal["keep_both", "overwrite", "fail"] = "keep_both"
+    classification: int = Field(default=2, ge=1, le=4)
+    max_retries: int = Field(default=5, ge=0, le=20)
+
+
+class InstancesConfig(_Section):
+    """Where per-instance DRACOON accounts come from."""
+
+    source: Literal["file", "http"] = "file"
+    file: Path = Path("conf/instances.yml")
+    url: str | None = None
+    auth_token: SecretStr | None = None
+    cache_ttl: Seconds = 300.0
+
+    @model_validator(mode="after")
+    def _url_for_http(self) -> InstancesConfig:
+        if self.source == "http" and not self.url:
+            raise ValueError("instances.url is required when instances.source is 'http'")
+        return self
+
+
+class SharerConfig(_Section):
+    """The periodic pass that serves missing file keys to users added to rooms later."""
+
+    enabled: bool = True
+    interval: Seconds = Field(default=3600.0, gt=0)
+    jitter: Seconds = 60.0
+    first_delay: Seconds = 15.0
+    batch_size: int = Field(default=100, ge=1, le=1000)
+
+
+class HealthConfig(_Section):
+    """The aiohttp server for /healthcheck, /livez, /readyz and /metrics."""
+
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    port: int = Field(default=8094, ge=0, le=65535)
+    cache_seconds: Seconds = 10.0
+    # Workers that have not polled for this long make /healthcheck fail.
+    stale_after: Seconds = 120.0
+
+
+class AppConfig(_Section):
+    """The whole configuration; frozen so no component can change what another sees."""
+
+    log: LogConfig = LogConfig()
+    aws: AwsConfig = AwsConfig()
+    s3: S3Config = S3Config()
+    queue: QueueConfig = QueueConfig()
+    workers: WorkersConfig = WorkersConfig()
+    dracoon: DracoonConfig = DracoonConfig()
+    instances: InstancesConfig = InstancesConfig()
+    sharer: SharerConfig = SharerConfig()
+    health: HealthConfig = HealthConfig()
+    # Directory relative paths in this file are resolved against (set by load_config).
+    base_dir: Path = Path(".")
+
+    def resolve(self, path: Path) -> Path:
+        """A config-relative path as an absolute one."""
+        return path if path.is_absolute() else (self.base_dir / path)
+
+
+def expand_env(value: Any, env: Mapping[str, str], path: str, problems: list[ConfigProblem]) -> Any:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string of a loaded YAML tree."""
+    if isinstance(value, dict):
+        return {k: expand_env(v, env, f"{path}.{k}" if path else str(k), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(ConfigProblem(path, f"environment variable {name} is referenced but not set"))
+            return ""
+
+        return _ENV_REF_RE.sub(sub, value)
+    return value
+
+
+def load_yaml_file(path: Path, *, what: str) -> Any:
+    """Read one YAML file with ``safe_load``, turning every failure into a ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem("", f"{what} not found at {path}", str(path))]) from None
+    except OSError as exc:
+        raise ConfigError([ConfigProblem("", f"cannot read {what}: {exc.strerror}", str(path))]) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise ConfigError([ConfigProblem("", f"not valid YAML{where}: {problem}", str(path))]) from None
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """``RECORDING_STORAGE__WORKERS__COUNT=4`` -> ``{"workers": {"count": 4}}`` (YAML-typed)."""
+    tree: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__") if k]
+        if not keys:
+            continue
+        # Scalars stay strings (pydantic's lax mode turns "4" into 4 where an int is wanted,
+        # and a numeric-looking password stays a string); lists and mappings are YAML.
+        value: Any = raw
+        if raw.lstrip().startswith(("[", "{")):
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                value = raw
+        node = tree
+        for key in keys[:-1]:
+            nxt = node.setdefault(key, {})
+            if not isinstance(nxt, dict):
+                nxt = node[key] = {}
+            node = nxt
+        node[keys[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _mask(loc: tuple[Any, ...], value: Any) -> str:
+    secretish = any(isinstance(p, str) and any(w in p for w in ("secret", "password", "token", "key_id"))
+                    for p in loc)
+    if secretish:
+        return "'***'"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def validation_problems(exc: ValidationError, *, source: str = "", prefix: str = "") -> list[ConfigProblem]:
+    """Turn pydantic's errors into key-path problems naming the bad value and what is allowed."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        path = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in loc).replace(".[", "[")
+        if prefix:
+            path = f"{prefix}.{path}" if path else prefix
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see conf/app.yaml for every key)"
+        elif err["type"] != "missing" and "input" in err:
+            msg = f"{msg} (got {_mask(loc, err['input'])})"
+        problems.append(ConfigProblem(path, msg, source))
+    return problems
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> AppConfig:
+    """Load, merge and validate the configuration; raise ConfigError listing every problem.
+
+    With no ``path``, ``$RECORDING_STORAGE_CONFIG`` or ``conf/app.yaml`` is used if present;
+    otherwise the defaults stand (the service can run from environment variables alone).
+    """
+    env = os.environ if env is None else env
+    explicit = path is not None or "RECORDING_STORAGE_CONFIG" in env
+    cfg_path = Path(path) if path is not None else Path(env.get("RECORDING_STORAGE_CONFIG", DEFAULT_CONFIG_PATH))
+    data: dict[str, Any] = {}
+    if explicit or cfg_path.exists():
+        loaded = load_yaml_file(cfg_path, what="configuration file")
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError([ConfigProblem("", "top level must be a mapping of sections", str(cfg_path))])
+        data = loaded or {}
+    base_dir = cfg_path.parent.parent if cfg_path.parent.name == "conf" else cfg_path.parent
+    data = _merge(data, _env_overrides(env))
+    if overrides:
+        data = _merge(data, overrides)
+    problems: list[ConfigProblem] = []
+    data = expand_env(data, env, "", problems)
+    data.setdefault("base_dir", str(base_dir.resolve()))
+    try:
+        config = AppConfig.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(validation_problems(exc, source=str(cfg_path)))
+        config = None
+    if problems or config is None:
+        raise ConfigError(problems)
+    return config
