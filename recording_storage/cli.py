@@ -1,0 +1,139 @@
+"""The ``recording-storage`` console script.
+
+Each subcommand loads and validates the configuration first, so a bad setting stops every
+command the same way: a list of key paths, bad values and what is allowed, exit status 2.
+Heavy modules are imported inside the subcommands to keep ``--help`` fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .config import AppConfig, load_config
+from .errors import ConfigError, RecordingStorageError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recording-storage",
+        description="Move recordings from S3 into DRACOON, encrypted client-side.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-c", "--config", type=Path, default=None,
+                        help="configuration file (default: $RECORDING_STORAGE_CONFIG or conf/app.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the service (workers, sharer, health server)")
+    run.add_argument("--drain", action="store_true", help="exit once the queue is empty")
+    run.add_argument("--max-messages", type=int, default=None, help="exit after this many messages")
+
+    check = sub.add_parser("check", help="validate the configuration and prove every dependency works")
+    check.add_argument("--write-probe", action="store_true",
+                       help="also upload a tiny encrypted file per instance, read it back and delete it")
+
+    send = sub.add_parser("send-job", help="publish a job message (JSON) to the configured queue")
+    send.add_argument("file", help="JSON file with the job message, or - for standard input")
+    send.add_argument("--no-validate", action="store_true", help="send even if the message does not parse")
+
+    share = sub.add_parser("share", help="serve missing file keys once and exit")
+    share.add_argument("--instance", default=None, help="only this instance domain")
+
+    stack = sub.add_parser("local-stack", help="start the embedded local stack (moto S3/SQS + DRACOON emulator)")
+    stack.add_argument("--dir", type=Path, default=Path(".local-stack"),
+                       help="where to write the generated configuration (default: .local-stack)")
+
+    sub.add_parser("demo", help="start the local stack and move one recording end to end")
+
+    keypair = sub.add_parser("keypair", help="generate a DRACOON user key pair (JSON) for tests and emulators")
+    keypair.add_argument("--version", dest="kp_version", choices=["A", "RSA-4096"], default="RSA-4096")
+    keypair.add_argument("--password-env", default="DRACOON_ENCRYPTION_PASSWORD",
+                         help="environment variable holding the encryption password")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> AppConfig:
+    return load_config(args.config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"recording-storage: {exc}", file=sys.stderr)
+        print("Fix the keys above (conf/app.yaml documents every key) and run again.", file=sys.stderr)
+        return EXIT_CONFIG
+    except RecordingStorageError as exc:
+        print(f"recording-storage: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command: str = args.command
+    if command == "keypair":
+        return _keypair(args)
+    if command in ("local-stack", "demo"):
+        from . import localstack
+
+        if command == "demo":
+            return asyncio.run(localstack.demo())
+        return asyncio.run(localstack.serve(args.dir))
+    config = _load(args)
+    from .logs import configure_logging
+
+    configure_logging(config.log)
+    if command == "run":
+        from .service import run
+
+        return asyncio.run(run(config, drain=args.drain, max_messages=args.max_messages))
+    if command == "check":
+        from .checks import run_checks
+
+        return asyncio.run(run_checks(config, write_probe=args.write_probe))
+    if command == "send-job":
+        return asyncio.run(_send_job(config, args.file, validate=not args.no_validate))
+    if command == "share":
+        from .service import share_once
+
+        return asyncio.run(share_once(config, only=args.instance))
+    raise AssertionError(command)
+
+
+async def _send_job(config: AppConfig, source: str, *, validate: bool) -> int:
+    from .jobs import parse_job_message
+    from .sqs import JobQueue
+
+    body = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    if validate:
+        parse_job_message(body)
+    async with JobQueue(config.aws, config.queue, base_dir=config.base_dir) as queue:
+        message_id = await queue.send(body)
+    print(message_id)
+    return EXIT_OK
+
+
+def _keypair(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from .crypto import KeyPairVersion, generate_key_pair
+
+    password = os.environ.get(args.password_env)
+    if not password:
+        print(f"recording-storage: set the encryption password in ${args.password_env}", file=sys.stderr)
+        return EXIT_CONFIG
+    pair = generate_key_pair(KeyPairVersion(args.kp_version), password)
+    print(json.dumps(pair.to_json(), indent=2))
+    return EXIT_OK

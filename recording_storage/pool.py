@@ -1,0 +1,95 @@
+"""Long-lived DRACOON clients and unlocked key pairs, one per service account.
+
+Logging in, fetching the key pair and unlocking it (PBKDF2 with up to 1.3 M iterations) are the
+expensive parts of talking to DRACOON. The original did all three for every message; here each
+account gets one client (one HTTP session, one token) and one unlocked key pair for the life of
+the process, shared by workers and the sharer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from types import TracebackType
+
+from .config import DracoonConfig
+from .crypto import KeyPairVersion, UnlockedKeyPair, UserKeyPair, unlock_key_pair
+from .dracoon import DracoonClient
+from .errors import PermanentError
+from .instances import DracoonAccount
+
+__all__ = ["DracoonPool", "preferred_key_pair"]
+
+MetricsHook = Callable[[str, str, int | None], None]
+
+
+def preferred_key_pair(pairs: list[UserKeyPair]) -> UserKeyPair:
+    """Use the strongest key pair the account has (RSA-4096 over the legacy "A")."""
+    if not pairs:
+        raise PermanentError("the DRACOON account has no key pair", code="no_key_pair")
+    for pair in pairs:
+        if pair.public_key_container.version == KeyPairVersion.RSA_4096:
+            return pair
+    return pairs[0]
+
+
+class DracoonPool:
+    """Hands out one entered ``DracoonClient`` per account and caches its unlocked key pair."""
+
+    def __init__(self, settings: DracoonConfig, *, metrics_hook: MetricsHook | None = None) -> None:
+        self._settings = settings
+        self._hook = metrics_hook
+        self._stack = AsyncExitStack()
+        self._clients: dict[str, DracoonClient] = {}
+        self._keys: dict[str, UnlockedKeyPair] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def __aenter__(self) -> DracoonPool:
+        await self._stack.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._clients.clear()
+        self._keys.clear()
+        await self._stack.__aexit__(exc_type, exc, tb)
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    async def client(self, account: DracoonAccount) -> DracoonClient:
+        """The account's client, created and entered on first use."""
+        key = account.account_key
+        found = self._clients.get(key)
+        if found is not None:
+            return found
+        async with self._lock(key):
+            found = self._clients.get(key)
+            if found is None:
+                found = await self._stack.enter_async_context(
+                    DracoonClient(account, self._settings, metrics_hook=self._hook)
+                )
+                self._clients[key] = found
+            return found
+
+    async def key_pair(self, account: DracoonAccount) -> UnlockedKeyPair:
+        """The account's unlocked key pair; unlocked once, off the event loop."""
+        key = account.account_key
+        found = self._keys.get(key)
+        if found is not None:
+            return found
+        client = await self.client(account)
+        async with self._lock("keys:" + key):
+            found = self._keys.get(key)
+            if found is None:
+                pair = preferred_key_pair(await client.get_key_pairs())
+                password = account.encryption_password.get_secret_value()
+                found = await asyncio.to_thread(unlock_key_pair, pair, password)
+                self._keys[key] = found
+            return found
+
+    def forget(self, account: DracoonAccount) -> None:
+        """Drop the cached key pair (e.g. after the account's key pair changed on the server)."""
+        self._keys.pop(account.account_key, None)

@@ -1,0 +1,281 @@
+"""One job: S3 objects -> one AES-256-GCM stream each -> every target room in DRACOON.
+
+Per-job state machine (each step idempotent, so a redelivery after a crash only repeats work):
+HEAD and pin each source's ETag; resolve or create the rooms; recognise an earlier upload of the
+same source by the marker in its notes; download once, encrypt once and fan the ciphertext out to
+every remaining target's upload channel; complete with ``resolutionStrategy=fail`` (a 409 is
+re-checked, never auto-renamed); serve the new file's missing keys; only when every target of
+every key is done, delete the sources conditionally on their pinned ETags. The caller deletes the
+SQS message last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal, TypeVar
+
+import structlog
+
+from .config import AppConfig
+from .crypto import FileEncryptor, UnlockedKeyPair, encrypt_file_key, generate_file_key
+from .dracoon import DracoonClient, NameConflict, Node, Upload
+from .errors import PermanentError, RecordingStorageError, TransientError
+from .instances import DracoonAccount, InstanceProvider
+from .jobs import JobMessage, parse_job_message
+from .logs import Code
+from .pool import DracoonPool
+from .s3 import ObjectInfo, S3Source, SourceChanged
+from .sharer import serve_missing_keys
+from .sqs import QueueMessage
+from .targets import (
+    ResolvedTarget,
+    file_name_for,
+    parse_source_marker,
+    resolve_targets,
+    source_marker,
+    upload_notes,
+)
+from .worker import JobResult
+
+__all__ = ["TransferReport", "Transferer", "clash_name"]
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+STREAM_ATTEMPTS = 3  # a broken proxy upload cannot be resumed (append semantics): restart the file
+
+
+@dataclass
+class TransferReport:
+    """Summary of one job, for the per-job log line and metrics."""
+
+    keys: int = 0
+    targets: int = 0
+    bytes_read: int = 0
+    uploaded: int = 0
+    already_present: int = 0
+    deleted_sources: int = 0
+    files: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    room: Node
+    target: ResolvedTarget
+    name: str
+    resolution: Literal["fail", "overwrite"]
+
+
+def clash_name(name: str, marker: str) -> str:
+    """Deterministic "keep both" name: the same source always gets the same alternative."""
+    digest = marker.split("src=")[-1][:8] if "src=" in marker else marker[-8:]
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem:
+        return f"{name} ({digest})"
+    return f"{stem} ({digest}).{ext}"
+
+
+async def _fan_out(aws: Sequence[Awaitable[T]]) -> list[T]:
+    """Run concurrently; on the first failure cancel the rest and raise that failure itself."""
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(_as_coro(a)) for a in aws]
+    except BaseExceptionGroup as group:
+        first = group.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    return [t.result() for t in tasks]
+
+
+async def _as_coro(aw: Awaitable[T]) -> T:
+    return await aw
+
+
+class Transferer:
+    """Runs jobs; one instance serves every worker of the process."""
+
+    def __init__(self, s3: S3Source, pool: DracoonPool, instances: InstanceProvider, cfg: AppConfig) -> None:
+        self._s3 = s3
+        self._pool = pool
+        self._instances = instances
+        self._cfg = cfg
+
+    async def handle(self, msg: QueueMessage) -> JobResult:
+        """Worker entry point: parse, bind the job's log context, run."""
+        job = parse_job_message(msg.body)
+        structlog.contextvars.bind_contextvars(**job.describe())
+        report = await self.run(job)
+        return JobResult(bytes_transferred=report.bytes_read)
+
+    async def run(self, job: JobMessage, *, now: datetime | None = None) -> TransferReport:
+        account = await self._instances.get(job.instance_domain)
+        if account.storage != "dracoon":
+            raise PermanentError(f"instance storage is {account.storage!r}, not 'dracoon'", code="wrong_storage")
+        targets = resolve_targets(job, account, now=now or datetime.now(UTC))
+        client = await self._pool.client(account)
+        keys = await self._pool.key_pair(account)
+        rooms = [await self._room(client, account, t) for t in targets]
+        report = TransferReport(keys=len(job.keys), targets=len(targets))
+        structlog.contextvars.bind_contextvars(targets=len(targets))
+        sources: list[ObjectInfo] = []
+        for key in job.keys:
+            info = await self._s3.head(job.bucket, key)
+            sources.append(info)
+            await self._transfer_object(job, info, client, keys, list(zip(rooms, targets, strict=True)), report)
+        if self._cfg.s3.delete_after_transfer:
+            for info in sources:
+                try:
+                    await self._s3.delete(info)
+                    report.deleted_sources += 1
+                except SourceChanged:
+                    # Overwritten after we copied it: the new version is not ours to delete.
+                    log.warning("source_changed_not_deleted", s3_key=info.key, code=Code.TRANSFERER_ERROR)
+        return report
+
+    async def _room(self, client: DracoonClient, account: DracoonAccount, target: ResolvedTarget) -> Node:
+        room = await client.ensure_room_path(account.parent_room_id, target.segments)
+        if not room.is_encrypted:
+            raise PermanentError(
+                f"target room {'/'.join(target.segments) or '<parent room>'} (id {room.id}) is not encrypted",
+                code="room_not_encrypted",
+            )
+        return room
+
+    async def _transfer_object(
+        self,
+        job: JobMessage,
+        info: ObjectInfo,
+        client: DracoonClient,
+        keys: UnlockedKeyPair,
+        rooms: list[tuple[Node, ResolvedTarget]],
+        report: TransferReport,
+    ) -> None:
+        name = file_name_for(job, info.key, info.content_type, key_count=len(job.keys))
+        marker = source_marker(info.bucket, info.key, info.etag)
+        done: list[Node] = []
+        plans: list[_Plan] = []
+        for room, target in rooms:
+            existing, plan = await self._plan(client, room, target, name, marker, info.size)
+            if existing is not None:
+                done.append(existing)
+                report.already_present += 1
+            elif plan is not None:
+                plans.append(plan)
+        if plans:
+            notes = upload_notes(job, info.key, info.bucket, info.etag)
+            for attempt in range(1, STREAM_ATTEMPTS + 1):
+                try:
+                    nodes = await self._stream(info, client, keys, plans, notes, marker, report)
+                    break
+                except TransientError as exc:
+                    if attempt == STREAM_ATTEMPTS or exc.code not in {"upload_interrupted", "network"}:
+                        raise
+                    log.warning("upload_restarting", s3_key=info.key, attempt=attempt, error=str(exc))
+            done.extend(nodes)
+            report.uploaded += len(nodes)
+        for node in done:
+            report.files.append(node.id)
+            try:
+                await serve_missing_keys(client, keys, file_id=node.id, batch_size=self._cfg.sharer.batch_size)
+            except RecordingStorageError as exc:
+                # The file is safe; a redelivery finds it present and serves the keys again.
+                raise TransientError(f"serving file keys for file {node.id} failed: {exc}",
+                                     code="share_failed") from exc
+
+    async def _plan(
+        self, client: DracoonClient, room: Node, target: ResolvedTarget, name: str, marker: str, size: int
+    ) -> tuple[Node | None, _Plan | None]:
+        """Decide per target: already ours (done), upload under ``name``, or resolve a clash."""
+        node = await self._child(client, room.id, name)
+        if node is None:
+            return None, _Plan(room, target, name, "fail")
+        if self._is_ours(node, marker, size):
+            return node, None
+        policy = self._cfg.dracoon.name_clash
+        if policy == "fail":
+            raise PermanentError(f"a different file named {name!r} already exists in room {room.id}",
+                                 code="name_clash")
+        if policy == "overwrite" and node.type == "file":
+            return None, _Plan(room, target, name, "overwrite")
+        alt = clash_name(name, marker)
+        other = await self._child(client, room.id, alt)
+        if other is None:
+            return None, _Plan(room, target, alt, "fail")
+        if self._is_ours(other, marker, size):
+            return other, None
+        raise PermanentError(f"both {name!r} and {alt!r} exist in room {room.id} and are not this recording",
+                             code="name_clash")
+
+    @staticmethod
+    async def _child(client: DracoonClient, room_id: int, name: str) -> Node | None:
+        """The named child with its notes (list responses may leave notes out)."""
+        node = await client.find_child(room_id, name)
+        if node is not None and node.type == "file" and node.notes is None:
+            node = await client.get_node(node.id)
+        return node
+
+    @staticmethod
+    def _is_ours(node: Node, marker: str, size: int) -> bool:
+        return node.type == "file" and node.size == size and parse_source_marker(node.notes or "") == marker
+
+    async def _stream(
+        self,
+        info: ObjectInfo,
+        client: DracoonClient,
+        keys: UnlockedKeyPair,
+        plans: list[_Plan],
+        notes: str,
+        marker: str,
+        report: TransferReport,
+    ) -> list[Node]:
+        uploads: list[Upload] = []
+        try:
+            for plan in plans:
+                uploads.append(await client.open_upload(
+                    plan.room.id, plan.name, info.size, expire_at=plan.target.expire_at,
+                    classification=self._cfg.dracoon.classification, notes=notes,
+                ))
+            encryptor = FileEncryptor(generate_file_key(), size=info.size)
+            done_bytes = 0
+            started = last_progress = time.monotonic()
+            async for chunk in self._s3.iter_chunks(info):
+                ciphertext = encryptor.update(chunk)
+                await _fan_out([u.write(ciphertext) for u in uploads])
+                done_bytes += len(chunk)
+                now = time.monotonic()
+                if now - last_progress >= self._cfg.workers.progress_interval:
+                    last_progress = now
+                    rate = done_bytes / max(now - started, 1e-6) / 1e6
+                    log.info("transfer_progress", s3_key=info.key, bytes_done=done_bytes, bytes_total=info.size,
+                             mb_per_s=round(rate, 2), code=Code.TRANSFERER_STATUS)
+            if done_bytes != info.size:
+                raise TransientError(f"read {done_bytes} of {info.size} bytes of the source", code="short_read")
+            encryptor.finalize()
+            file_key = encrypt_file_key(encryptor.file_key(), keys.public_key_container)
+            nodes = await _fan_out([self._complete(client, u, p, file_key, marker, info.size)
+                                    for u, p in zip(uploads, plans, strict=True)])
+        except BaseException:
+            await asyncio.shield(asyncio.gather(*(u.cancel() for u in uploads), return_exceptions=True))
+            raise
+        report.bytes_read += info.size
+        return nodes
+
+    async def _complete(
+        self, client: DracoonClient, upload: Upload, plan: _Plan, file_key: object, marker: str, size: int
+    ) -> Node:
+        from .crypto import EncryptedFileKey
+
+        assert isinstance(file_key, EncryptedFileKey)
+        try:
+            return await upload.complete(file_key, resolution=plan.resolution, file_name=plan.name)
+        except NameConflict:
+            # Another worker finished the same source first (redelivery overlap): verify it is ours.
+            node = await self._child(client, plan.room.id, plan.name)
+            if node is not None and self._is_ours(node, marker, size):
+                await upload.cancel()
+                return node
+            raise

@@ -1,0 +1,295 @@
+"""The worker pool: receive jobs from SQS, run them, and decide each message's fate once.
+
+A message is acknowledged (deleted) only after its job succeeded. While a job runs, a heartbeat
+keeps the message invisible with short leases, so a crashed process's job reappears within one
+lease and a slow job never gets a second copy. Transient failures are released with a backoff
+that grows with the receive count; permanent ones go to the dead-letter queue with their reason.
+On shutdown the pool stops receiving, releases what it has not started, gives running jobs a
+grace period and then cancels and releases them: nothing is acked while its work is unfinished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import structlog
+
+from .config import QueueConfig, WorkersConfig
+from .errors import PermanentError, TransientError
+from .logs import Code
+from .sqs import QueueMessage
+
+__all__ = ["JobResult", "PoolStats", "QueueLike", "WorkerPool", "backoff_seconds"]
+
+log = structlog.get_logger(__name__)
+
+SQS_MAX_VISIBILITY = 43200  # 12 h: SQS rejects leases beyond this from the first receive
+Outcome = Literal["success", "transient", "permanent", "cancelled"]
+
+
+class QueueLike(Protocol):
+    """What the pool needs from ``sqs.JobQueue`` (a fake in unit tests)."""
+
+    async def receive(self, max_messages: int, wait_seconds: int) -> list[QueueMessage]: ...
+    async def delete(self, msg: QueueMessage) -> None: ...
+    async def change_visibility(self, msg: QueueMessage, seconds: int) -> None: ...
+    async def dead_letter(self, msg: QueueMessage, reason_code: str, reason: str) -> None: ...
+
+
+class HealthLike(Protocol):
+    def worker_started(self, worker_id: str) -> None: ...
+    def worker_stopped(self, worker_id: str) -> None: ...
+    def worker_polled(self, worker_id: str) -> None: ...
+    def receive_failed(self, error: BaseException) -> None: ...
+
+
+class MetricsLike(Protocol):
+    def job_started(self) -> None: ...
+    def job_finished(self, outcome: str, bytes_transferred: int, seconds: float) -> None: ...
+    def receive_error(self) -> None: ...
+    def dlq_message(self, reason: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a handler reports on success; the pool only needs the byte count for metrics."""
+
+    bytes_transferred: int = 0
+
+
+Handler = Callable[[QueueMessage], Awaitable[JobResult]]
+
+
+@dataclass
+class PoolStats:
+    """Counters a bounded run (drain / max_messages) returns, so tests need no sleeps."""
+
+    received: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def count(self, outcome: Outcome) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+
+def backoff_seconds(receive_count: int, cfg: QueueConfig, retry_after: float | None = None) -> int:
+    """Release delay for a transient failure: grows with the receive count, honours Retry-After."""
+    delay = cfg.retry_backoff_base * (2 ** max(0, receive_count - 1))
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return int(min(delay, cfg.retry_backoff_max, SQS_MAX_VISIBILITY))
+
+
+class WorkerPool:
+    """Runs up to ``workers.count`` jobs at once from one queue.
+
+    ``drain=True`` returns once a receive comes back empty and nothing is running;
+    ``max_messages`` returns after that many messages were received and finished. Both run the
+    real loop, which is how tests and ``recording-storage run --drain`` use it.
+    """
+
+    def __init__(
+        self,
+        queue: QueueLike,
+        handler: Handler,
+        *,
+        queue_cfg: QueueConfig,
+        workers_cfg: WorkersConfig,
+        health: HealthLike,
+        metrics: MetricsLike,
+        drain: bool = False,
+        max_messages: int | None = None,
+        worker_id: str = "pool",
+    ) -> None:
+        self._queue = queue
+        self._handler = handler
+        self._qcfg = queue_cfg
+        self._wcfg = workers_cfg
+        self._health = health
+        self._metrics = metrics
+        self._drain = drain
+        self._max_messages = max_messages
+        self._id = worker_id
+        self._running: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+        self.stats = PoolStats()
+
+    async def run(self, stop: asyncio.Event) -> PoolStats:
+        """Receive and run jobs until ``stop`` is set (or the bounded mode is satisfied)."""
+        self._health.worker_started(self._id)
+        log.info("worker_pool_started", workers=self._wcfg.count, code=Code.APP_START)
+        try:
+            await self._receive_loop(stop)
+        finally:
+            await self._shutdown()
+            self._health.worker_stopped(self._id)
+            log.info("worker_pool_stopped", outcomes=self.stats.outcomes)
+        return self.stats
+
+    def _done(self) -> bool:
+        return self._max_messages is not None and self.stats.received >= self._max_messages
+
+    async def _receive_loop(self, stop: asyncio.Event) -> None:
+        failures = 0
+        while not stop.is_set() and not self._done():
+            free = self._wcfg.count - len(self._running)
+            if free <= 0:
+                await self._wait_for_slot(stop)
+                continue
+            want = min(10, free)
+            if self._max_messages is not None:
+                want = min(want, self._max_messages - self.stats.received)
+            # Long polls are not cancelled on stop (that would not cancel the HTTP request);
+            # whatever arrives after stop is released at once below.
+            wait = 0 if self._drain else self._qcfg.wait_seconds
+            try:
+                messages = await self._queue.receive(want, wait)
+            except (TransientError, PermanentError) as exc:
+                failures += 1
+                self._health.receive_failed(exc)
+                self._metrics.receive_error()
+                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                log.warning("queue_receive_failed", error=str(exc), retry_in=delay, code=Code.SQS_ERROR)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                continue
+            failures = 0
+            self._health.worker_polled(self._id)
+            if not messages:
+                if self._drain and not self._running:
+                    return
+                if self._drain:
+                    await self._wait_for_slot(stop)
+                continue
+            for msg in messages:
+                if stop.is_set():
+                    await self._release_unstarted(msg)
+                    continue
+                self.stats.received += 1
+                task = asyncio.create_task(self._process(msg), name=f"job-{msg.message_id}")
+                self._running.add(task)
+                task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._slot_freed.set()
+
+    async def _wait_for_slot(self, stop: asyncio.Event) -> None:
+        self._slot_freed.clear()
+        stop_wait = asyncio.create_task(stop.wait())
+        slot_wait = asyncio.create_task(self._slot_freed.wait())
+        try:
+            await asyncio.wait({stop_wait, slot_wait}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_wait.cancel()
+            slot_wait.cancel()
+
+    async def _release_unstarted(self, msg: QueueMessage) -> None:
+        try:
+            await self._queue.change_visibility(msg, 0)
+            log.info("message_released_unstarted", message_id=msg.message_id)
+        except (TransientError, PermanentError) as exc:
+            log.warning("message_release_failed", message_id=msg.message_id, error=str(exc))
+
+    async def _shutdown(self) -> None:
+        if not self._running:
+            return
+        log.info("draining_jobs", running=len(self._running), grace=self._wcfg.shutdown_grace)
+        _, pending = await asyncio.wait(set(self._running), timeout=self._wcfg.shutdown_grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("jobs_cancelled_after_grace", cancelled=len(pending))
+            await asyncio.wait(pending)
+
+    async def _process(self, msg: QueueMessage) -> None:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(message_id=msg.message_id, receive_count=msg.receive_count)
+        started = time.monotonic()
+        self._metrics.job_started()
+        heartbeat = asyncio.create_task(self._heartbeat(msg, started))
+        outcome: Outcome = "transient"
+        transferred = 0
+        try:
+            result = await self._handler(msg)
+            transferred = result.bytes_transferred
+            outcome = "success"
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+        except PermanentError as exc:
+            outcome = "permanent"
+            await self._settle(self._dead_letter(msg, exc))
+        except TransientError as exc:
+            await self._settle(self._release(msg, exc.retry_after, exc))
+        except Exception as exc:
+            # A bug, not an input problem: retry later; the queue's redrive policy stops a loop.
+            log.exception("job_crashed", code=Code.TRANSFERER_ERROR)
+            await self._settle(self._release(msg, None, exc))
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        if outcome == "success":
+            await self._settle(self._ack(msg))
+        elif outcome == "cancelled":
+            # Shutdown: give the message back at once; a redelivery repeats only idempotent steps.
+            await self._settle(self._release(msg, 0, None))
+        self.stats.count(outcome)
+        self._metrics.job_finished(outcome, transferred, time.monotonic() - started)
+
+    @staticmethod
+    async def _settle(action: Awaitable[None]) -> None:
+        """Finish a queue action even if shutdown cancels the job task around it (arq's shield)."""
+        task = asyncio.ensure_future(action)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await task
+
+    async def _ack(self, msg: QueueMessage) -> None:
+        try:
+            await self._queue.delete(msg)
+        except (TransientError, PermanentError) as exc:
+            # The work is done and idempotent: a redelivery finds it done and deletes then.
+            log.warning("message_delete_failed", error=str(exc), code=Code.SQS_ERROR)
+
+    async def _release(self, msg: QueueMessage, retry_after: float | None, exc: BaseException | None) -> None:
+        delay = 0 if retry_after == 0 and exc is None else backoff_seconds(msg.receive_count, self._qcfg, retry_after)
+        if exc is not None:
+            log.warning("job_failed_transient", error=str(exc), error_code=getattr(exc, "code", "bug"),
+                        retry_in=delay, code=Code.TRANSFERER_ERROR)
+        try:
+            await self._queue.change_visibility(msg, delay)
+        except (TransientError, PermanentError) as err:
+            log.warning("message_release_failed", error=str(err), code=Code.SQS_ERROR)
+
+    async def _dead_letter(self, msg: QueueMessage, exc: PermanentError) -> None:
+        log.error("job_failed_permanent", error=str(exc), error_code=exc.code, code=Code.TRANSFERER_ERROR)
+        self._metrics.dlq_message(exc.code)
+        try:
+            await self._queue.dead_letter(msg, exc.code, str(exc))
+        except (TransientError, PermanentError) as err:
+            # Left in flight: it reappears after its lease, and the redrive policy still applies.
+            log.error("dead_letter_failed", error=str(err), code=Code.SQS_ERROR)
+
+    async def _heartbeat(self, msg: QueueMessage, started: float) -> None:
+        interval = self._qcfg.heartbeat_interval
+        lease = self._qcfg.visibility_timeout
+        while True:
+            await asyncio.sleep(interval)
+            elapsed = time.monotonic() - started
+            remaining = SQS_MAX_VISIBILITY - elapsed - 60
+            if remaining <= 0:
+                log.warning("lease_limit_reached", elapsed=int(elapsed))
+                return
+            try:
+                await self._queue.change_visibility(msg, int(min(lease, remaining)))
+            except TransientError as exc:
+                log.warning("heartbeat_failed", error=str(exc), code=Code.SQS_ERROR)
+            except PermanentError as exc:
+                log.error("heartbeat_lease_lost", error=str(exc), code=Code.SQS_ERROR)
+                return
