@@ -134,7 +134,9 @@ class Metrics:
         """Set the in-flight gauge directly, for a pool that already tracks its own count."""
         self._in_flight.set(max(0, count))
 
-    def job_finished(self, outcome: JobOutcome, bytes_transferred: int = 0, seconds: float | None = None) -> None:
+    def job_finished(
+        self, outcome: JobOutcome, bytes_transferred: int = 0, seconds: float | None = None
+    ) -> None:
         """Record one finished job.
 
         ``bytes_transferred`` counts whatever was uploaded, whatever the outcome (it is traffic
