@@ -1,0 +1,62 @@
+"""Where recordings go in DRACOON: target selection, path templates and rules, file names, notes.
+
+Split in three: ``names`` (DRACOON node-name rules, path normalisation, templates), ``resolve``
+(message vs. instance targets, expirations) and ``naming`` (file names, notes, source marker).
+Everything public is re-exported here; import from ``recording_storage.targets``.
+"""
+
+from __future__ import annotations
+
+from .names import (
+    MAX_DEPTH,
+    MAX_NAME_LENGTH,
+    TEMPLATE_VARIABLES,
+    check_path_template,
+    expand_path_template,
+    name_length,
+    sanitize_node_name,
+    truncate_name,
+    validate_node_name,
+)
+from .naming import (
+    DEFAULT_EXTENSION,
+    MAX_NOTES_LENGTH,
+    extension_for,
+    file_name_for,
+    parse_source_marker,
+    source_marker,
+    upload_notes,
+)
+from .resolve import (
+    ExpirationPassed,
+    InvalidTargetConfig,
+    NoTargets,
+    ResolvedTarget,
+    resolve_targets,
+    template_variables,
+)
+
+__all__ = [
+    "DEFAULT_EXTENSION",
+    "MAX_DEPTH",
+    "MAX_NAME_LENGTH",
+    "MAX_NOTES_LENGTH",
+    "TEMPLATE_VARIABLES",
+    "ExpirationPassed",
+    "InvalidTargetConfig",
+    "NoTargets",
+    "ResolvedTarget",
+    "check_path_template",
+    "expand_path_template",
+    "extension_for",
+    "file_name_for",
+    "name_length",
+    "parse_source_marker",
+    "resolve_targets",
+    "sanitize_node_name",
+    "source_marker",
+    "template_variables",
+    "truncate_name",
+    "upload_notes",
+    "validate_node_name",
+]
