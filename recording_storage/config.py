@@ -127,6 +127,8 @@ class S3Config(_Section):
     # botocore >= 1.36 sends CRC32 request checksums; some S3-compatible stores reject them.
     request_checksum_calculation: Literal["when_supported", "when_required"] = "when_supported"
     response_checksum_validation: Literal["when_supported", "when_required"] = "when_supported"
+    # Buckets the health check proves readable (HeadBucket); jobs may name any bucket.
+    probe_buckets: tuple[str, ...] = ()
 
 
 class QueueConfig(_Section):

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -45,13 +46,14 @@ class HealthLike(Protocol):
     def worker_started(self, worker_id: str) -> None: ...
     def worker_stopped(self, worker_id: str) -> None: ...
     def worker_polled(self, worker_id: str) -> None: ...
+    def worker_busy(self, worker_id: str) -> None: ...
     def receive_failed(self, error: BaseException) -> None: ...
 
 
 class MetricsLike(Protocol):
-    def job_started(self) -> None: ...
-    def job_finished(self, outcome: str, bytes_transferred: int, seconds: float) -> None: ...
-    def receive_error(self) -> None: ...
+    def job_in_flight(self) -> AbstractContextManager[None]: ...
+    def job_finished(self, outcome: Outcome, bytes_transferred: int = 0, seconds: float | None = None) -> None: ...
+    def queue_receive_error(self) -> None: ...
     def dlq_message(self, reason: str) -> None: ...
 
 
@@ -138,6 +140,8 @@ class WorkerPool:
         while not stop.is_set() and not self._done():
             free = self._wcfg.count - len(self._running)
             if free <= 0:
+                # Not polling because every slot is busy is healthy, not stale.
+                self._health.worker_busy(self._id)
                 await self._wait_for_slot(stop)
                 continue
             want = min(10, free)
@@ -151,7 +155,7 @@ class WorkerPool:
             except (TransientError, PermanentError) as exc:
                 failures += 1
                 self._health.receive_failed(exc)
-                self._metrics.receive_error()
+                self._metrics.queue_receive_error()
                 delay = min(30.0, 0.5 * 2 ** min(failures, 6))
                 log.warning("queue_receive_failed", error=str(exc), retry_in=delay, code=Code.SQS_ERROR)
                 with contextlib.suppress(TimeoutError):
@@ -210,7 +214,15 @@ class WorkerPool:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(message_id=msg.message_id, receive_count=msg.receive_count)
         started = time.monotonic()
-        self._metrics.job_started()
+        with self._metrics.job_in_flight():
+            outcome, transferred = await self._run_job(msg, started)
+        self.stats.count(outcome)
+        self._metrics.job_finished(outcome, transferred, time.monotonic() - started)
+        log.info("job_finished", outcome=outcome, bytes=transferred, seconds=round(time.monotonic() - started, 3),
+                 mb_per_s=round(transferred / max(time.monotonic() - started, 1e-6) / 1e6, 2),
+                 code=Code.TRANSFER_SUMMARY)
+
+    async def _run_job(self, msg: QueueMessage, started: float) -> tuple[Outcome, int]:
         heartbeat = asyncio.create_task(self._heartbeat(msg, started))
         outcome: Outcome = "transient"
         transferred = 0
@@ -238,8 +250,7 @@ class WorkerPool:
         elif outcome == "cancelled":
             # Shutdown: give the message back at once; a redelivery repeats only idempotent steps.
             await self._settle(self._release(msg, 0, None))
-        self.stats.count(outcome)
-        self._metrics.job_finished(outcome, transferred, time.monotonic() - started)
+        return outcome, transferred
 
     @staticmethod
     async def _settle(action: Awaitable[None]) -> None:

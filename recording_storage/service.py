@@ -1,0 +1,170 @@
+"""The one lifecycle owner: opens every client once, runs workers, sharer and health together.
+
+Signals only set an event here; the worker pool turns that event into a graceful drain
+(stop receiving, release unstarted messages, grace period, cancel and release). Clients are
+closed by the exit stack in reverse order after every task has finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+
+from .config import AppConfig
+from .errors import RecordingStorageError
+from .health import (
+    DEP_S3,
+    DEP_SQS,
+    ERROR_DRACOON,
+    ERROR_S3,
+    ERROR_WORKERS,
+    HealthState,
+    dracoon_dependency,
+    serve_health,
+)
+from .instances import InstanceProvider, open_instance_provider
+from .logs import Code, register_secrets
+from .metrics import Metrics
+from .pool import DracoonPool
+from .s3 import S3Source
+from .sharer import Sharer
+from .sqs import JobQueue
+from .transfer import Transferer
+from .worker import PoolStats, WorkerPool
+
+__all__ = ["Runtime", "open_runtime", "run", "share_once"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Every long-lived object of one service process, entered and ready."""
+
+    config: AppConfig
+    instances: InstanceProvider
+    s3: S3Source
+    queue: JobQueue
+    pool: DracoonPool
+    metrics: Metrics
+    health: HealthState
+    health_url: str | None = None
+
+
+def _secret_values(config: AppConfig) -> list[str]:
+    values = [config.dracoon.client_secret, config.aws.secret_access_key, config.aws.session_token,
+              config.instances.auth_token]
+    return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+@asynccontextmanager
+async def open_runtime(config: AppConfig, *, with_health: bool = True) -> AsyncIterator[Runtime]:
+    """Enter every client once; used by ``run``, ``share`` and the tests."""
+    register_secrets(*_secret_values(config))
+    metrics = Metrics()
+    health = HealthState()
+    async with AsyncExitStack() as stack:
+        instances = open_instance_provider(config)
+        stack.push_async_callback(instances.aclose)
+        s3 = await stack.enter_async_context(S3Source(config.aws, config.s3))
+        queue = await stack.enter_async_context(JobQueue(config.aws, config.queue, base_dir=config.base_dir))
+        pool = await stack.enter_async_context(DracoonPool(config.dracoon, metrics_hook=metrics.dracoon_request))
+        runtime = Runtime(config, instances, s3, queue, pool, metrics, health)
+        await _register_probes(runtime)
+        if with_health and config.health.enabled:
+            runtime.health_url = await stack.enter_async_context(serve_health(health, metrics, config.health))
+            log.info("health_server_started", url=runtime.health_url)
+        yield runtime
+
+
+async def _register_probes(rt: Runtime) -> None:
+    """Health probes prove each dependency with a real, authenticated, cheap operation."""
+
+    async def sqs_probe() -> None:
+        await rt.queue.attributes()
+
+    async def s3_probe() -> None:
+        for bucket in rt.config.s3.probe_buckets:
+            await rt.s3.check_bucket(bucket)
+
+    rt.health.add_probe(DEP_SQS, ERROR_WORKERS, sqs_probe)
+    if rt.config.s3.probe_buckets:
+        rt.health.add_probe(DEP_S3, ERROR_S3, s3_probe)
+    try:
+        domains = await rt.instances.list_domains()
+    except RecordingStorageError as exc:
+        log.warning("instance_list_failed", error=str(exc), code=Code.CONFIG_ERROR)
+        domains = []
+    for domain in domains:
+        rt.health.add_probe(dracoon_dependency(domain), ERROR_DRACOON, _dracoon_probe(rt, domain))
+
+
+def _dracoon_probe(rt: Runtime, domain: str) -> Callable[[], Awaitable[None]]:
+    async def probe() -> None:
+        account = await rt.instances.get(domain)
+        client = await rt.pool.client(account)
+        await client.ping_authenticated()
+
+    return probe
+
+
+async def run(
+    config: AppConfig,
+    *,
+    stop: asyncio.Event | None = None,
+    drain: bool = False,
+    max_messages: int | None = None,
+    install_signals: bool = True,
+) -> int:
+    """Run the service until SIGTERM/SIGINT (or the bounded mode ends); returns the exit status."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if install_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    log.info("service_starting", workers=config.workers.count, code=Code.APP_START)
+    try:
+        async with open_runtime(config) as rt:
+            stats = await _serve(rt, stop, drain=drain, max_messages=max_messages)
+    finally:
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+    log.info("service_stopped", outcomes=stats.outcomes)
+    return 0
+
+
+async def _serve(rt: Runtime, stop: asyncio.Event, *, drain: bool, max_messages: int | None) -> PoolStats:
+    cfg = rt.config
+    transferer = Transferer(rt.s3, rt.pool, rt.instances, cfg)
+    workers = WorkerPool(
+        rt.queue, transferer.handle, queue_cfg=cfg.queue, workers_cfg=cfg.workers, health=rt.health,
+        metrics=rt.metrics, drain=drain, max_messages=max_messages,
+    )
+    rt.health.mark_config_valid()
+    background_stop = asyncio.Event()
+    async with asyncio.TaskGroup() as tg:
+        if cfg.sharer.enabled and not (drain or max_messages):
+            sharer = Sharer(rt.instances, rt.pool, cfg.sharer, on_pass=rt.health.sharer_pass)
+            tg.create_task(sharer.run(background_stop), name="sharer")
+        try:
+            stats = await workers.run(stop)
+        finally:
+            background_stop.set()
+    return stats
+
+
+async def share_once(config: AppConfig, *, only: str | None = None) -> int:
+    """``recording-storage share``: one sharer pass, exit 1 if an instance failed."""
+    async with open_runtime(config, with_health=False) as rt:
+        sharer = Sharer(rt.instances, rt.pool, config.sharer)
+        results = await sharer.run_once(only=only)
+        domains = [only] if only else await rt.instances.list_domains()
+    served = sum(s.served for s in results.values())
+    print(f"served {served} file key(s) for {len(results)} of {len(domains)} instance(s)")
+    return 0 if len(results) == len(domains) else 1

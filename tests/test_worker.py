@@ -1,0 +1,241 @@
+"""Worker pool: message outcomes, concurrency bounds, heartbeat and graceful shutdown (unit, fake queue)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from recording_storage.config import QueueConfig, WorkersConfig
+from recording_storage.errors import PermanentError, TransientError
+from recording_storage.sqs import QueueMessage
+from recording_storage.worker import JobResult, WorkerPool, backoff_seconds
+
+
+def msg(i: int, receive_count: int = 1) -> QueueMessage:
+    return QueueMessage(message_id=f"m{i}", receipt_handle=f"rh{i}", body=f"job-{i}",
+                        receive_count=receive_count, attributes={})
+
+
+@dataclass
+class FakeQueue:
+    pending: list[QueueMessage]
+    deleted: list[str] = field(default_factory=list)
+    visibility: list[tuple[str, int]] = field(default_factory=list)
+    dead: list[tuple[str, str]] = field(default_factory=list)
+    asked: list[int] = field(default_factory=list)
+    fail_receives: int = 0
+
+    async def receive(self, max_messages: int, wait_seconds: int) -> list[QueueMessage]:
+        self.asked.append(max_messages)
+        if self.fail_receives:
+            self.fail_receives -= 1
+            raise TransientError("sqs down", code="network")
+        await asyncio.sleep(0)
+        out, self.pending = self.pending[:max_messages], self.pending[max_messages:]
+        return out
+
+    async def delete(self, m: QueueMessage) -> None:
+        self.deleted.append(m.message_id)
+
+    async def change_visibility(self, m: QueueMessage, seconds: int) -> None:
+        self.visibility.append((m.message_id, seconds))
+
+    async def dead_letter(self, m: QueueMessage, reason_code: str, reason: str) -> None:
+        self.dead.append((m.message_id, reason_code))
+
+
+class FakeHealth:
+    def __init__(self) -> None:
+        self.polls = 0
+        self.receive_errors = 0
+
+    def worker_started(self, worker_id: str) -> None: ...
+    def worker_stopped(self, worker_id: str) -> None: ...
+
+    def worker_busy(self, worker_id: str) -> None: ...
+
+    def worker_polled(self, worker_id: str) -> None:
+        self.polls += 1
+
+    def receive_failed(self, error: BaseException) -> None:
+        self.receive_errors += 1
+
+
+class FakeMetrics:
+    def __init__(self) -> None:
+        self.finished: list[str] = []
+        self.in_flight = 0
+
+    @contextlib.contextmanager
+    def job_in_flight(self) -> Iterator[None]:
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    def job_finished(self, outcome: str, bytes_transferred: int = 0, seconds: float | None = None) -> None:
+        self.finished.append(outcome)
+
+    def queue_receive_error(self) -> None: ...
+    def dlq_message(self, reason: str) -> None: ...
+
+
+QCFG = QueueConfig(visibility_timeout=30, heartbeat_interval=0.05, retry_backoff_base=30, retry_backoff_max=900)
+
+
+def pool(queue: FakeQueue, handler, *, count: int = 2, grace: float = 1.0, **kw) -> WorkerPool:  # type: ignore[no-untyped-def]
+    return WorkerPool(queue, handler, queue_cfg=QCFG, workers_cfg=WorkersConfig(count=count, shutdown_grace=grace),
+                      health=FakeHealth(), metrics=FakeMetrics(), **kw)
+
+
+async def test_outcomes_are_decided_per_exception_class() -> None:
+    """Success deletes, transient releases with backoff, permanent dead-letters, a bug releases."""
+    queue = FakeQueue([msg(1), msg(2, receive_count=3), msg(3), msg(4)])
+
+    async def handler(m: QueueMessage) -> JobResult:
+        if m.message_id == "m2":
+            raise TransientError("dracoon 503")
+        if m.message_id == "m3":
+            raise PermanentError("bad message", code="invalid_message")
+        if m.message_id == "m4":
+            raise KeyError("bug")
+        return JobResult(bytes_transferred=10)
+
+    stats = await pool(queue, handler, drain=True).run(asyncio.Event())
+    assert queue.deleted == ["m1"]
+    assert queue.dead == [("m3", "invalid_message")]
+    released = dict(queue.visibility)
+    assert released["m2"] == 120  # 30 s x 2^(3-1)
+    assert released["m4"] == 30
+    assert stats.outcomes == {"success": 1, "transient": 2, "permanent": 1}
+
+
+def test_backoff_grows_is_capped_and_honours_retry_after() -> None:
+    """Backoff doubles per receive, never exceeds the cap, and a longer Retry-After wins."""
+    assert [backoff_seconds(n, QCFG) for n in (1, 2, 3)] == [30, 60, 120]
+    assert backoff_seconds(20, QCFG) == 900
+    assert backoff_seconds(1, QCFG, retry_after=75) == 75
+
+
+async def test_concurrency_never_exceeds_worker_count_and_asks_only_for_free_slots() -> None:
+    """At most ``count`` jobs run at once; receives request only as many messages as free slots."""
+    queue = FakeQueue([msg(i) for i in range(7)])
+    running = peak = 0
+
+    async def handler(m: QueueMessage) -> JobResult:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.02)
+        running -= 1
+        return JobResult()
+
+    stats = await pool(queue, handler, count=3, drain=True).run(asyncio.Event())
+    assert peak == 3
+    assert max(queue.asked) <= 3
+    assert sorted(queue.deleted) == sorted(f"m{i}" for i in range(7))
+    assert stats.received == 7
+
+
+async def test_heartbeat_extends_the_lease_while_a_job_runs() -> None:
+    """A job longer than the heartbeat interval gets its visibility extended, then is deleted."""
+    queue = FakeQueue([msg(1)])
+
+    async def handler(m: QueueMessage) -> JobResult:
+        await asyncio.sleep(0.2)
+        return JobResult()
+
+    await pool(queue, handler, drain=True).run(asyncio.Event())
+    extensions = [s for mid, s in queue.visibility if mid == "m1"]
+    assert len(extensions) >= 2 and all(s == 30 for s in extensions)
+    assert queue.deleted == ["m1"]
+
+
+async def test_shutdown_cancels_jobs_after_grace_and_releases_them() -> None:
+    """On stop, a job that outlives the grace period is cancelled and its message released (not acked)."""
+    queue = FakeQueue([msg(1)])
+    started = asyncio.Event()
+
+    async def handler(m: QueueMessage) -> JobResult:
+        started.set()
+        await asyncio.sleep(60)
+        return JobResult()
+
+    stop = asyncio.Event()
+    p = pool(queue, handler, grace=0.1)
+    task = asyncio.create_task(p.run(stop))
+    await started.wait()
+    stop.set()
+    stats = await asyncio.wait_for(task, 5)
+    assert queue.deleted == []
+    assert ("m1", 0) in queue.visibility
+    assert stats.outcomes == {"cancelled": 1}
+
+
+async def test_jobs_finishing_within_grace_are_acked_on_shutdown() -> None:
+    """A job that completes inside the grace period is still deleted after stop."""
+    queue = FakeQueue([msg(1)])
+    started = asyncio.Event()
+
+    async def handler(m: QueueMessage) -> JobResult:
+        started.set()
+        await asyncio.sleep(0.1)
+        return JobResult()
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(pool(queue, handler, grace=5).run(stop))
+    await started.wait()
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert queue.deleted == ["m1"]
+
+
+async def test_messages_arriving_after_stop_are_released_unstarted() -> None:
+    """A long poll that returns after stop hands its messages back at once (visibility 0)."""
+    stop = asyncio.Event()
+
+    class LateQueue(FakeQueue):
+        async def receive(self, max_messages: int, wait_seconds: int) -> list[QueueMessage]:
+            stop.set()  # the signal arrives while the poll is in flight
+            return await super().receive(max_messages, wait_seconds)
+
+    queue = LateQueue([msg(1), msg(2)])
+    handled: list[str] = []
+
+    async def handler(m: QueueMessage) -> JobResult:
+        handled.append(m.message_id)
+        return JobResult()
+
+    await pool(queue, handler).run(stop)
+    assert handled == []
+    assert sorted(queue.visibility) == [("m1", 0), ("m2", 0)]
+
+
+async def test_receive_errors_are_retried_not_fatal() -> None:
+    """A failing ReceiveMessage is logged and retried; the pool keeps serving afterwards."""
+    queue = FakeQueue([msg(1)], fail_receives=1)
+
+    async def handler(m: QueueMessage) -> JobResult:
+        return JobResult()
+
+    p = pool(queue, handler, drain=True)
+    await asyncio.wait_for(p.run(asyncio.Event()), 10)
+    assert queue.deleted == ["m1"]
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+async def test_max_messages_bounds_a_run(limit: int) -> None:
+    """``max_messages`` stops the loop after that many messages, leaving the rest queued."""
+    queue = FakeQueue([msg(i) for i in range(5)])
+
+    async def handler(m: QueueMessage) -> JobResult:
+        return JobResult()
+
+    stats = await pool(queue, handler, max_messages=limit).run(asyncio.Event())
+    assert stats.received == limit
+    assert len(queue.pending) == 5 - limit
