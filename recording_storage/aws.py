@@ -1,0 +1,281 @@
+"""The shared AWS edge: one place that turns ``AwsConfig`` into aiobotocore clients and
+botocore failures into this service's error classes.
+
+S3 and SQS share it so both clients get the same endpoint rules, timeouts, retry policy and
+credential handling, and so the worker sees one vocabulary of error codes whichever AWS call
+failed. Every message built here is assembled from AWS error codes and our own context, and
+any URL in it loses its query string, so presigned signatures and tokens never leak.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import aiohttp
+import structlog
+from aiobotocore.session import AioSession, get_session
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    IncompleteReadError,
+    NoCredentialsError,
+    ParamValidationError,
+    PartialCredentialsError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from .config import AwsConfig, S3Config
+from .errors import ConfigError, ConfigProblem, PermanentError, RecordingStorageError, TransientError
+
+__all__ = [
+    "AWS_ERRORS",
+    "SourceChanged",
+    "SourceMissing",
+    "check_endpoint",
+    "client_kwargs",
+    "error_codes",
+    "make_client_config",
+    "make_session",
+    "scrub",
+    "translate_error",
+]
+
+log = structlog.get_logger(__name__)
+
+Resource = Literal["object", "bucket", "queue", "other"]
+
+_THROTTLING = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
+    "RequestThrottledException", "RequestLimitExceeded", "TooManyRequestsException", "SlowDown",
+    "ProvisionedThroughputExceededException", "BandwidthLimitExceeded", "KmsThrottled",
+    "AWS.SimpleQueueService.RequestThrottled", "EC2ThrottledException",
+})
+_TRANSIENT = frozenset({
+    "RequestTimeout", "RequestTimeoutException", "InternalError", "InternalFailure", "ServiceUnavailable",
+    "ServiceUnavailableException", "PriorRequestNotComplete", "OperationAborted",
+    "AWS.SimpleQueueService.ServiceUnavailable", "KmsUnavailable",
+})
+# Credential trouble belongs to this process, not to the message: classifying it as
+# permanent would move every job into the DLQ while an IAM role or clock is being fixed.
+_CREDENTIALS = frozenset({
+    "ExpiredToken", "ExpiredTokenException", "RequestExpired", "RequestTimeTooSkewed",
+    "InvalidAccessKeyId", "InvalidClientTokenId", "SignatureDoesNotMatch", "InvalidToken",
+    "UnrecognizedClientException", "IncompleteSignature", "MissingAuthenticationToken",
+})
+_QUEUE_MISSING = frozenset({
+    "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue",
+})
+
+_URL_RE = re.compile(r"(https?://[^\s?#\"'<>]+)[?#][^\s\"'<>]*", re.IGNORECASE)
+_SECRETISH_RE = re.compile(
+    r"(X-Amz-(?:Signature|Credential|Security-Token)=|AWSAccessKeyId=|Signature=)[^&\s\"'<>]*",
+    re.IGNORECASE,
+)
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+# The failure families translate_error understands; anything else is a bug and propagates as is.
+AWS_ERRORS: tuple[type[BaseException], ...] = (
+    ClientError, BotoCoreError, aiohttp.ClientError, TimeoutError,
+)
+
+
+class SourceMissing(PermanentError):
+    """The source object (or its bucket) is not there: a job for it can never succeed as sent.
+
+    Never swallowed: the original service acked such messages and lost recordings silently.
+    """
+
+    code = "source_missing"
+
+
+class SourceChanged(TransientError):
+    """The object no longer has the ETag we pinned (overwritten mid-transfer or before delete).
+
+    Transient on purpose: a redelivery HEADs again, pins the new version and transfers it whole.
+    """
+
+    code = "source_changed"
+
+
+def scrub(text: str, limit: int = 300) -> str:
+    """Drop URL query strings and signature parameters, then cap the length.
+
+    Presigned URLs are bearer credentials, and botocore puts the request URL into some
+    connection errors; cutting every query string is simpler than recognising each scheme.
+    """
+    text = _URL_RE.sub(r"\1?…", text)
+    text = _SECRETISH_RE.sub(r"\1…", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint(aws: AwsConfig) -> None:
+    """Refuse endpoints that would send signed requests and recordings in clear text.
+
+    Plain http is fine for a loopback test stack; anywhere else it needs the explicit
+    ``aws.allow_insecure_http`` switch, and even then it is logged as a warning at start.
+    """
+    if aws.endpoint_url is None:
+        return
+    parts = urlsplit(aws.endpoint_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        shown = scrub(aws.endpoint_url, 120)
+        raise ConfigError([ConfigProblem(
+            "aws.endpoint_url", f"must be an http(s) URL with a host (got {shown!r})")])
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        if not aws.allow_insecure_http:
+            raise ConfigError([ConfigProblem(
+                "aws.endpoint_url",
+                f"plain http to non-loopback host {parts.hostname!r} would send requests and recordings "
+                "unencrypted; use https, or set aws.allow_insecure_http: true for a trusted network",
+            )])
+        log.warning("aws_insecure_http_endpoint", host=parts.hostname)
+
+
+_shared_loader: Any = None
+
+
+def make_session() -> AioSession:
+    """A fresh aiobotocore session; each client module owns one for its lifetime.
+
+    Sessions share one botocore data loader: parsing the S3/SQS service models is most of
+    the cost of creating a client, and the models are the same for every session.
+    """
+    global _shared_loader
+    session = get_session()
+    if _shared_loader is None:
+        _shared_loader = session.get_component("data_loader")
+    else:
+        session.register_component("data_loader", _shared_loader)
+    return session
+
+
+def make_client_config(
+    aws: AwsConfig,
+    s3: S3Config | None = None,
+    *,
+    read_timeout: float | None = None,
+    max_pool_connections: int = 10,
+) -> Config:
+    """Botocore settings shared by every client.
+
+    ``read_timeout`` lets the SQS client raise the floor above its long-poll wait.
+    """
+    kwargs: dict[str, Any] = {
+        "region_name": aws.region,
+        "connect_timeout": aws.connect_timeout,
+        "read_timeout": aws.read_timeout if read_timeout is None else read_timeout,
+        "retries": {"mode": aws.retry_mode, "max_attempts": aws.max_attempts},
+        "max_pool_connections": max_pool_connections,
+    }
+    if s3 is not None:
+        kwargs["s3"] = {"addressing_style": s3.addressing_style}
+        kwargs["request_checksum_calculation"] = s3.request_checksum_calculation
+        kwargs["response_checksum_validation"] = s3.response_checksum_validation
+    return Config(**kwargs)
+
+
+def client_kwargs(aws: AwsConfig) -> dict[str, Any]:
+    """Arguments for ``session.create_client`` besides the service name and ``config``.
+
+    Explicit keys win over the default chain only when configured; half a key pair is a
+    configuration error rather than a silent fall-back to some other identity.
+    """
+    check_endpoint(aws)
+    kwargs: dict[str, Any] = {"region_name": aws.region}
+    if aws.endpoint_url is not None:
+        kwargs["endpoint_url"] = aws.endpoint_url
+    if (aws.access_key_id is None) != (aws.secret_access_key is None):
+        raise ConfigError([ConfigProblem(
+            "aws.access_key_id", "access_key_id and secret_access_key must be set together (or neither)")])
+    if aws.access_key_id is not None and aws.secret_access_key is not None:
+        kwargs["aws_access_key_id"] = aws.access_key_id.get_secret_value()
+        kwargs["aws_secret_access_key"] = aws.secret_access_key.get_secret_value()
+        if aws.session_token is not None:
+            kwargs["aws_session_token"] = aws.session_token.get_secret_value()
+    return kwargs
+
+
+def error_codes(exc: ClientError) -> tuple[frozenset[str], int]:
+    """The AWS error code(s) and HTTP status of a ClientError.
+
+    SQS's JSON protocol reports a new-style code plus the query-era one
+    (``QueryErrorCode``); matching on both keeps the tables below short and version-proof.
+    """
+    response: dict[str, Any] = getattr(exc, "response", None) or {}
+    err = response.get("Error") or {}
+    codes = frozenset(str(c) for c in (err.get("Code"), err.get("QueryErrorCode")) if c)
+    status = int((response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
+    return codes, status
+
+
+def _classify_client_error(
+    codes: frozenset[str], status: int, what: str, resource: Resource
+) -> RecordingStorageError:
+    shown = next((c for c in sorted(codes) if not c.isdigit()), None) or next(iter(codes), "error")
+    detail = f"{what}: {shown} (HTTP {status})"
+    if codes & _THROTTLING or status in (429, 503):
+        return TransientError(f"{detail}, throttled", code="throttled")
+    if codes & {"RequestTimeout", "RequestTimeoutException"}:
+        return TransientError(detail, code="timeout")
+    if codes & _TRANSIENT or status >= 500:
+        return TransientError(detail, code="aws_unavailable")
+    if codes & _CREDENTIALS:
+        return TransientError(f"{detail}; check AWS credentials and clock", code="aws_auth")
+    if "PreconditionFailed" in codes or status == 412:
+        return SourceChanged(f"{detail}; the object changed since its ETag was pinned")
+    if "NoSuchBucket" in codes or (resource == "bucket" and status == 404):
+        return PermanentError(f"{detail}; the bucket does not exist", code="no_such_bucket")
+    if codes & _QUEUE_MISSING:
+        return PermanentError(f"{detail}; the queue does not exist", code="queue_missing")
+    if codes & {"NoSuchKey", "NoSuchVersion"} or (resource == "object" and status == 404):
+        return SourceMissing(f"{detail}; the object does not exist")
+    if status == 403 or codes & {"AccessDenied", "AccessDeniedException", "AllAccessDisabled"}:
+        # S3 also answers 403 for a missing key when s3:ListBucket is not granted.
+        return PermanentError(f"{detail}; access denied (missing permission or KMS key access, or a "
+                              "missing key without s3:ListBucket)", code="access_denied")
+    if "InvalidRange" in codes or status == 416:
+        return PermanentError(f"{detail}; range not satisfiable", code="invalid_range")
+    if status == 404:
+        return PermanentError(f"{detail}; not found", code="not_found")
+    return PermanentError(detail, code="aws_client_error")
+
+
+def translate_error(exc: BaseException, *, what: str, resource: Resource = "other") -> RecordingStorageError:
+    """Map a botocore/aiohttp failure to TransientError or PermanentError with a short code.
+
+    ``what`` names the operation and target (e.g. ``"S3 GetObject bucket/key"``); it is the
+    start of the message. ``resource`` says what a bare 404 means (HEAD responses carry only
+    a status, no error code). Unknown failures are transient: the queue's redrive policy
+    bounds a retry loop, while a wrong "permanent" would dead-letter good jobs.
+    """
+    if isinstance(exc, RecordingStorageError):
+        return exc
+    if isinstance(exc, ClientError):
+        codes, status = error_codes(exc)
+        return _classify_client_error(codes, status, what, resource)
+    if isinstance(exc, ParamValidationError):
+        return PermanentError(f"{what}: invalid request ({scrub(str(exc), 200)})", code="invalid_request")
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return TransientError(f"{what}: no usable AWS credentials", code="aws_auth")
+    if isinstance(exc, BotoConnectionError | HTTPClientError | IncompleteReadError | aiohttp.ClientError):
+        return TransientError(f"{what}: connection problem ({type(exc).__name__}: {scrub(str(exc), 200)})",
+                              code="connection")
+    if isinstance(exc, TimeoutError):
+        return TransientError(f"{what}: timed out", code="timeout")
+    if isinstance(exc, BotoCoreError):
+        return TransientError(f"{what}: {type(exc).__name__}: {scrub(str(exc), 200)}", code="aws_error")
+    return TransientError(f"{what}: unexpected {type(exc).__name__}", code="aws_error")

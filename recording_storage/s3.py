@@ -1,0 +1,269 @@
+"""The S3 source: HEAD to pin a version, ranged GETs to stream it, conditional delete.
+
+Every read after the HEAD carries ``If-Match`` with the pinned ETag, so an object overwritten
+mid-transfer fails loudly (``SourceChanged``) instead of producing a file spliced from two
+versions. Ranges run ahead of the consumer in a bounded window: download overlaps encryption
+and upload while memory stays at about ``chunk_size x (parallel_ranges + 1)`` per object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from collections.abc import AsyncGenerator, Iterator, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+import structlog
+from botocore.exceptions import ClientError
+
+from .aws import (
+    AWS_ERRORS,
+    SourceChanged,
+    SourceMissing,
+    client_kwargs,
+    error_codes,
+    make_client_config,
+    make_session,
+    translate_error,
+)
+from .config import AwsConfig, S3Config
+from .errors import PermanentError, TransientError
+
+__all__ = ["ObjectInfo", "S3Source", "SourceChanged", "SourceMissing"]
+
+log = structlog.get_logger(__name__)
+
+# A range GET is idempotent, so a dropped connection mid-body is retried here; botocore's own
+# retries end when the response headers arrive and cannot cover the body.
+RANGE_ATTEMPTS = 3
+RANGE_RETRY_BASE = 0.2  # seconds; doubled per attempt, with jitter
+# Bodies are read in pieces of at most this size, so no single read buffers a whole object.
+READ_PIECE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One source object as HEAD saw it; ``etag`` (and ``version_id``) pin every later read."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    content_type: str | None = None
+    version_id: str | None = None
+    last_modified: datetime | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def pinned_version(self) -> str | None:
+        """The version id worth sending: ``"null"`` (unversioned) pins nothing the ETag doesn't."""
+        return self.version_id if self.version_id and self.version_id != "null" else None
+
+
+def _ranges(size: int, chunk: int) -> Iterator[tuple[int, int]]:
+    """Inclusive ``(first, last)`` byte pairs covering ``size`` bytes in ``chunk``-sized steps."""
+    return ((start, min(start + chunk, size) - 1) for start in range(0, size, chunk))
+
+
+class S3Source:
+    """Reads (and finally removes) recordings from S3; one aiobotocore client per instance.
+
+    ``async with S3Source(aws, s3cfg) as s3``. ``max_connections`` caps the HTTP pool; size it
+    for ``workers x parallel_ranges`` so ranges never queue behind each other for a socket.
+    """
+
+    def __init__(self, aws: AwsConfig, s3: S3Config, *, max_connections: int | None = None) -> None:
+        self._aws = aws
+        self._cfg = s3
+        self._max_connections = max_connections or max(10, 4 * s3.parallel_ranges)
+        self._stack: AsyncExitStack | None = None
+        self._client_obj: Any = None
+
+    async def __aenter__(self) -> S3Source:
+        kwargs = client_kwargs(self._aws)  # validates endpoint and credentials before any I/O
+        config = make_client_config(self._aws, self._cfg, max_pool_connections=self._max_connections)
+        async with AsyncExitStack() as stack:
+            self._client_obj = await stack.enter_async_context(
+                make_session().create_client("s3", config=config, **kwargs))
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        stack, self._stack, self._client_obj = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    @property
+    def _client(self) -> Any:
+        if self._client_obj is None:
+            raise RuntimeError("S3Source used outside 'async with'")
+        return self._client_obj
+
+    async def head(self, bucket: str, key: str) -> ObjectInfo:
+        """HEAD the object and pin its ETag; a missing key raises SourceMissing, never succeeds."""
+        what = f"S3 HeadObject {bucket}/{key}"
+        try:
+            resp = await self._client.head_object(Bucket=bucket, Key=key)
+        except AWS_ERRORS as exc:
+            raise translate_error(exc, what=what, resource="object") from exc
+        info = ObjectInfo(
+            bucket=bucket,
+            key=key,
+            size=int(resp.get("ContentLength") or 0),
+            etag=str(resp["ETag"]),
+            content_type=resp.get("ContentType"),
+            version_id=resp.get("VersionId"),
+            last_modified=resp.get("LastModified"),
+            metadata=dict(resp.get("Metadata") or {}),
+        )
+        log.debug("s3_head", bucket=bucket, key=key, size=info.size, etag=info.etag)
+        return info
+
+    async def iter_chunks(
+        self, info: ObjectInfo, *, chunk_size: int | None = None, parallel: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        """Yield the object's bytes in order, in chunks of ``chunk_size`` (the last may be short).
+
+        Up to ``parallel`` ranged GETs run ahead of the consumer; a chunk is only held once it
+        has arrived and until the consumer takes it. A 0-byte object yields nothing and sends
+        no GET (a ranged GET on it would be 416). Stop early with ``contextlib.aclosing`` (or
+        ``aclose()``): outstanding GETs are cancelled and their connections released.
+        """
+        chunk = chunk_size or self._cfg.chunk_size
+        ahead = parallel or self._cfg.parallel_ranges
+        if chunk < 1 or ahead < 1:
+            raise ValueError("chunk_size and parallel must be positive")
+        ranges = _ranges(info.size, chunk)
+        pending: deque[asyncio.Task[bytes]] = deque()
+
+        def schedule() -> None:
+            nxt = next(ranges, None)
+            if nxt is not None:
+                pending.append(asyncio.create_task(self._get_range(info, *nxt)))
+
+        try:
+            for _ in range(ahead):
+                schedule()
+            while pending:
+                # Awaited while still in ``pending``, so the cleanup below also covers it.
+                data = await pending[0]
+                pending.popleft()
+                schedule()
+                yield data
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _get_range(self, info: ObjectInfo, first: int, last: int) -> bytes:
+        """One inclusive range, retried on transient failures other than a changed object."""
+        for attempt in range(1, RANGE_ATTEMPTS + 1):
+            try:
+                return await self._get_range_once(info, first, last)
+            except SourceChanged:
+                raise
+            except TransientError as exc:
+                if attempt == RANGE_ATTEMPTS:
+                    raise
+                log.warning("s3_range_retry", bucket=info.bucket, key=info.key, first=first, last=last,
+                            attempt=attempt, error_code=exc.code, error=str(exc))
+                await asyncio.sleep(RANGE_RETRY_BASE * 2 ** (attempt - 1) * random.uniform(0.5, 1.0))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _get_range_once(self, info: ObjectInfo, first: int, last: int) -> bytes:
+        what = f"S3 GetObject {info.bucket}/{info.key} bytes={first}-{last}"
+        params: dict[str, Any] = {
+            "Bucket": info.bucket, "Key": info.key, "Range": f"bytes={first}-{last}", "IfMatch": info.etag,
+        }
+        if info.pinned_version:
+            params["VersionId"] = info.pinned_version
+        expected = last - first + 1
+        try:
+            resp = await self._client.get_object(**params)
+            async with resp["Body"] as body:
+                length = resp.get("ContentLength")
+                if length is not None and int(length) != expected:
+                    # A store that ignores Range answers 200 with the whole object.
+                    raise PermanentError(
+                        f"{what}: got {length} bytes for a {expected}-byte range; the store does not "
+                        "honour Range requests", code="range_not_honoured")
+                pieces: list[bytes] = []
+                got = 0
+                while True:
+                    # Once the range is complete, a 1-byte read must hit EOF (and lets botocore
+                    # verify Content-Length); anything else is an over-long body.
+                    piece = await body.read(min(READ_PIECE, expected - got) or 1)
+                    if not piece:
+                        break
+                    got += len(piece)
+                    if got > expected:
+                        raise PermanentError(f"{what}: body longer than the range", code="range_not_honoured")
+                    pieces.append(piece)
+        except AWS_ERRORS as exc:
+            raise translate_error(exc, what=what, resource="object") from exc
+        if got != expected:
+            raise TransientError(f"{what}: short read, {got} of {expected} bytes", code="short_read")
+        return b"".join(pieces)
+
+    async def delete(self, info: ObjectInfo) -> None:
+        """Delete the object only if it still has the pinned ETag; already gone counts as done.
+
+        ``If-Match`` makes the delete conditional on the server (S3 since 2024, moto 5.x): an
+        object replaced after our HEAD raises SourceChanged and survives. S3-compatible stores
+        that ignore the header delete unconditionally. On a versioned bucket no VersionId is
+        sent, so S3 adds a delete marker and the bucket's lifecycle rules decide what remains.
+        """
+        what = f"S3 DeleteObject {info.bucket}/{info.key}"
+        try:
+            await self._client.delete_object(Bucket=info.bucket, Key=info.key, IfMatch=info.etag)
+        except AWS_ERRORS as exc:
+            error = translate_error(exc, what=what, resource="object")
+            if isinstance(error, SourceMissing) or error.code == "no_such_bucket":
+                # A redelivered job whose delete already happened: the goal is met.
+                log.info("s3_delete_already_gone", bucket=info.bucket, key=info.key)
+                return
+            raise error from exc
+        log.info("s3_deleted", bucket=info.bucket, key=info.key, etag=info.etag)
+
+    async def put(
+        self, bucket: str, key: str, body: bytes, content_type: str | None = None
+    ) -> ObjectInfo:
+        """Upload a small object (demo, checks, tests); returns what a HEAD would pin."""
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body}
+        if content_type is not None:
+            params["ContentType"] = content_type
+        try:
+            resp = await self._client.put_object(**params)
+        except AWS_ERRORS as exc:
+            raise translate_error(exc, what=f"S3 PutObject {bucket}/{key}", resource="bucket") from exc
+        return ObjectInfo(bucket=bucket, key=key, size=len(body), etag=str(resp["ETag"]),
+                          content_type=content_type, version_id=resp.get("VersionId"))
+
+    async def check_bucket(self, bucket: str) -> None:
+        """HeadBucket: the readiness probe for the source bucket (exists and reachable)."""
+        try:
+            await self._client.head_bucket(Bucket=bucket)
+        except AWS_ERRORS as exc:
+            raise translate_error(exc, what=f"S3 HeadBucket {bucket}", resource="bucket") from exc
+
+    async def create_bucket(self, bucket: str) -> None:
+        """Create a bucket in the configured region (local stack, tests); existing is fine."""
+        params: dict[str, Any] = {"Bucket": bucket}
+        if self._aws.region != "us-east-1":
+            params["CreateBucketConfiguration"] = {"LocationConstraint": self._aws.region}
+        try:
+            await self._client.create_bucket(**params)
+        except ClientError as exc:
+            if "BucketAlreadyOwnedByYou" in error_codes(exc)[0]:
+                return
+            raise translate_error(exc, what=f"S3 CreateBucket {bucket}", resource="bucket") from exc
+        except AWS_ERRORS as exc:
+            raise translate_error(exc, what=f"S3 CreateBucket {bucket}", resource="bucket") from exc

@@ -1,0 +1,395 @@
+"""The SQS job queue and its dead-letter queue.
+
+Leases are short and extended by the worker's heartbeat (``change_visibility``), so a crashed
+worker's job comes back within a minute instead of the original's 12 hours. A message's fate
+is decided by the worker; this module only carries it out: ``delete`` (done), ``release``
+(retry later) or ``dead_letter`` (permanent failure, with the reason attached for an operator).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import structlog
+from botocore.exceptions import ClientError
+
+from .aws import (
+    AWS_ERRORS,
+    client_kwargs,
+    error_codes,
+    make_client_config,
+    make_session,
+    scrub,
+    translate_error,
+)
+from .config import AwsConfig, QueueConfig, load_yaml_file
+from .errors import ConfigError, ConfigProblem, PermanentError, RecordingStorageError, TransientError
+
+__all__ = ["DLQ_ATTRIBUTES", "JobQueue", "LeaseLost", "QueueMessage"]
+
+log = structlog.get_logger(__name__)
+
+MAX_VISIBILITY = 43200  # SQS's 12 h cap
+MAX_WAIT = 20
+MAX_BATCH = 10
+MAX_MESSAGE_ATTRIBUTES = 10
+REASON_LIMIT = 1024  # bytes of UTF-8
+# Long polls must never hit the HTTP read timeout, whatever aws.read_timeout says.
+SQS_READ_TIMEOUT_FLOOR = MAX_WAIT + 10.0
+# Names of the message attributes a dead-lettered copy carries.
+DLQ_ATTRIBUTES = ("rs-reason-code", "rs-reason", "rs-source-message-id", "rs-receive-count")
+
+_LEASE_CODES = frozenset({
+    "ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight",
+})
+_ATTRIBUTE_FIELDS = ("DataType", "StringValue", "BinaryValue")
+# Characters SQS rejects in message bodies and attribute values.
+_SQS_INVALID_CHARS = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+class LeaseLost(TransientError):
+    """Our receipt handle no longer holds the message (lease expired, redelivered or deleted).
+
+    The job must stop acting on the message; SQS will (or did) hand it out again.
+    """
+
+    code = "lease_lost"
+
+
+@dataclass(frozen=True)
+class QueueMessage:
+    """One received message; the body (personal data) and receipt handle stay out of reprs."""
+
+    message_id: str
+    receipt_handle: str = field(repr=False)
+    body: str = field(repr=False)
+    receive_count: int = 1
+    # System attributes (ApproximateReceiveCount, SentTimestamp, ...), as SQS returns them.
+    attributes: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+    # Message attributes in SQS's shape: name -> {"DataType", "StringValue" | "BinaryValue"}.
+    message_attributes: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=dict, hash=False, compare=False, repr=False)
+
+    def attribute(self, name: str) -> str | None:
+        """The string value of a message attribute, or None."""
+        value = self.message_attributes.get(name)
+        return None if value is None else value.get("StringValue")
+
+
+def _clean_text(text: str, limit: int) -> str:
+    """Make free text safe as an SQS attribute: no URL queries, valid characters, bounded bytes."""
+    text = _SQS_INVALID_CHARS.sub("?", scrub(text, limit * 4)) or "-"
+    raw = text.encode("utf-8")
+    return text if len(raw) <= limit else raw[:limit].decode("utf-8", "ignore")
+
+
+def _string_attr(value: str) -> dict[str, str]:
+    return {"DataType": "String", "StringValue": value}
+
+
+def _lease_error(exc: ClientError, what: str) -> RecordingStorageError:
+    """Visibility/delete failures that mean "this handle is stale" become LeaseLost."""
+    codes, _ = error_codes(exc)
+    message = str((exc.response.get("Error") or {}).get("Message") or "").lower()
+    if codes & _LEASE_CODES or ("receipt handle" in message and "expired" in message):
+        shown = "/".join(sorted(codes)) or "expired"
+        return LeaseLost(f"{what}: the receipt handle no longer holds the message ({shown})")
+    if "beyond the limit" in message:
+        return TransientError(f"{what}: the 12 h total visibility limit is reached", code="visibility_limit")
+    return translate_error(exc, what=what, resource="queue")
+
+
+class JobQueue:
+    """The job queue client: ``async with JobQueue(aws, queue_cfg, base_dir) as q``.
+
+    Queue URLs come from the topics file (name -> URL, relative to ``base_dir``), else from
+    GetQueueUrl. They are resolved on entry, so a wrong name fails at start-up; pass
+    ``resolve_on_enter=False`` to create the queues first (``create_queues``).
+    """
+
+    def __init__(
+        self, aws: AwsConfig, queue: QueueConfig, base_dir: Path = Path("."), *, resolve_on_enter: bool = True
+    ) -> None:
+        self._aws = aws
+        self._cfg = queue
+        self._base_dir = base_dir
+        self._resolve_on_enter = resolve_on_enter
+        self._stack: AsyncExitStack | None = None
+        self._client_obj: Any = None
+        self._url: str | None = None
+        self._dlq_url: str | None = None
+        self._resolved = False
+        self._resolve_lock = asyncio.Lock()
+
+    async def __aenter__(self) -> JobQueue:
+        kwargs = client_kwargs(self._aws)
+        read_timeout = max(self._aws.read_timeout, SQS_READ_TIMEOUT_FLOOR)
+        config = make_client_config(self._aws, read_timeout=read_timeout)
+        async with AsyncExitStack() as stack:
+            self._client_obj = await stack.enter_async_context(
+                make_session().create_client("sqs", config=config, **kwargs))
+            if self._resolve_on_enter:
+                await self.resolve()
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        stack, self._stack, self._client_obj = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    @property
+    def _client(self) -> Any:
+        if self._client_obj is None:
+            raise RuntimeError("JobQueue used outside 'async with'")
+        return self._client_obj
+
+    @property
+    def url(self) -> str:
+        """The job queue's URL (resolved on entry or by ``resolve``/``create_queues``)."""
+        if self._url is None:
+            raise RuntimeError("queue URL not resolved yet; call resolve() or create_queues()")
+        return self._url
+
+    @property
+    def dlq_url(self) -> str | None:
+        """The dead-letter queue's URL, or None when no DLQ is configured."""
+        if not self._resolved:
+            raise RuntimeError("queue URL not resolved yet; call resolve() or create_queues()")
+        return self._dlq_url
+
+    # -- URL resolution ----------------------------------------------------------------------
+
+    async def resolve(self) -> tuple[str, str | None]:
+        """Resolve (once) and return the queue and DLQ URLs."""
+        async with self._resolve_lock:
+            if not self._resolved:
+                topics = await self._load_topics()
+                self._url = await self._resolve_name(self._cfg.name, topics, "queue.name")
+                if self._cfg.dlq_name is not None:
+                    self._dlq_url = await self._resolve_name(self._cfg.dlq_name, topics, "queue.dlq_name")
+                self._resolved = True
+                log.info("sqs_queue_resolved", queue=self._cfg.name, dlq=self._cfg.dlq_name)
+        return self.url, self._dlq_url
+
+    async def _load_topics(self) -> dict[str, str]:
+        """The topics file as a name -> URL map; a missing file is an empty map."""
+        if self._cfg.topics_file is None:
+            return {}
+        path = self._cfg.topics_file
+        path = path if path.is_absolute() else self._base_dir / path
+        if not await asyncio.to_thread(path.is_file):
+            log.debug("sqs_topics_file_absent", path=str(path))
+            return {}
+        data = await asyncio.to_thread(load_yaml_file, path, what="topics file")
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ConfigError([ConfigProblem("", "must be a mapping of queue name to queue URL", str(path))])
+        problems = [ConfigProblem(str(name), "queue URL must be a non-empty string", str(path))
+                    for name, url in data.items() if not isinstance(url, str) or not url.strip()]
+        if problems:
+            raise ConfigError(problems)
+        return {str(name): url.strip() for name, url in data.items()}
+
+    async def _resolve_name(self, name: str, topics: Mapping[str, str], key: str) -> str:
+        if name in topics:
+            return topics[name]
+        try:
+            resp = await self._client.get_queue_url(QueueName=name)
+        except AWS_ERRORS as exc:
+            error = translate_error(exc, what=f"SQS GetQueueUrl {name}", resource="queue")
+            if error.code == "queue_missing":
+                raise PermanentError(
+                    f"{key}: queue {name!r} does not exist (not in the topics file, and unknown to "
+                    f"GetQueueUrl in region {self._aws.region})", code="queue_missing") from exc
+            raise error from exc
+        return str(resp["QueueUrl"])
+
+    # -- messages ----------------------------------------------------------------------------
+
+    async def receive(self, max_messages: int, wait_seconds: int) -> list[QueueMessage]:
+        """Long-poll for up to ``max_messages`` (clamped 1..10), leased for visibility_timeout."""
+        url = (await self.resolve())[0]
+        try:
+            resp = await self._client.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=min(max(max_messages, 1), MAX_BATCH),
+                WaitTimeSeconds=min(max(wait_seconds, 0), MAX_WAIT),
+                VisibilityTimeout=self._cfg.visibility_timeout,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+        except AWS_ERRORS as exc:
+            raise translate_error(exc, what=f"SQS ReceiveMessage {self._cfg.name}", resource="queue") from exc
+        messages = []
+        for raw in resp.get("Messages") or []:
+            attributes = {str(k): str(v) for k, v in (raw.get("Attributes") or {}).items()}
+            messages.append(QueueMessage(
+                message_id=str(raw["MessageId"]),
+                receipt_handle=str(raw["ReceiptHandle"]),
+                body=str(raw.get("Body") or ""),
+                receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
+                attributes=attributes,
+                message_attributes=dict(raw.get("MessageAttributes") or {}),
+            ))
+        return messages
+
+    async def delete(self, msg: QueueMessage) -> None:
+        """Acknowledge: the message is done. A stale handle raises LeaseLost."""
+        what = f"SQS DeleteMessage {msg.message_id}"
+        try:
+            await self._client.delete_message(QueueUrl=self.url, ReceiptHandle=msg.receipt_handle)
+        except ClientError as exc:
+            raise _lease_error(exc, what) from exc
+        except AWS_ERRORS as exc:
+            raise translate_error(exc, what=what, resource="queue") from exc
+
+    async def change_visibility(self, msg: QueueMessage, seconds: float) -> None:
+        """Restart the lease at ``seconds`` from now (clamped 0..12 h); LeaseLost if it is gone."""
+        what = f"SQS ChangeMessageVisibility {msg.message_id}"
+        timeout = int(min(max(seconds, 0), MAX_VISIBILITY))
+        try:
+            await self._client.change_message_visibility(
+                QueueUrl=self.url, ReceiptHandle=msg.receipt_handle, VisibilityTimeout=timeout)
+        except ClientError as exc:
+            raise _lease_error(exc, what) from exc
+        except AWS_ERRORS as exc:
+            raise translate_error(exc, what=what, resource="queue") from exc
+
+    async def release(self, msg: QueueMessage, delay: float = 0) -> None:
+        """Hand the message back for another attempt after ``delay`` seconds.
+
+        A lost lease is not an error here: the message is already visible (or redelivered),
+        which is what releasing wants.
+        """
+        try:
+            await self.change_visibility(msg, delay)
+        except LeaseLost:
+            log.info("sqs_release_lease_already_lost", message_id=msg.message_id)
+
+    async def dead_letter(self, msg: QueueMessage, reason_code: str, reason: str) -> None:
+        """Move a permanently failed message to the DLQ with its reason, then delete it.
+
+        The DLQ copy is sent first: a crash in between leaves a duplicate in the DLQ rather
+        than losing the job. Without a configured DLQ the message is released for the longest
+        backoff and the queue's redrive policy (if any) becomes its only way out.
+        """
+        code = _clean_text(reason_code or "unknown", 256)
+        text = _clean_text(reason, REASON_LIMIT)
+        dlq_url = (await self.resolve())[1]
+        if dlq_url is None:
+            log.error("sqs_no_dlq_permanent_failure_released", message_id=msg.message_id,
+                      receive_count=msg.receive_count, reason_code=code,
+                      delay=self._cfg.retry_backoff_max)
+            await self.release(msg, self._cfg.retry_backoff_max)
+            return
+        attributes: dict[str, Any] = {
+            "rs-reason-code": _string_attr(code),
+            "rs-reason": _string_attr(text),
+            "rs-source-message-id": _string_attr(msg.message_id),
+            "rs-receive-count": {"DataType": "Number", "StringValue": str(msg.receive_count)},
+        }
+        room = MAX_MESSAGE_ATTRIBUTES - len(attributes)
+        for name, value in msg.message_attributes.items():
+            if room > 0 and not name.startswith("rs-"):
+                attributes[name] = {k: v for k, v in value.items() if k in _ATTRIBUTE_FIELDS}
+                room -= 1
+        params: dict[str, Any] = {
+            "QueueUrl": dlq_url, "MessageBody": msg.body, "MessageAttributes": attributes,
+        }
+        if dlq_url.endswith(".fifo"):
+            params["MessageGroupId"] = msg.attributes.get("MessageGroupId") or "dead-letter"
+            params["MessageDeduplicationId"] = msg.message_id
+        try:
+            await self._client.send_message(**params)
+        except AWS_ERRORS as exc:
+            raise translate_error(exc, what=f"SQS SendMessage to DLQ {self._cfg.dlq_name}",
+                                  resource="queue") from exc
+        log.warning("sqs_dead_lettered", message_id=msg.message_id, receive_count=msg.receive_count,
+                    reason_code=code)
+        try:
+            await self.delete(msg)
+        except LeaseLost:
+            # Redelivered meanwhile; the next attempt fails the same way and dead-letters again.
+            log.warning("sqs_dead_letter_delete_lease_lost", message_id=msg.message_id)
+
+    async def send(
+        self, body: str, attributes: Mapping[str, str] | None = None, *, delay_seconds: int = 0,
+        group_id: str | None = None,
+    ) -> str:
+        """Publish a job (demo, tests, tools); returns the new message id.
+
+        ``group_id`` is for FIFO queues, which then get a random deduplication id.
+        """
+        params: dict[str, Any] = {"QueueUrl": (await self.resolve())[0], "MessageBody": body}
+        if attributes:
+            params["MessageAttributes"] = {k: _string_attr(v) for k, v in attributes.items()}
+        if delay_seconds:
+            params["DelaySeconds"] = delay_seconds
+        if params["QueueUrl"].endswith(".fifo"):
+            params["MessageGroupId"] = group_id or "default"
+            params["MessageDeduplicationId"] = uuid.uuid4().hex
+        try:
+            resp = await self._client.send_message(**params)
+        except AWS_ERRORS as exc:
+            raise translate_error(exc, what=f"SQS SendMessage {self._cfg.name}", resource="queue") from exc
+        return str(resp["MessageId"])
+
+    async def attributes(self) -> dict[str, str]:
+        """All queue attributes (depth, in flight, redrive policy): health checks and tests."""
+        try:
+            resp = await self._client.get_queue_attributes(
+                QueueUrl=(await self.resolve())[0], AttributeNames=["All"])
+        except AWS_ERRORS as exc:
+            raise translate_error(exc, what=f"SQS GetQueueAttributes {self._cfg.name}",
+                                  resource="queue") from exc
+        return {str(k): str(v) for k, v in (resp.get("Attributes") or {}).items()}
+
+    async def create_queues(
+        self, with_dlq: bool = True, redrive_max_receive_count: int = 5
+    ) -> tuple[str, str | None]:
+        """Create the queue (and its DLQ with a RedrivePolicy) for a local stack or tests.
+
+        Idempotent with identical attributes. With ``with_dlq=False`` only the main queue is
+        made and this client then runs without a DLQ.
+        """
+        dlq_url: str | None = None
+        attrs: dict[str, str] = {"VisibilityTimeout": str(self._cfg.visibility_timeout)}
+        try:
+            if with_dlq:
+                if self._cfg.dlq_name is None:
+                    raise ValueError("create_queues(with_dlq=True) needs queue.dlq_name")
+                dlq = self._cfg.dlq_name
+                created = await self._client.create_queue(QueueName=dlq, Attributes=self._fifo_attrs(dlq))
+                dlq_url = str(created["QueueUrl"])
+                arn_resp = await self._client.get_queue_attributes(
+                    QueueUrl=dlq_url, AttributeNames=["QueueArn"])
+                attrs["RedrivePolicy"] = json.dumps({
+                    "deadLetterTargetArn": arn_resp["Attributes"]["QueueArn"],
+                    "maxReceiveCount": str(redrive_max_receive_count),
+                })
+            attrs.update(self._fifo_attrs(self._cfg.name))
+            created = await self._client.create_queue(QueueName=self._cfg.name, Attributes=attrs)
+            url = str(created["QueueUrl"])
+        except AWS_ERRORS as exc:
+            raise translate_error(exc, what=f"SQS CreateQueue {self._cfg.name}", resource="queue") from exc
+        async with self._resolve_lock:
+            self._url, self._dlq_url, self._resolved = url, dlq_url, True
+        log.info("sqs_queues_created", queue=self._cfg.name, dlq=self._cfg.dlq_name if with_dlq else None)
+        return url, dlq_url
+
+    @staticmethod
+    def _fifo_attrs(name: str) -> dict[str, str]:
+        return {"FifoQueue": "true"} if name.endswith(".fifo") else {}

@@ -1,0 +1,426 @@
+"""S3Source against moto's server over real HTTP, plus the shared AWS edge (aws.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from contextlib import aclosing
+from typing import Any
+
+import pytest
+from aiohttp import web
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from pydantic import SecretStr
+
+from recording_storage import s3 as s3_module
+from recording_storage.aws import (
+    SourceChanged,
+    SourceMissing,
+    client_kwargs,
+    make_client_config,
+    scrub,
+    translate_error,
+)
+from recording_storage.config import AwsConfig, S3Config
+from recording_storage.errors import ConfigError, PermanentError, TransientError
+from recording_storage.s3 import ObjectInfo, S3Source
+from tests.fixtures.aws import FaultProxy, make_aws_config, make_s3_config, random_name
+
+pytestmark = pytest.mark.integration
+
+CHUNK = 64 * 1024
+
+
+async def collect(s3: S3Source, info: ObjectInfo, **kwargs: Any) -> list[bytes]:
+    async with aclosing(s3.iter_chunks(info, **kwargs)) as chunks:
+        return [c async for c in chunks]
+
+
+def range_tasks() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if "_get_range" in repr(t.get_coro())]
+
+
+# -- head --------------------------------------------------------------------------------------
+
+
+async def test_head_pins_etag_size_and_type(aws_config: AwsConfig, s3_bucket: str) -> None:
+    """HEAD returns size, the same ETag PutObject reported, content type and timestamps."""
+    async with S3Source(aws_config, make_s3_config()) as s3:
+        put = await s3.put(s3_bucket, "rec/a.mp4", b"x" * 1234, content_type="video/mp4")
+        info = await s3.head(s3_bucket, "rec/a.mp4")
+    assert (info.bucket, info.key, info.size) == (s3_bucket, "rec/a.mp4", 1234)
+    assert info.etag == put.etag and info.etag.startswith('"')
+    assert info.content_type == "video/mp4"
+    assert info.last_modified is not None
+    assert info.metadata == {}
+
+
+async def test_head_of_missing_key_is_source_missing(aws_config: AwsConfig, s3_bucket: str) -> None:
+    """A missing key is a permanent error, never a silent success (original bug 8)."""
+    async with S3Source(aws_config, make_s3_config()) as s3:
+        with pytest.raises(SourceMissing) as err:
+            await s3.head(s3_bucket, "no/such.mp4")
+    assert isinstance(err.value, PermanentError)
+    assert err.value.code == "source_missing"
+    assert "no/such.mp4" in str(err.value)
+
+
+# -- iter_chunks -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 5 * CHUNK + 17])
+@pytest.mark.parametrize("parallel", [1, 3])
+async def test_iter_chunks_yields_exact_bytes_in_order(
+    aws_config: AwsConfig, s3_bucket: str, size: int, parallel: int
+) -> None:
+    """Chunks are exactly chunk_size (last one shorter), in order, and join to the object.
+
+    A 0-byte object yields nothing without a GET (which would 416: original bug 24); inclusive
+    range ends are right (original bug 20 read chunk_size + 1 bytes).
+    """
+    data = os.urandom(size)
+    async with S3Source(aws_config, make_s3_config()) as s3:
+        await s3.put(s3_bucket, "obj", data)
+        info = await s3.head(s3_bucket, "obj")
+        chunks = await collect(s3, info, chunk_size=CHUNK, parallel=parallel)
+    assert b"".join(chunks) == data
+    assert len(chunks) == -(-size // CHUNK)
+    assert all(len(c) == CHUNK for c in chunks[:-1])
+
+
+async def test_iter_chunks_defaults_come_from_config(aws_config: AwsConfig, s3_bucket: str) -> None:
+    """Without arguments the configured chunk size applies."""
+    data = os.urandom(2 * CHUNK + 5)
+    async with S3Source(aws_config, make_s3_config(chunk_size=CHUNK, parallel_ranges=2)) as s3:
+        info = await s3.put(s3_bucket, "obj", data)
+        chunks = await collect(s3, info)
+    assert [len(c) for c in chunks] == [CHUNK, CHUNK, 5]
+
+
+async def test_read_ahead_is_bounded_by_parallel(
+    aws_config: AwsConfig, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GETs run ahead of a paused consumer, but never more than `parallel` beyond what it took."""
+    parallel, received, started = 3, 0, 0
+    ahead_reached = asyncio.Event()
+    original = S3Source._get_range_once
+
+    async def counting(self: S3Source, info: ObjectInfo, first: int, last: int) -> bytes:
+        nonlocal started
+        started += 1
+        assert started <= received + parallel, "read ahead beyond the bound"
+        if started == 1 + parallel:
+            ahead_reached.set()
+        return await original(self, info, first, last)
+
+    monkeypatch.setattr(S3Source, "_get_range_once", counting)
+    data = os.urandom(10 * CHUNK)
+    async with S3Source(aws_config, make_s3_config()) as s3:
+        info = await s3.put(s3_bucket, "obj", data)
+        out = []
+        async with aclosing(s3.iter_chunks(info, chunk_size=CHUNK, parallel=parallel)) as chunks:
+            async for chunk in chunks:
+                received += 1
+                out.append(chunk)
+                if received == 1:
+                    # The consumer is "busy" here; the next `parallel` ranges must be on their way.
+                    await asyncio.wait_for(ahead_reached.wait(), 10)
+    assert b"".join(out) == data
+    assert started == 10
+
+
+async def test_overwrite_mid_iteration_raises_source_changed(aws_config: AwsConfig, s3_bucket: str) -> None:
+    """Every range carries If-Match: a replaced object fails loudly instead of mixing versions."""
+    old, new = os.urandom(5 * CHUNK), os.urandom(5 * CHUNK)
+    async with S3Source(aws_config, make_s3_config()) as s3:
+        info = await s3.put(s3_bucket, "obj", old)
+        got = []
+        with pytest.raises(SourceChanged) as err:
+            async with aclosing(s3.iter_chunks(info, chunk_size=CHUNK, parallel=1)) as chunks:
+                async for chunk in chunks:
+                    got.append(chunk)
+                    if len(got) == 1:
+                        await s3.put(s3_bucket, "obj", new)
+        assert range_tasks() == []
+    assert isinstance(err.value, TransientError)
+    assert err.value.code == "source_changed"
+    assert 1 <= len(got) < 5
+    assert b"".join(got) == old[: len(got) * CHUNK]
+
+
+async def test_object_deleted_mid_iteration_raises_source_missing(
+    aws_config: AwsConfig, s3_bucket: str
+) -> None:
+    """A source removed while it is being read is a permanent SourceMissing."""
+    async with S3Source(aws_config, make_s3_config()) as s3:
+        info = await s3.put(s3_bucket, "obj", os.urandom(4 * CHUNK))
+        with pytest.raises(SourceMissing):
+            async with aclosing(s3.iter_chunks(info, chunk_size=CHUNK, parallel=1)) as chunks:
+                async for _ in chunks:
+                    await s3.delete(info)
+
+
+async def test_early_stop_cancels_gets_and_releases_connections(
+    aws_config: AwsConfig, s3_bucket: str
+) -> None:
+    """Stopping early leaves no range task behind and returns every pooled connection."""
+    data = os.urandom(8 * CHUNK)
+    async with S3Source(aws_config, make_s3_config(), max_connections=2) as s3:
+        info = await s3.put(s3_bucket, "obj", data)
+        for _ in range(4):
+            async with aclosing(s3.iter_chunks(info, chunk_size=CHUNK, parallel=2)) as chunks:
+                async for _chunk in chunks:
+                    break
+            assert range_tasks() == []
+        # With a 2-connection pool, any leaked connection would make this hang until timeout.
+        async with asyncio.timeout(10):
+            assert b"".join(await collect(s3, info, chunk_size=CHUNK, parallel=2)) == data
+
+
+async def test_early_stop_does_not_wait_for_outstanding_gets(
+    aws_config: AwsConfig, s3_bucket: str, fault_proxy: FaultProxy
+) -> None:
+    """GETs still in flight when the consumer stops are cancelled, not awaited to completion."""
+    first = f"bytes=0-{CHUNK - 1}"
+    fault_proxy.hold = lambda request: request.method == "GET" and request.headers.get("Range") != first
+    async with S3Source(aws_config, make_s3_config()) as direct:
+        info = await direct.put(s3_bucket, "obj", os.urandom(4 * CHUNK))
+    async with S3Source(make_aws_config(fault_proxy.url, max_attempts=1), make_s3_config()) as s3:
+        async with asyncio.timeout(5):
+            async with aclosing(s3.iter_chunks(info, chunk_size=CHUNK, parallel=3)) as chunks:
+                async for chunk in chunks:
+                    assert len(chunk) == CHUNK
+                    await fault_proxy.wait_held(3)  # ranges 2..4 are parked at the server
+                    break
+        assert range_tasks() == []
+
+
+async def test_consumer_cancelled_mid_iteration_leaks_no_task(aws_config: AwsConfig, s3_bucket: str) -> None:
+    """Cancelling the task that iterates also cancels the read-ahead GETs."""
+    gate = asyncio.Event()
+    async with S3Source(aws_config, make_s3_config()) as s3:
+        info = await s3.put(s3_bucket, "obj", os.urandom(6 * CHUNK))
+
+        async def consume() -> None:
+            async with aclosing(s3.iter_chunks(info, chunk_size=CHUNK, parallel=3)) as chunks:
+                async for _ in chunks:
+                    gate.set()
+                    await asyncio.Event().wait()  # a consumer stuck on its own work
+
+        task = asyncio.create_task(consume())
+        await asyncio.wait_for(gate.wait(), 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert range_tasks() == []
+
+
+async def test_mid_body_drop_is_retried(
+    aws_config: AwsConfig, s3_bucket: str, fault_proxy: FaultProxy
+) -> None:
+    """A connection dropped mid-body (which botocore does not retry) is retried per range."""
+    data = os.urandom(3 * CHUNK)
+    dropped: set[str] = set()
+
+    def drop_once(request: web.Request) -> bool:
+        rng = request.headers.get("Range")
+        if request.method == "GET" and rng == f"bytes={CHUNK}-{2 * CHUNK - 1}" and rng not in dropped:
+            dropped.add(rng)
+            return True
+        return False
+
+    fault_proxy.drop_body = drop_once
+    async with S3Source(aws_config, make_s3_config()) as direct:
+        info = await direct.put(s3_bucket, "obj", data)
+    proxied = make_aws_config(fault_proxy.url, max_attempts=1)
+    async with S3Source(proxied, make_s3_config()) as s3:
+        assert b"".join(await collect(s3, info, chunk_size=CHUNK, parallel=2)) == data
+    gets = [r for m, _, r in fault_proxy.requests if m == "GET"]
+    assert gets.count(f"bytes={CHUNK}-{2 * CHUNK - 1}") == 2
+    assert dropped
+
+
+async def test_persistent_body_failure_gives_up_transient(
+    aws_config: AwsConfig, s3_bucket: str, fault_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A range that keeps failing raises TransientError after RANGE_ATTEMPTS tries."""
+    monkeypatch.setattr(s3_module, "RANGE_RETRY_BASE", 0.01)
+    fault_proxy.drop_body = lambda request: request.method == "GET"
+    async with S3Source(aws_config, make_s3_config()) as direct:
+        info = await direct.put(s3_bucket, "obj", os.urandom(CHUNK))
+    async with S3Source(make_aws_config(fault_proxy.url, max_attempts=1), make_s3_config()) as s3:
+        with pytest.raises(TransientError) as err:
+            await collect(s3, info, chunk_size=CHUNK, parallel=1)
+    assert err.value.code == "connection"
+    assert [m for m, _, _ in fault_proxy.requests].count("GET") == s3_module.RANGE_ATTEMPTS
+
+
+# -- delete, put, buckets ----------------------------------------------------------------------
+
+
+async def test_delete_is_conditional_on_the_pinned_etag(aws_config: AwsConfig, s3_bucket: str) -> None:
+    """An object replaced after HEAD survives the delete (SourceChanged); the pinned one goes."""
+    async with S3Source(aws_config, make_s3_config()) as s3:
+        pinned = await s3.put(s3_bucket, "obj", b"first")
+        await s3.put(s3_bucket, "obj", b"second version")
+        with pytest.raises(SourceChanged):
+            await s3.delete(pinned)
+        current = await s3.head(s3_bucket, "obj")
+        assert current.size == len(b"second version")
+        await s3.delete(current)
+        with pytest.raises(SourceMissing):
+            await s3.head(s3_bucket, "obj")
+
+
+async def test_delete_of_already_deleted_object_succeeds(aws_config: AwsConfig, s3_bucket: str) -> None:
+    """A redelivered job deleting again is fine: already gone means done."""
+    async with S3Source(aws_config, make_s3_config()) as s3:
+        info = await s3.put(s3_bucket, "obj", b"data")
+        await s3.delete(info)
+        await s3.delete(info)
+        with pytest.raises(SourceMissing):
+            await s3.head(s3_bucket, "obj")
+
+
+async def test_check_and_create_bucket(aws_config: AwsConfig) -> None:
+    """HeadBucket passes for an existing bucket, fails permanently for a missing one."""
+    name = random_name()
+    async with S3Source(aws_config, make_s3_config()) as s3:
+        with pytest.raises(PermanentError) as err:
+            await s3.check_bucket(name)
+        assert err.value.code == "no_such_bucket"
+        await s3.create_bucket(name)
+        await s3.create_bucket(name)  # idempotent
+        await s3.check_bucket(name)
+
+
+async def test_put_into_missing_bucket_is_permanent(aws_config: AwsConfig) -> None:
+    """NoSuchBucket is permanent with its own code."""
+    async with S3Source(aws_config, make_s3_config()) as s3:
+        with pytest.raises(PermanentError) as err:
+            await s3.put(random_name(), "k", b"x")
+    assert err.value.code == "no_such_bucket"
+
+
+async def test_explicit_credentials_are_used(moto_server: str, s3_bucket: str) -> None:
+    """Configured keys work without the environment chain."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.pop(name, None)  # restored by the autouse env fixture's monkeypatch
+    aws = make_aws_config(moto_server, access_key_id=SecretStr("AKIDEXAMPLE"),
+                          secret_access_key=SecretStr("explicit-secret"))
+    async with S3Source(aws, make_s3_config()) as s3:
+        await s3.check_bucket(s3_bucket)
+
+
+def test_half_a_key_pair_is_a_config_error() -> None:
+    """An access key without its secret is refused instead of silently using another identity."""
+    with pytest.raises(ConfigError):
+        client_kwargs(AwsConfig(access_key_id=SecretStr("AKID")))
+
+
+def test_client_config_carries_settings() -> None:
+    """Region, timeouts, retries, addressing style and checksum modes reach botocore's Config."""
+    aws = AwsConfig(region="eu-central-1", retry_mode="adaptive", max_attempts=7, connect_timeout=3,
+                    read_timeout=45)
+    s3cfg = S3Config(addressing_style="path", request_checksum_calculation="when_required",
+                     response_checksum_validation="when_required")
+    cfg = make_client_config(aws, s3cfg)
+    assert cfg.region_name == "eu-central-1"
+    assert (cfg.connect_timeout, cfg.read_timeout) == (3, 45)
+    assert cfg.retries == {"mode": "adaptive", "max_attempts": 7}
+    assert cfg.s3 == {"addressing_style": "path"}
+    assert cfg.request_checksum_calculation == "when_required"
+    assert cfg.response_checksum_validation == "when_required"
+
+
+# -- endpoint policy ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["http://s3.example.com", "http://10.0.0.5:9000", "http://[2001:db8::1]:9000"])
+async def test_plain_http_to_remote_host_is_refused(url: str) -> None:
+    """Requests and recordings must not cross a network in clear text unless explicitly allowed."""
+    with pytest.raises(ConfigError) as err:
+        async with S3Source(AwsConfig(endpoint_url=url), S3Config()):
+            pass
+    assert "allow_insecure_http" in str(err.value)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:5000", "http://localhost:4566", "http://[::1]:9000",
+                                 "https://s3.example.com"])
+def test_loopback_http_and_https_are_accepted(url: str) -> None:
+    """Local stacks and TLS endpoints need no opt-in."""
+    assert client_kwargs(AwsConfig(endpoint_url=url))["endpoint_url"] == url
+
+
+def test_insecure_http_allowed_by_flag() -> None:
+    """A trusted-LAN store can be reached over http when the operator opts in."""
+    aws = AwsConfig(endpoint_url="http://minio.lan:9000", allow_insecure_http=True)
+    assert client_kwargs(aws)["endpoint_url"] == "http://minio.lan:9000"
+
+
+def test_endpoint_must_be_http_url() -> None:
+    """A typo'd scheme is a configuration error, not a confusing connection failure."""
+    with pytest.raises(ConfigError):
+        client_kwargs(AwsConfig(endpoint_url="s3.example.com"))
+
+
+# -- error translation -------------------------------------------------------------------------
+
+
+def client_error(code: str, status: int, op: str = "GetObject", **extra: str) -> ClientError:
+    error: dict[str, Any] = {"Code": code, "Message": "m", **extra}
+    return ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": status}}, op)
+
+
+@pytest.mark.parametrize(
+    ("exc", "resource", "kind", "code"),
+    [
+        (client_error("SlowDown", 503), "object", TransientError, "throttled"),
+        (client_error("ThrottlingException", 400, "ReceiveMessage"), "queue", TransientError, "throttled"),
+        (client_error("InternalError", 500), "object", TransientError, "aws_unavailable"),
+        (client_error("502", 502), "object", TransientError, "aws_unavailable"),
+        (client_error("RequestTimeout", 400), "object", TransientError, "timeout"),
+        (client_error("NoSuchKey", 404), "object", SourceMissing, "source_missing"),
+        (client_error("404", 404, "HeadObject"), "object", SourceMissing, "source_missing"),
+        (client_error("AccessDenied", 403), "object", PermanentError, "access_denied"),
+        (client_error("403", 403, "HeadObject"), "object", PermanentError, "access_denied"),
+        (client_error("PreconditionFailed", 412), "object", SourceChanged, "source_changed"),
+        (client_error("412", 412, "HeadObject"), "object", SourceChanged, "source_changed"),
+        (client_error("NoSuchBucket", 404), "object", PermanentError, "no_such_bucket"),
+        (client_error("404", 404, "HeadBucket"), "bucket", PermanentError, "no_such_bucket"),
+        (client_error("AWS.SimpleQueueService.NonExistentQueue", 400, "GetQueueUrl",
+                      QueryErrorCode="QueueDoesNotExist"), "queue", PermanentError, "queue_missing"),
+        (client_error("ExpiredToken", 400), "object", TransientError, "aws_auth"),
+        (client_error("InvalidArgument", 400), "object", PermanentError, "aws_client_error"),
+        (EndpointConnectionError(endpoint_url="http://h/b/k"), "object", TransientError, "connection"),
+        (ReadTimeoutError(endpoint_url="http://h/b/k"), "object", TransientError, "connection"),
+        (TimeoutError(), "object", TransientError, "timeout"),
+    ],
+)
+def test_translate_error(exc: BaseException, resource: Any, kind: type[Exception], code: str) -> None:
+    """Each AWS failure family maps to one class and code the worker can act on."""
+    error = translate_error(exc, what="S3 GetObject b/k", resource=resource)
+    assert type(error) is kind
+    assert error.code == code
+    assert str(error).startswith("S3 GetObject b/k")
+
+
+def test_messages_never_carry_presigned_urls_or_signatures() -> None:
+    """URL query strings (signatures, tokens) are cut from every translated message."""
+    url = ("https://bucket.s3.amazonaws.com/k?X-Amz-Credential=AKIDSECRET%2Fx&X-Amz-Signature=deadbeef"
+           "&X-Amz-Security-Token=tok123")
+    error = translate_error(EndpointConnectionError(endpoint_url=url), what="S3 GetObject b/k")
+    for secret in ("AKIDSECRET", "deadbeef", "tok123"):
+        assert secret not in str(error)
+    assert "bucket.s3.amazonaws.com/k" in str(error)
+    assert "deadbeef" not in scrub("Signature=deadbeef and X-Amz-Signature=deadbeef")
+
+
+async def test_unreachable_endpoint_is_transient() -> None:
+    """Nothing listening: a transient connection error after botocore's own attempts."""
+    aws = AwsConfig(endpoint_url="http://127.0.0.1:9", max_attempts=1, connect_timeout=1)
+    async with S3Source(aws, S3Config()) as s3:
+        with pytest.raises(TransientError) as err:
+            await s3.head("bucket", "key")
+    assert err.value.code == "connection"
+
