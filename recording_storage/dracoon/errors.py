@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import aiohttp
+
 from ..errors import PermanentError, TransientError
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "error_for_response",
     "parse_error_body",
     "parse_retry_after",
+    "transport_error",
 ]
 
 # DRACOON's errorCode values we give a short, stable code (DLQ attribute, metrics label).
@@ -63,8 +66,9 @@ class DracoonError:
 class DracoonTransientError(DracoonError, TransientError):
     """Worth retrying: network trouble, timeouts, 5xx (except 507), 429.
 
-    ``retry_safe`` says the server certainly did not act on the request (429, 503, or the
-    connection was never established), so even a non-idempotent request may be sent again.
+    ``retry_safe`` says the server certainly did not act on the request (429, or the connection
+    was never established), so even a non-idempotent request may be sent again. A 503 does not
+    qualify: some gateways answer it after the backend has already seen the body.
     """
 
     code = "dracoon_unavailable"
@@ -91,7 +95,12 @@ class DracoonPermanentError(DracoonError, PermanentError):
     code = "dracoon_error"
 
     def __init__(
-        self, message: str, *, code: str | None = None, status: int | None = None, error_code: int | None = None
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        error_code: int | None = None,
     ) -> None:
         super().__init__(message, code=code)
         self.status = status
@@ -214,15 +223,22 @@ def error_for_response(
     known = _KNOWN_CODES.get(ec) if ec is not None else None
     if status == 429:
         return DracoonTransientError(
-            message, code="rate_limited", status=status, error_code=ec,
-            retry_after=parse_retry_after(retry_after, cap=retry_after_cap), retry_safe=True,
+            message,
+            code="rate_limited",
+            status=status,
+            error_code=ec,
+            retry_after=parse_retry_after(retry_after, cap=retry_after_cap),
+            retry_safe=True,
         )
     if status == 507:
         return QuotaExceeded(message, code="quota", status=status, error_code=ec)
     if 500 <= status <= 599:
         return DracoonTransientError(
-            message, code="server_error", status=status, error_code=ec,
-            retry_after=parse_retry_after(retry_after, cap=retry_after_cap), retry_safe=status == 503,
+            message,
+            code="server_error",
+            status=status,
+            error_code=ec,
+            retry_after=parse_retry_after(retry_after, cap=retry_after_cap),
         )
     if status == 401:
         return AuthenticationFailed(message, code=known or "unauthorized", status=status, error_code=ec)
@@ -233,3 +249,34 @@ def error_for_response(
     if status == 403:
         return DracoonPermanentError(message, code=known or "forbidden", status=status, error_code=ec)
     return DracoonPermanentError(message, code=known or f"http_{status}", status=status, error_code=ec)
+
+
+def transport_error(exc: BaseException, what: str) -> DracoonTransientError | DracoonPermanentError:
+    """Map an aiohttp/timeout exception; the message never repeats a URL (it may hold a token)."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return DracoonPermanentError(
+            f"DRACOON {what}: TLS verification failed ({type(exc).__name__}); "
+            "check dracoon.ca_bundle or the server certificate",
+            code="tls_error",
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return DracoonTransientError(
+            f"DRACOON {what}: cannot connect to {exc.host}:{exc.port} ({_os_reason(exc)})",
+            code="network",
+            retry_safe=True,
+        )
+    if isinstance(exc, TimeoutError):
+        return DracoonTransientError(f"DRACOON {what}: timed out", code="timeout")
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.ClientResponseError):
+        # Both render the URL in str(); only the class is safe to show.
+        return DracoonPermanentError(f"DRACOON {what}: {type(exc).__name__}", code="bad_url")
+    if isinstance(exc, OSError):
+        return DracoonTransientError(
+            f"DRACOON {what}: {type(exc).__name__} ({_os_reason(exc)})", code="network"
+        )
+    reason = _text(str(exc)) or type(exc).__name__
+    return DracoonTransientError(f"DRACOON {what}: {type(exc).__name__}: {reason}", code="network")
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__

@@ -1,0 +1,358 @@
+"""The one place DRACOON HTTP requests are sent: auth header, 401 recovery, error mapping, retries.
+
+Every request names a path *template* (``/nodes/{id}``): it labels metrics, logs and error
+messages, so a node id never becomes a metric series and an upload token or presigned URL never
+reaches a log line. Retries are a per-request decision because DRACOON's calls differ: reads,
+room creation (409-safe), key uploads and status polls may be repeated freely, while a proxy
+chunk POST appends and may only be repeated when the server certainly did not act on it.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import ipaddress
+import json
+import ssl
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import structlog
+from multidict import CIMultiDictProxy
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+from yarl import URL
+
+from ..config import DracoonConfig
+from .auth import TokenManager
+from .errors import (
+    AuthenticationFailed,
+    DracoonPermanentError,
+    DracoonTransientError,
+    error_for_response,
+    transport_error,
+)
+
+__all__ = ["HttpCore", "Reply", "Retry", "check_base_url", "make_ssl", "redact_url"]
+
+log = structlog.get_logger(__name__)
+
+MetricsHook = Callable[[str, str, int | None], None]
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
+_insecure_warned: set[str] = set()
+
+
+class Retry(enum.Enum):
+    """When a failed request may be sent again."""
+
+    ALWAYS = "always"  # idempotent: any transient failure
+    REFUSED = "refused"  # only when the server certainly did not act (429, no connection)
+    NEVER = "never"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A successful response, read completely (JSON calls are small)."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+    def json(self, what: str) -> Any:
+        if not self.body:
+            return None
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError):
+            raise DracoonTransientError(
+                f"DRACOON {what}: response is not JSON", code="bad_response", status=self.status
+            ) from None
+
+
+def is_loopback(host: str) -> bool:
+    """Plain http is tolerated only for these (tests, the local stack)."""
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(base_url: str, *, who: str) -> str:
+    """Normalise ``https://host[:port][/prefix]`` and refuse plain http to anything but loopback.
+
+    A trailing ``/api/v4`` (the original service's convention) is tolerated and removed.
+    """
+    url = base_url.strip().rstrip("/")
+    for suffix in ("/api/v4", "/api"):
+        if url.lower().endswith(suffix):
+            url = url[: -len(suffix)]
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DracoonPermanentError(
+            f"DRACOON account {who}: base URL must be https://host[:port][/path]", code="bad_base_url"
+        )
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise DracoonPermanentError(
+            f"DRACOON account {who}: base URL must not contain credentials, a query or a fragment",
+            code="bad_base_url",
+        )
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise DracoonPermanentError(
+            f"DRACOON account {who}: plain http is only allowed for loopback hosts; use https",
+            code="insecure_url",
+        )
+    return url
+
+
+def make_ssl(settings: DracoonConfig, verify: bool, *, who: str) -> ssl.SSLContext:
+    """Verifying context (optionally with the configured CA bundle), or an explicit insecure one."""
+    if verify:
+        cafile = str(settings.ca_bundle) if settings.ca_bundle is not None else None
+        try:
+            return ssl.create_default_context(cafile=cafile)
+        except (OSError, ssl.SSLError) as exc:
+            raise DracoonPermanentError(
+                f"cannot load dracoon.ca_bundle {cafile}: {exc}", code="bad_ca_bundle"
+            ) from None
+    if who not in _insecure_warned:
+        _insecure_warned.add(who)
+        log.warning("dracoon_tls_verification_disabled", account=who)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def redact_url(url: str) -> str:
+    """Scheme, host and path with tokens and signatures removed: safe for a log line."""
+    parts = urlsplit(url)
+    path = parts.path
+    for marker in ("/uploads/", "/downloads/"):
+        head, sep, _tail = path.partition(marker)
+        if sep:
+            path = head + sep + "***"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{path}"
+
+
+class HttpCore:
+    """Sends requests for one account's session; see the module docstring for the policy."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        auth: TokenManager,
+        *,
+        max_retries: int,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        retry_after_cap: float = 60.0,
+        metrics_hook: MetricsHook | None = None,
+    ) -> None:
+        self.session = session
+        self.api = base_url + "/api/v4"
+        self.auth = auth
+        self.max_retries = max_retries
+        self.retry_after_cap = retry_after_cap
+        self._hook = metrics_hook
+        self._jitter = wait_random_exponential(multiplier=backoff_base, max=backoff_max)
+
+    def report(self, method: str, template: str, status: int | None) -> None:
+        if self._hook is not None:
+            try:
+                self._hook(method, template, status)
+            except Exception:  # a metrics bug must never fail a transfer
+                log.exception("dracoon_metrics_hook_failed")
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, DracoonTransientError) and exc.retry_after is not None:
+            return exc.retry_after
+        return float(self._jitter(state))
+
+    def retrying(self, policy: Retry, what: str, *, attempts: int | None = None) -> AsyncRetrying:
+        """A tenacity loop applying ``policy``; callers use it for multi-step idempotent work too."""
+
+        def should(exc: BaseException) -> bool:
+            if not isinstance(exc, DracoonTransientError) or policy is Retry.NEVER:
+                return False
+            return policy is Retry.ALWAYS or exc.retry_safe
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            log.warning(
+                "dracoon_retry",
+                request=what,
+                attempt=state.attempt_number,
+                wait=round(state.upcoming_sleep, 3),
+                error=str(exc),
+                error_code=getattr(exc, "code", None),
+            )
+
+        return AsyncRetrying(
+            stop=stop_after_attempt((self.max_retries if attempts is None else attempts) + 1),
+            wait=self._wait,
+            retry=retry_if_exception(should),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+
+    async def request(
+        self,
+        method: str,
+        template: str,
+        *,
+        url: str | None = None,
+        path: str | None = None,
+        ok: Collection[int] = (200,),
+        auth: bool = True,
+        params: Mapping[str, str | int] | None = None,
+        json_body: Any = None,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        retry: Retry = Retry.ALWAYS,
+    ) -> Reply:
+        """Send ``method`` to ``url`` (absolute) or ``path`` (below /api/v4); return a 2xx reply in ``ok``.
+
+        Raises the mapped DracoonTransientError / DracoonPermanentError after retries ran out.
+        """
+        # encoded=True: a presigned URL's signature covers its exact query string; never re-quote it.
+        raw = url if url is not None else self.api + (path if path is not None else template)
+        target = URL(raw, encoded=True)
+        what = f"{method} {template}"
+        async for attempt in self.retrying(retry, what):
+            with attempt:
+                return await self._once(
+                    method,
+                    target,
+                    template,
+                    what,
+                    ok=ok,
+                    auth=auth,
+                    params=params,
+                    json_body=json_body,
+                    data=data,
+                    headers=headers,
+                )
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _once(
+        self,
+        method: str,
+        target: URL,
+        template: str,
+        what: str,
+        *,
+        ok: Collection[int],
+        auth: bool,
+        params: Mapping[str, str | int] | None,
+        json_body: Any,
+        data: bytes | None,
+        headers: Mapping[str, str] | None,
+    ) -> Reply:
+        renewed = False
+        while True:
+            hdrs = {"Accept": "application/json", **(headers or {})}
+            token = None
+            if auth:
+                try:
+                    token = await self.auth.token()
+                except DracoonTransientError as exc:
+                    exc.retry_safe = True  # our request itself was never sent
+                    raise
+                hdrs["Authorization"] = f"Bearer {token}"
+            try:
+                # A fresh BytesIO per attempt: sent in 64 KiB writes with flow control (raw bytes
+                # above 1 MiB would be written in one go) and still with an exact Content-Length.
+                async with self.session.request(
+                    method,
+                    target,
+                    params=params,
+                    json=json_body,
+                    data=io.BytesIO(data) if data is not None else None,
+                    headers=hdrs,
+                    allow_redirects=False,
+                ) as resp:
+                    status, body, resp_headers = resp.status, await resp.read(), resp.headers
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                self.report(method, template, None)
+                raise transport_error(exc, what) from None
+            self.report(method, template, status)
+            if status in ok:
+                return Reply(status, resp_headers, body)
+            if status == 401 and token is not None and not renewed:
+                # Token revoked or expired early: renew once (shared by concurrent callers), resend.
+                renewed = True
+                await self.auth.unauthorized(token)
+                continue
+            if 200 <= status < 300:
+                raise DracoonPermanentError(
+                    f"DRACOON {what}: unexpected HTTP {status}", code="bad_response", status=status
+                )
+            if 300 <= status < 400:
+                raise DracoonPermanentError(
+                    f"DRACOON {what}: unexpected redirect (HTTP {status})", code="bad_response", status=status
+                )
+            err = error_for_response(
+                status,
+                body,
+                what=what,
+                retry_after=resp_headers.get("Retry-After"),
+                retry_after_cap=self.retry_after_cap,
+            )
+            if isinstance(err, AuthenticationFailed) and renewed:
+                err = AuthenticationFailed(
+                    f"{err} even with a fresh token",
+                    code=err.code,
+                    status=err.status,
+                    error_code=err.error_code,
+                )
+            raise err
+
+    @asynccontextmanager
+    async def stream(self, method: str, template: str, *, url: str) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Open a streaming response (no auth header: download URLs carry their own token).
+
+        Opening is retried like a GET; errors while the caller reads the body are mapped but not
+        retried (the caller has already consumed part of it).
+        """
+        what = f"{method} {template}"
+        resp: aiohttp.ClientResponse | None = None
+        async for attempt in self.retrying(Retry.ALWAYS, what):
+            with attempt:
+                try:
+                    resp = await self.session.request(
+                        method, URL(url, encoded=True), headers={"Accept": "*/*"}
+                    )
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    self.report(method, template, None)
+                    raise transport_error(exc, what) from None
+                self.report(method, template, resp.status)
+                if resp.status not in (200, 206):
+                    body = await resp.read()
+                    resp.release()
+                    raise error_for_response(
+                        resp.status,
+                        body,
+                        what=what,
+                        retry_after=resp.headers.get("Retry-After"),
+                        retry_after_cap=self.retry_after_cap,
+                    )
+        assert resp is not None
+        try:
+            yield resp
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise transport_error(exc, what) from None
+        finally:
+            resp.release()

@@ -1,0 +1,172 @@
+"""Node endpoints: lookups with full pagination, and room paths created on demand.
+
+DRACOON names are case-insensitive, and several workers (in several processes) may create
+the same room at the same moment; both are handled here so callers just ask for a path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+
+import structlog
+
+from .base import ApiBase
+from .errors import DracoonPermanentError, DracoonTransientError, NameConflict, NotFound
+from .models import Node, bad_response
+
+__all__ = ["PAGE_LIMIT", "NodeOps"]
+
+log = structlog.get_logger(__name__)
+
+PAGE_LIMIT = 500  # DRACOON's maximum for node lists
+
+
+class NodeOps(ApiBase):
+    """Node calls of ``DracoonClient``; keeps a short-lived cache of resolved room names."""
+
+    def __init__(self, *, room_cache_ttl: float) -> None:
+        self._room_ttl = room_cache_ttl
+        self._rooms: dict[tuple[int, str], tuple[int, float]] = {}
+
+    async def get_node(self, node_id: int) -> Node:
+        return Node.from_json(await self._get("/nodes/{id}", f"/nodes/{node_id}"), what="GET /nodes/{id}")
+
+    async def iter_children(
+        self, parent_id: int, *, name: str | None = None, types: Sequence[str] | None = None
+    ) -> AsyncIterator[Node]:
+        """Direct children of ``parent_id`` (0 = top level), every page, optionally filtered."""
+        filters = []
+        if name is not None:
+            filters.append(f"name:eq:{name}")
+        if types:
+            filters.append("type:eq:" + ":".join(types))
+        offset = 0
+        while True:
+            params: dict[str, str | int] = {
+                "parent_id": parent_id,
+                "depth_level": 0,
+                "offset": offset,
+                "limit": PAGE_LIMIT,
+            }
+            if filters:
+                params["filter"] = "|".join(filters)
+            data = await self._get("/nodes", "/nodes", params)
+            items = data.get("items") if isinstance(data, dict) else None
+            if not isinstance(items, list):
+                raise bad_response("GET /nodes", "no 'items' list")
+            for item in items:
+                yield Node.from_json(item, what="GET /nodes")
+            rng = data.get("range")
+            total = rng.get("total") if isinstance(rng, dict) else None
+            offset += len(items)
+            if not items or (isinstance(total, int) and offset >= total):
+                return
+
+    async def find_child(
+        self, parent_id: int, name: str, *, types: Sequence[str] | None = None
+    ) -> Node | None:
+        """The child named ``name``, compared case-insensitively as DRACOON names are."""
+        wanted = name.casefold()
+        found: Node | None = None
+        async for node in self.iter_children(parent_id, name=name, types=types):
+            if node.name == name:
+                return node
+            if found is None and node.name.casefold() == wanted:
+                found = node
+        return found
+
+    async def ensure_room_path(self, parent_room_id: int, segments: Sequence[str]) -> Node:
+        """Resolve ``segments`` below ``parent_room_id``, creating missing rooms; returns the last room.
+
+        Safe against concurrent creators (a 409 is answered by re-reading). Resolved rooms are
+        cached briefly; a stale entry (the room was deleted) costs one retry without the cache.
+        """
+        names = [self._segment(s) for s in segments]
+        for attempt in (1, 2):
+            used_cache = False
+            try:
+                current = parent_room_id
+                for name in names:
+                    cached = self._cached_room(current, name)
+                    if cached is not None:
+                        current, used_cache = cached, True
+                        continue
+                    room = await self._room_child(current, name)
+                    self._rooms[(current, name.casefold())] = (room.id, time.monotonic() + self._room_ttl)
+                    current = room.id
+                return await self.get_node(current)
+            except NotFound:
+                if attempt == 2 or not used_cache:
+                    raise
+                self._rooms.clear()
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _segment(segment: str) -> str:
+        name = segment.strip()
+        if not name:
+            raise DracoonPermanentError("room path contains an empty segment", code="bad_node_name")
+        return name
+
+    def _cached_room(self, parent: int, name: str) -> int | None:
+        hit = self._rooms.get((parent, name.casefold()))
+        if hit is None or hit[1] < time.monotonic():
+            return None
+        return hit[0]
+
+    async def _room_child(self, parent: int, name: str) -> Node:
+        node = await self.find_child(parent, name)
+        if node is None:
+            try:
+                reply = await self.http.request(
+                    "POST",
+                    "/nodes/rooms",
+                    ok=(200, 201),
+                    json_body={"name": name, "parentId": parent, "inheritPermissions": True},
+                )
+                node = Node.from_json(reply.json("POST /nodes/rooms"), what="POST /nodes/rooms")
+                log.info("dracoon_room_created", room_id=node.id, parent_id=parent)
+            except NameConflict:
+                # Someone else created it between our lookup and our POST: use theirs. Should
+                # the server's name:eq filter be case-sensitive (undocumented), a name differing
+                # only in case is invisible to it, so fall back to scanning every child.
+                node = await self.find_child(parent, name) or await self._scan_child(parent, name)
+                if node is None:
+                    raise DracoonTransientError(
+                        f"room creation below {parent} hit a conflict, but no such child is visible",
+                        code="room_race",
+                    ) from None
+        if not node.is_room:
+            raise DracoonPermanentError(
+                f"a {node.type} (id {node.id}) below room {parent} has the name of a target room",
+                code="not_a_room",
+            )
+        return node
+
+    async def _scan_child(self, parent: int, name: str) -> Node | None:
+        wanted = name.casefold()
+        async for node in self.iter_children(parent):
+            if node.name.casefold() == wanted:
+                return node
+        return None
+
+    @staticmethod
+    def ensure_encrypted_room(node: Node) -> Node:
+        """``node`` if it is an encrypted room; else a PermanentError the operator can act on.
+
+        Rooms are never switched to encryption here: a new sub-room of an encrypted room
+        inherits encryption, and an unencrypted target means the parent room is misconfigured.
+        """
+        if not node.is_room:
+            raise DracoonPermanentError(f"node {node.id} is a {node.type}, not a room", code="not_a_room")
+        if not node.is_encrypted:
+            raise DracoonPermanentError(
+                f"room {node.id} is not encrypted; enable encryption on the parent room",
+                code="room_not_encrypted",
+            )
+        return node
+
+    async def delete_nodes(self, ids: Sequence[int]) -> None:
+        if ids:
+            await self.http.request("DELETE", "/nodes", json_body={"nodeIds": list(ids)}, ok=(200, 204))
