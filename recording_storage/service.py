@@ -37,7 +37,7 @@ from .sqs import JobQueue
 from .transfer import Transferer
 from .worker import PoolStats, WorkerPool
 
-__all__ = ["Runtime", "open_runtime", "run", "share_once"]
+__all__ = ["Runtime", "open_runtime", "run", "serve", "share_once"]
 
 log = structlog.get_logger(__name__)
 
@@ -71,7 +71,8 @@ async def open_runtime(config: AppConfig, *, with_health: bool = True) -> AsyncI
     async with AsyncExitStack() as stack:
         instances = open_instance_provider(config)
         stack.push_async_callback(instances.aclose)
-        s3 = await stack.enter_async_context(S3Source(config.aws, config.s3))
+        s3 = await stack.enter_async_context(S3Source(
+            config.aws, config.s3, max_connections=max(10, config.workers.count * (config.s3.parallel_ranges + 1))))
         queue = await stack.enter_async_context(JobQueue(config.aws, config.queue, base_dir=config.base_dir))
         pool = await stack.enter_async_context(DracoonPool(config.dracoon, metrics_hook=metrics.dracoon_request))
         runtime = Runtime(config, instances, s3, queue, pool, metrics, health)
@@ -116,12 +117,23 @@ def _dracoon_probe(rt: Runtime, domain: str) -> Callable[[], Awaitable[None]]:
 async def run(
     config: AppConfig,
     *,
+    drain: bool = False,
+    max_messages: int | None = None,
+) -> int:
+    """``recording-storage run``: serve until SIGTERM/SIGINT (or the bounded mode ends)."""
+    await serve(config, drain=drain, max_messages=max_messages)
+    return 0
+
+
+async def serve(
+    config: AppConfig,
+    *,
     stop: asyncio.Event | None = None,
     drain: bool = False,
     max_messages: int | None = None,
     install_signals: bool = True,
-) -> int:
-    """Run the service until SIGTERM/SIGINT (or the bounded mode ends); returns the exit status."""
+) -> PoolStats:
+    """Run the service until ``stop`` (signals set it), returning the worker pool's counters."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     if install_signals:
@@ -136,7 +148,7 @@ async def run(
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
     log.info("service_stopped", outcomes=stats.outcomes)
-    return 0
+    return stats
 
 
 async def _serve(rt: Runtime, stop: asyncio.Event, *, drain: bool, max_messages: int | None) -> PoolStats:

@@ -12,6 +12,7 @@ SQS message last.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
@@ -242,16 +243,18 @@ class Transferer:
             encryptor = FileEncryptor(generate_file_key(), size=info.size)
             done_bytes = 0
             started = last_progress = time.monotonic()
-            async for chunk in self._s3.iter_chunks(info):
-                ciphertext = encryptor.update(chunk)
-                await _fan_out([u.write(ciphertext) for u in uploads])
-                done_bytes += len(chunk)
-                now = time.monotonic()
-                if now - last_progress >= self._cfg.workers.progress_interval:
-                    last_progress = now
-                    rate = done_bytes / max(now - started, 1e-6) / 1e6
-                    log.info("transfer_progress", s3_key=info.key, bytes_done=done_bytes, bytes_total=info.size,
-                             mb_per_s=round(rate, 2), code=Code.TRANSFERER_STATUS)
+            # aclosing: a failed upload cancels the read-ahead GETs at once, not at garbage collection.
+            async with contextlib.aclosing(self._s3.iter_chunks(info)) as chunks:
+                async for chunk in chunks:
+                    ciphertext = encryptor.update(chunk)
+                    await _fan_out([u.write(ciphertext) for u in uploads])
+                    done_bytes += len(chunk)
+                    now = time.monotonic()
+                    if now - last_progress >= self._cfg.workers.progress_interval:
+                        last_progress = now
+                        rate = done_bytes / max(now - started, 1e-6) / 1e6
+                        log.info("transfer_progress", s3_key=info.key, bytes_done=done_bytes,
+                                 bytes_total=info.size, mb_per_s=round(rate, 2), code=Code.TRANSFERER_STATUS)
             if done_bytes != info.size:
                 raise TransientError(f"read {done_bytes} of {info.size} bytes of the source", code="short_read")
             encryptor.finalize()

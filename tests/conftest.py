@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures.keys",
     "tests.fixtures.aws",
     "tests.fixtures.dracoon",
+    "tests.fixtures.service",
 ]
 
 

@@ -1,0 +1,58 @@
+"""Knobs of the emulated server: OAuth clients, token lifetimes, storage mode, quotas, faults."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from .faults import FaultRule
+
+MIB = 1024 * 1024
+DEFAULT_CLIENTS: Mapping[str, str] = {"dracoon_legacy_scripting": ""}
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Server-wide settings; everything tenant-specific (users, rooms) lives in the state.
+
+    ``public_url`` is the base used for absolute ``uploadUrl``/``downloadUrl``/S3 part URLs; when
+    unset the origin the client used (its ``Host`` header) is taken, which is right for tests.
+    ``s3_finishing_polls`` is how many status polls report ``finishing`` after an S3 completion
+    before the emulator finalises it, so clients must really poll.
+    """
+
+    clients: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CLIENTS), repr=False)
+    access_token_ttl: float = 3600.0
+    refresh_token_ttl: float = 30 * 86400.0
+    use_s3_storage: bool = False
+    s3_enforce_direct_upload: bool = False
+    crypto_enabled: bool = True
+    customer_quota: int | None = None
+    s3_min_part_size: int = 5 * MIB
+    s3_max_part_size: int = 5 * 1024 * MIB
+    s3_max_parts: int = 10_000
+    s3_finishing_polls: int = 1
+    public_url: str | None = None
+    preferred_key_pair_version: str = "RSA-4096"
+    fault_seed: int = 0
+    faults: tuple[FaultRule, ...] = ()
+    control_api: bool = True
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EmulatorConfig:
+        """Build from YAML/JSON (snake_case keys; ``faults`` as a list of rule objects)."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown emulator config key(s): {sorted(unknown)}")
+        values = dict(data)
+        if "faults" in values:
+            values["faults"] = tuple(FaultRule.from_dict(dict(r)) for r in values["faults"])
+        if "clients" in values:
+            values["clients"] = {str(k): str(v or "") for k, v in dict(values["clients"]).items()}
+        return cls(**values)
+
+    def with_client(self, client_id: str, secret: str) -> EmulatorConfig:
+        """A copy that also accepts this OAuth client."""
+        return replace(self, clients={**self.clients, client_id: secret})

@@ -1,0 +1,174 @@
+"""The service end to end over real sockets: moto server (S3, SQS) and the DRACOON emulator.
+
+Each test publishes jobs, runs the real service in drain mode and checks what landed in DRACOON,
+what is left in S3 and what is left in the queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from datetime import UTC, datetime
+
+import pytest
+
+from recording_storage.service import serve
+from tests.fixtures.service import Stack, job_message
+
+pytestmark = pytest.mark.integration
+
+
+def blob(size: int, seed: int = 1) -> bytes:
+    return (os.urandom(16) * (size // 16 + 1))[:size] if seed < 0 else bytes((i * 31 + seed) % 251 for i in range(size))
+
+
+async def test_job_lands_encrypted_in_new_room_and_source_is_deleted(stack: Stack) -> None:
+    """A published job creates its room, uploads an encrypted file both room members can decrypt,
+    sets the expiration, deletes the source and leaves no message behind."""
+    reader = stack.dracoon.add_user("alice")
+    data = blob(200_000)
+    await stack.put("rec/call-1.mp4", data)
+    await stack.send(job_message(stack.bucket, ["rec/call-1.mp4"],
+                                 [{"path": "Sales/2026", "expiration": "1 year"}]))
+
+    stats = await stack.drain()
+
+    assert stats.outcomes == {"success": 1}
+    files = stack.files("Sales", "2026")
+    assert len(files) == 1
+    (file,) = files
+    assert file.size == len(data)
+    assert stack.decrypt(file, stack.dracoon.service_user) == data
+    assert stack.decrypt(file, reader) == data  # the key was served to the other member
+    assert file.expire_at is not None and file.expire_at.startswith("2027-11-20")
+    assert not await stack.exists("rec/call-1.mp4")
+    assert await stack.queue_counts() == (0, 0, 0)
+
+
+@pytest.mark.parametrize("size", [0, 1, 64 * 1024 - 1, 64 * 1024, 64 * 1024 + 1, 300_001])
+async def test_sizes_round_trip(stack: Stack, size: int) -> None:
+    """Zero-byte, one-byte, chunk-boundary and multi-chunk objects arrive byte-exact."""
+    data = blob(size, seed=size % 7)
+    await stack.put(f"s/{size}.wav", data, content_type="audio/wav")
+    await stack.send(job_message(stack.bucket, [f"s/{size}.wav"]))
+    stats = await stack.drain()
+    assert stats.outcomes == {"success": 1}
+    (file,) = stack.files("Calls")
+    assert stack.decrypt(file, stack.dracoon.service_user) == data
+
+
+async def test_multi_key_multi_target_downloads_each_object_once(stack: Stack) -> None:
+    """Two keys to three targets: six files, one per key and target, all decrypting to their source."""
+    a, b = blob(70_000, 2), blob(1_000, 3)
+    await stack.put("m/a.mp4", a)
+    await stack.put("m/b.mp4", b)
+    targets = [{"path": "One"}, {"path": "Two/Deep"}, {"path": ""}]
+    await stack.send(job_message(stack.bucket, ["m/a.mp4", "m/b.mp4"], targets))
+    stats = await stack.drain()
+    assert stats.outcomes == {"success": 1}
+    for path in (("One",), ("Two", "Deep"), ()):
+        files = sorted(stack.files(*path), key=lambda n: n.size)
+        assert [f.size for f in files] == [len(b), len(a)], path
+        assert stack.decrypt(files[0], stack.dracoon.service_user) == b
+        assert stack.decrypt(files[1], stack.dracoon.service_user) == a
+    assert not await stack.exists("m/a.mp4") and not await stack.exists("m/b.mp4")
+
+
+@pytest.mark.parametrize("stack_overrides", [{"s3": {"delete_after_transfer": False}}])
+async def test_redelivered_job_creates_no_duplicate(stack: Stack) -> None:
+    """The same job delivered twice (source kept) leaves exactly one file per target, no "name (1)"."""
+    await stack.put("r/x.mp4", blob(5_000))
+    body = job_message(stack.bucket, ["r/x.mp4"], [{"path": "Once"}, {"path": "Twice"}])
+    await stack.send(body)
+    await stack.drain()
+    await stack.send(body)
+    stats = await stack.drain()
+    assert stats.outcomes == {"success": 1}
+    for room in ("Once", "Twice"):
+        names = [f.name for f in stack.files(room)]
+        assert len(names) == 1 and "(1)" not in names[0]
+    assert await stack.exists("r/x.mp4")
+
+
+async def test_permanent_failures_go_to_dlq_with_reason_and_others_still_complete(stack: Stack) -> None:
+    """Invalid and missing-source jobs are dead-lettered with a reason; a good job around them lands."""
+    await stack.send("this is not json")
+    await stack.send(job_message(stack.bucket, ["missing/key.mp4"]))
+    await stack.put("g/ok.mp4", blob(10))
+    await stack.send(job_message(stack.bucket, ["g/ok.mp4"]))
+    stats = await stack.drain()
+    assert stats.outcomes == {"success": 1, "permanent": 2}
+    assert len(stack.files("Calls")) == 1
+    dead = await stack.dlq_messages()
+    reasons = sorted(m["MessageAttributes"]["rs-reason-code"]["StringValue"] for m in dead)
+    assert reasons == ["invalid_message", "source_missing"]
+    visible, in_flight, _ = await stack.queue_counts()
+    assert (visible, in_flight) == (0, 0)
+
+
+async def test_unknown_instance_is_permanent(stack: Stack) -> None:
+    """A job for an instance nobody configured is dead-lettered, not retried forever."""
+    await stack.put("u/x.mp4", blob(10))
+    body = json.loads(job_message(stack.bucket, ["u/x.mp4"]))
+    body["instance"]["domain"] = "nobody.example.org"
+    await stack.send(json.dumps(body))
+    stats = await stack.drain()
+    assert stats.outcomes == {"permanent": 1}
+    (dead,) = await stack.dlq_messages()
+    assert dead["MessageAttributes"]["rs-reason-code"]["StringValue"] == "unknown_instance"
+    assert await stack.exists("u/x.mp4")
+
+
+async def test_transient_dracoon_outage_is_retried_to_success(stack: Stack) -> None:
+    """503s on channel creation are retried (client retries, then message redelivery) until the job lands."""
+    stack.dracoon.emulator.faults.add(method="POST", path=r"/api/v4/nodes/files/uploads$", status=503, count=6)
+    await stack.put("t/x.mp4", blob(3_000))
+    await stack.send(job_message(stack.bucket, ["t/x.mp4"]))
+    stats = await stack.drain()
+    assert stats.outcomes.get("success") == 1
+    assert len(stack.files("Calls")) == 1
+    assert await stack.queue_counts() == (0, 0, 0)
+
+
+@pytest.mark.parametrize("stack_overrides", [{"workers": {"shutdown_grace": 0.2}}])
+async def test_sigterm_mid_transfer_releases_and_later_completes_exactly_once(stack: Stack) -> None:
+    """Stopping mid-upload cancels the job and releases its message; the next run lands it once."""
+    stack.dracoon.emulator.faults.add(method="POST", path=r"/api/v4/uploads/", latency_ms=300)
+    data = blob(400_000)
+    await stack.put("sig/x.mp4", data)
+    await stack.send(job_message(stack.bucket, ["sig/x.mp4"]))
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(stack.config, stop=stop, install_signals=False))
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        if any(u["received"] > 0 for u in stack.dracoon.state.summary()["uploads"]):
+            break
+    stop.set()
+    stats = await asyncio.wait_for(task, 30)
+    assert stats.outcomes == {"cancelled": 1}
+    assert stack.files("Calls") == []
+    assert await stack.exists("sig/x.mp4")
+    stack.dracoon.emulator.faults.clear()
+    stats = await stack.drain()
+    assert stats.outcomes == {"success": 1}
+    (file,) = stack.files("Calls")
+    assert stack.decrypt(file, stack.dracoon.service_user) == data
+
+
+@pytest.mark.parametrize(
+    "instance_extra",
+    [{"targets": [{"meetingTypeId": 14, "copyTo": [{"path": "$instance/$meetingType", "expiration": "2 weeks"}]},
+                  {"meetingTypeId": "*any*", "copyTo": [{"path": "All/$year"}]}]}],
+)
+async def test_instance_configured_targets_with_templates(stack: Stack) -> None:
+    """Without targets in the message, the instance's per-meeting-type rules and templates apply."""
+    await stack.put("i/x.mp4", blob(2_000))
+    await stack.send(job_message(stack.bucket, ["i/x.mp4"], targets=[]))
+    stats = await stack.drain()
+    assert stats.outcomes == {"success": 1}
+    (typed,) = stack.files("meet.example.com", "Sales call")
+    assert typed.expire_at is not None and typed.expire_at.startswith("2026-12-04")
+    (anyfile,) = stack.files("All", "2026")
+    assert anyfile.expire_at is None
+    assert datetime.now(UTC).year >= 2026
