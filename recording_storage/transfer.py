@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 import structlog
 
@@ -26,7 +26,7 @@ from .crypto import FileEncryptor, UnlockedKeyPair, encrypt_file_key, generate_f
 from .dracoon import DracoonClient, NameConflict, Node, Upload
 from .errors import PermanentError, RecordingStorageError, TransientError
 from .instances import DracoonAccount, InstanceProvider
-from .jobs import JobMessage, parse_job_message
+from .jobs import JobMessage
 from .logs import Code
 from .pool import DracoonPool
 from .s3 import ObjectInfo, S3Source, SourceChanged
@@ -42,11 +42,62 @@ from .targets import (
 )
 from .worker import JobResult
 
-__all__ = ["TransferReport", "Transferer", "clash_name"]
+__all__ = ["MessageJob", "TransferJob", "TransferReport", "Transferer", "clash_name"]
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 STREAM_ATTEMPTS = 3  # a broken proxy upload cannot be resumed (append semantics): restart the file
+
+
+class TransferJob(Protocol):
+    """What the pipeline needs from a job, whatever message kind it came from.
+
+    Job messages (``MessageJob``) and S3 event notifications both provide it; the pipeline
+    never looks at the message format itself.
+    """
+
+    @property
+    def instance_domain(self) -> str: ...
+    @property
+    def bucket(self) -> str: ...
+    @property
+    def keys(self) -> tuple[str, ...]: ...
+    def describe(self) -> dict[str, object]: ...
+    def targets(self, account: DracoonAccount, now: datetime) -> list[ResolvedTarget]: ...
+    def file_name(self, key: str, content_type: str | None) -> str: ...
+    def notes(self, key: str, bucket: str, etag: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class MessageJob:
+    """A parsed job message (the original's wire format) as a TransferJob."""
+
+    job: JobMessage
+    include_pii: bool = False
+
+    @property
+    def instance_domain(self) -> str:
+        return self.job.instance_domain
+
+    @property
+    def bucket(self) -> str:
+        return self.job.bucket
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return self.job.keys
+
+    def describe(self) -> dict[str, object]:
+        return self.job.describe()
+
+    def targets(self, account: DracoonAccount, now: datetime) -> list[ResolvedTarget]:
+        return resolve_targets(self.job, account, now=now)
+
+    def file_name(self, key: str, content_type: str | None) -> str:
+        return file_name_for(self.job, key, content_type, key_count=len(self.job.keys))
+
+    def notes(self, key: str, bucket: str, etag: str) -> str:
+        return upload_notes(self.job, key, bucket, etag, include_pii=self.include_pii)
 
 
 @dataclass
@@ -99,24 +150,40 @@ async def _as_coro(aw: Awaitable[T]) -> T:
 class Transferer:
     """Runs jobs; one instance serves every worker of the process."""
 
-    def __init__(self, s3: S3Source, pool: DracoonPool, instances: InstanceProvider, cfg: AppConfig) -> None:
+    def __init__(
+        self,
+        s3: S3Source,
+        pool: DracoonPool,
+        instances: InstanceProvider,
+        cfg: AppConfig,
+        *,
+        decode: Callable[[str], Sequence[TransferJob]] | None = None,
+    ) -> None:
         self._s3 = s3
         self._pool = pool
         self._instances = instances
         self._cfg = cfg
+        self._decode = decode or self._decode_job_message
+
+    def _decode_job_message(self, body: str) -> list[TransferJob]:
+        from .jobs import parse_job_message
+
+        return [MessageJob(parse_job_message(body), include_pii=self._cfg.log.include_pii)]
 
     async def handle(self, msg: QueueMessage) -> JobResult:
-        """Worker entry point: parse, bind the job's log context, run."""
-        job = parse_job_message(msg.body)
-        structlog.contextvars.bind_contextvars(**job.describe())
-        report = await self.run(job)
-        return JobResult(bytes_transferred=report.bytes_read)
+        """Worker entry point: decode the message into jobs, bind their log context, run them."""
+        total = 0
+        for job in self._decode(msg.body):
+            structlog.contextvars.bind_contextvars(**job.describe())
+            report = await self.run(job)
+            total += report.bytes_read
+        return JobResult(bytes_transferred=total)
 
-    async def run(self, job: JobMessage, *, now: datetime | None = None) -> TransferReport:
+    async def run(self, job: TransferJob, *, now: datetime | None = None) -> TransferReport:
         account = await self._instances.get(job.instance_domain)
         if account.storage != "dracoon":
             raise PermanentError(f"instance storage is {account.storage!r}, not 'dracoon'", code="wrong_storage")
-        targets = resolve_targets(job, account, now=now or datetime.now(UTC))
+        targets = job.targets(account, now or datetime.now(UTC))
         client = await self._pool.client(account)
         keys = await self._pool.key_pair(account)
         rooms = [await self._room(client, account, t) for t in targets]
@@ -148,14 +215,14 @@ class Transferer:
 
     async def _transfer_object(
         self,
-        job: JobMessage,
+        job: TransferJob,
         info: ObjectInfo,
         client: DracoonClient,
         keys: UnlockedKeyPair,
         rooms: list[tuple[Node, ResolvedTarget]],
         report: TransferReport,
     ) -> None:
-        name = file_name_for(job, info.key, info.content_type, key_count=len(job.keys))
+        name = job.file_name(info.key, info.content_type)
         marker = source_marker(info.bucket, info.key, info.etag)
         done: list[Node] = []
         plans: list[_Plan] = []
@@ -167,7 +234,7 @@ class Transferer:
             elif plan is not None:
                 plans.append(plan)
         if plans:
-            notes = upload_notes(job, info.key, info.bucket, info.etag)
+            notes = job.notes(info.key, info.bucket, info.etag)
             for attempt in range(1, STREAM_ATTEMPTS + 1):
                 try:
                     nodes = await self._stream(info, client, keys, plans, notes, marker, report)
