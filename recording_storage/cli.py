@@ -28,8 +28,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Move recordings from S3 into DRACOON, encrypted client-side.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-c", "--config", type=Path, default=None,
-                        help="configuration file (default: $RECORDING_STORAGE_CONFIG or conf/app.yaml)")
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=None,
+        help="configuration file (default: $RECORDING_STORAGE_CONFIG or conf/app.yaml)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the service (workers, sharer, health server)")
@@ -37,8 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-messages", type=int, default=None, help="exit after this many messages")
 
     check = sub.add_parser("check", help="validate the configuration and prove every dependency works")
-    check.add_argument("--write-probe", action="store_true",
-                       help="also upload a tiny encrypted file per instance, read it back and delete it")
+    check.add_argument(
+        "--write-probe",
+        action="store_true",
+        help="also upload a tiny encrypted file per instance, read it back and delete it",
+    )
 
     send = sub.add_parser("send-job", help="publish a job message (JSON) to the configured queue")
     send.add_argument("file", help="JSON file with the job message, or - for standard input")
@@ -47,16 +55,27 @@ def _parser() -> argparse.ArgumentParser:
     share = sub.add_parser("share", help="serve missing file keys once and exit")
     share.add_argument("--instance", default=None, help="only this instance domain")
 
-    stack = sub.add_parser("local-stack", help="start the embedded local stack (moto S3/SQS + DRACOON emulator)")
-    stack.add_argument("--dir", type=Path, default=Path(".local-stack"),
-                       help="where to write the generated configuration (default: .local-stack)")
+    stack = sub.add_parser(
+        "local-stack", help="start the embedded local stack (moto S3/SQS + DRACOON emulator)"
+    )
+    stack.add_argument(
+        "--dir",
+        type=Path,
+        default=Path(".local-stack"),
+        help="where to write the generated configuration (default: .local-stack)",
+    )
 
     sub.add_parser("demo", help="start the local stack and move one recording end to end")
 
-    keypair = sub.add_parser("keypair", help="generate a DRACOON user key pair (JSON) for tests and emulators")
+    keypair = sub.add_parser(
+        "keypair", help="generate a DRACOON user key pair (JSON) for tests and emulators"
+    )
     keypair.add_argument("--version", dest="kp_version", choices=["A", "RSA-4096"], default="RSA-4096")
-    keypair.add_argument("--password-env", default="DRACOON_ENCRYPTION_PASSWORD",
-                         help="environment variable holding the encryption password")
+    keypair.add_argument(
+        "--password-env",
+        default="DRACOON_ENCRYPTION_PASSWORD",
+        help="environment variable holding the encryption password",
+    )
     return parser
 
 
@@ -88,8 +107,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from . import localstack
 
         if command == "demo":
-            return asyncio.run(localstack.demo())
-        return asyncio.run(localstack.serve(args.dir))
+            return asyncio.run(localstack.demo(Path(".local-stack/demo").resolve()))
+        return asyncio.run(localstack.serve(args.dir.resolve()))
     config = _load(args)
     from .logs import configure_logging
 
@@ -103,7 +122,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return asyncio.run(run_checks(config, write_probe=args.write_probe))
     if command == "send-job":
-        return asyncio.run(_send_job(config, args.file, validate=not args.no_validate))
+        body = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+        return asyncio.run(_send_job(config, body, validate=not args.no_validate))
     if command == "share":
         from .service import share_once
 
@@ -111,11 +131,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(command)
 
 
-async def _send_job(config: AppConfig, source: str, *, validate: bool) -> int:
+async def _send_job(config: AppConfig, body: str, *, validate: bool) -> int:
     from .jobs import parse_job_message
     from .sqs import JobQueue
 
-    body = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     if validate:
         parse_job_message(body)
     async with JobQueue(config.aws, config.queue, base_dir=config.base_dir) as queue:

@@ -52,11 +52,24 @@ DEFAULT_CONFIG_PATH = Path("conf/app.yaml")
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
-    "": 1, "b": 1,
-    "k": 1000, "kb": 1000, "ki": 1024, "kib": 1024,
-    "m": 1000**2, "mb": 1000**2, "mi": 1024**2, "mib": 1024**2,
-    "g": 1000**3, "gb": 1000**3, "gi": 1024**3, "gib": 1024**3,
-    "t": 1000**4, "tb": 1000**4, "ti": 1024**4, "tib": 1024**4,
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "ki": 1024,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mi": 1024**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gi": 1024**3,
+    "gib": 1024**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "ti": 1024**4,
+    "tib": 1024**4,
 }
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "": 1.0}
@@ -286,7 +299,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX):
             continue
-        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__") if k]
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
         if not keys:
             continue
         # Scalars stay strings (pydantic's lax mode turns "4" into 4 where an int is wanted,
@@ -318,8 +331,9 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _mask(loc: tuple[Any, ...], value: Any) -> str:
-    secretish = any(isinstance(p, str) and any(w in p for w in ("secret", "password", "token", "key_id"))
-                    for p in loc)
+    secretish = any(
+        isinstance(p, str) and any(w in p for w in ("secret", "password", "token", "key_id")) for p in loc
+    )
     if secretish:
         return "'***'"
     text = repr(value)
@@ -356,7 +370,9 @@ def load_config(
     """
     env = os.environ if env is None else env
     explicit = path is not None or "RECORDING_STORAGE_CONFIG" in env
-    cfg_path = Path(path) if path is not None else Path(env.get("RECORDING_STORAGE_CONFIG", DEFAULT_CONFIG_PATH))
+    cfg_path = (
+        Path(path) if path is not None else Path(env.get("RECORDING_STORAGE_CONFIG", DEFAULT_CONFIG_PATH))
+    )
     data: dict[str, Any] = {}
     if explicit or cfg_path.exists():
         loaded = load_yaml_file(cfg_path, what="configuration file")

@@ -22,7 +22,7 @@ async def fetch(url: str, dest: Path) -> list[str]:
     if parsed.scheme != "s3" or not parsed.netloc:
         raise SystemExit(f"RECORDING_STORAGE_CONFIG_S3_URL must look like s3://bucket/prefix, got {url!r}")
     prefix = parsed.path.strip("/")
-    dest.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(dest.mkdir, parents=True, exist_ok=True)
     copied: list[str] = []
     async with get_session().create_client("s3") as s3:
         for name in FILES:
@@ -32,7 +32,7 @@ async def fetch(url: str, dest: Path) -> list[str]:
             except s3.exceptions.NoSuchKey:
                 continue
             async with resp["Body"] as body:
-                (dest / name).write_bytes(await body.read())
+                await asyncio.to_thread((dest / name).write_bytes, await body.read())
             copied.append(name)
     return copied
 

@@ -57,8 +57,12 @@ class Runtime:
 
 
 def _secret_values(config: AppConfig) -> list[str]:
-    values = [config.dracoon.client_secret, config.aws.secret_access_key, config.aws.session_token,
-              config.instances.auth_token]
+    values = [
+        config.dracoon.client_secret,
+        config.aws.secret_access_key,
+        config.aws.session_token,
+        config.instances.auth_token,
+    ]
     return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
 
 
@@ -71,15 +75,21 @@ async def open_runtime(config: AppConfig, *, with_health: bool = True) -> AsyncI
     async with AsyncExitStack() as stack:
         instances = open_instance_provider(config)
         stack.push_async_callback(instances.aclose)
-        s3 = await stack.enter_async_context(S3Source(
-            config.aws, config.s3, max_connections=max(10, config.workers.count * (config.s3.parallel_ranges + 1))))
+        s3 = await stack.enter_async_context(
+            S3Source(
+                config.aws,
+                config.s3,
+                max_connections=max(10, config.workers.count * (config.s3.parallel_ranges + 1)),
+            )
+        )
         queue = await stack.enter_async_context(JobQueue(config.aws, config.queue, base_dir=config.base_dir))
-        pool = await stack.enter_async_context(DracoonPool(config.dracoon, metrics_hook=metrics.dracoon_request))
+        pool = await stack.enter_async_context(
+            DracoonPool(config.dracoon, metrics_hook=metrics.dracoon_request)
+        )
         runtime = Runtime(config, instances, s3, queue, pool, metrics, health)
         await _register_probes(runtime)
         if with_health and config.health.enabled:
             runtime.health_url = await stack.enter_async_context(serve_health(health, metrics, config.health))
-            log.info("health_server_started", url=runtime.health_url)
         yield runtime
 
 
@@ -155,8 +165,14 @@ async def _serve(rt: Runtime, stop: asyncio.Event, *, drain: bool, max_messages:
     cfg = rt.config
     transferer = Transferer(rt.s3, rt.pool, rt.instances, cfg)
     workers = WorkerPool(
-        rt.queue, transferer.handle, queue_cfg=cfg.queue, workers_cfg=cfg.workers, health=rt.health,
-        metrics=rt.metrics, drain=drain, max_messages=max_messages,
+        rt.queue,
+        transferer.handle,
+        queue_cfg=cfg.queue,
+        workers_cfg=cfg.workers,
+        health=rt.health,
+        metrics=rt.metrics,
+        drain=drain,
+        max_messages=max_messages,
     )
     rt.health.mark_config_valid()
     background_stop = asyncio.Event()

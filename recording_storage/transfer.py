@@ -182,7 +182,9 @@ class Transferer:
     async def run(self, job: TransferJob, *, now: datetime | None = None) -> TransferReport:
         account = await self._instances.get(job.instance_domain)
         if account.storage != "dracoon":
-            raise PermanentError(f"instance storage is {account.storage!r}, not 'dracoon'", code="wrong_storage")
+            raise PermanentError(
+                f"instance storage is {account.storage!r}, not 'dracoon'", code="wrong_storage"
+            )
         targets = job.targets(account, now or datetime.now(UTC))
         client = await self._pool.client(account)
         keys = await self._pool.key_pair(account)
@@ -193,7 +195,9 @@ class Transferer:
         for key in job.keys:
             info = await self._s3.head(job.bucket, key)
             sources.append(info)
-            await self._transfer_object(job, info, client, keys, list(zip(rooms, targets, strict=True)), report)
+            await self._transfer_object(
+                job, info, client, keys, list(zip(rooms, targets, strict=True)), report
+            )
         if self._cfg.s3.delete_after_transfer:
             for info in sources:
                 try:
@@ -248,11 +252,14 @@ class Transferer:
         for node in done:
             report.files.append(node.id)
             try:
-                await serve_missing_keys(client, keys, file_id=node.id, batch_size=self._cfg.sharer.batch_size)
+                await serve_missing_keys(
+                    client, keys, file_id=node.id, batch_size=self._cfg.sharer.batch_size
+                )
             except RecordingStorageError as exc:
                 # The file is safe; a redelivery finds it present and serves the keys again.
-                raise TransientError(f"serving file keys for file {node.id} failed: {exc}",
-                                     code="share_failed") from exc
+                raise TransientError(
+                    f"serving file keys for file {node.id} failed: {exc}", code="share_failed"
+                ) from exc
 
     async def _plan(
         self, client: DracoonClient, room: Node, target: ResolvedTarget, name: str, marker: str, size: int
@@ -265,8 +272,9 @@ class Transferer:
             return node, None
         policy = self._cfg.dracoon.name_clash
         if policy == "fail":
-            raise PermanentError(f"a different file named {name!r} already exists in room {room.id}",
-                                 code="name_clash")
+            raise PermanentError(
+                f"a different file named {name!r} already exists in room {room.id}", code="name_clash"
+            )
         if policy == "overwrite" and node.type == "file":
             return None, _Plan(room, target, name, "overwrite")
         alt = clash_name(name, marker)
@@ -275,8 +283,9 @@ class Transferer:
             return None, _Plan(room, target, alt, "fail")
         if self._is_ours(other, marker, size):
             return other, None
-        raise PermanentError(f"both {name!r} and {alt!r} exist in room {room.id} and are not this recording",
-                             code="name_clash")
+        raise PermanentError(
+            f"both {name!r} and {alt!r} exist in room {room.id} and are not this recording", code="name_clash"
+        )
 
     @staticmethod
     async def _child(client: DracoonClient, room_id: int, name: str) -> Node | None:
@@ -303,10 +312,16 @@ class Transferer:
         uploads: list[Upload] = []
         try:
             for plan in plans:
-                uploads.append(await client.open_upload(
-                    plan.room.id, plan.name, info.size, expire_at=plan.target.expire_at,
-                    classification=self._cfg.dracoon.classification, notes=notes,
-                ))
+                uploads.append(
+                    await client.open_upload(
+                        plan.room.id,
+                        plan.name,
+                        info.size,
+                        expire_at=plan.target.expire_at,
+                        classification=self._cfg.dracoon.classification,
+                        notes=notes,
+                    )
+                )
             encryptor = FileEncryptor(generate_file_key(), size=info.size)
             done_bytes = 0
             started = last_progress = time.monotonic()
@@ -320,14 +335,26 @@ class Transferer:
                     if now - last_progress >= self._cfg.workers.progress_interval:
                         last_progress = now
                         rate = done_bytes / max(now - started, 1e-6) / 1e6
-                        log.info("transfer_progress", s3_key=info.key, bytes_done=done_bytes,
-                                 bytes_total=info.size, mb_per_s=round(rate, 2), code=Code.TRANSFERER_STATUS)
+                        log.info(
+                            "transfer_progress",
+                            s3_key=info.key,
+                            bytes_done=done_bytes,
+                            bytes_total=info.size,
+                            mb_per_s=round(rate, 2),
+                            code=Code.TRANSFERER_STATUS,
+                        )
             if done_bytes != info.size:
-                raise TransientError(f"read {done_bytes} of {info.size} bytes of the source", code="short_read")
+                raise TransientError(
+                    f"read {done_bytes} of {info.size} bytes of the source", code="short_read"
+                )
             encryptor.finalize()
             file_key = encrypt_file_key(encryptor.file_key(), keys.public_key_container)
-            nodes = await _fan_out([self._complete(client, u, p, file_key, marker, info.size)
-                                    for u, p in zip(uploads, plans, strict=True)])
+            nodes = await _fan_out(
+                [
+                    self._complete(client, u, p, file_key, marker, info.size)
+                    for u, p in zip(uploads, plans, strict=True)
+                ]
+            )
         except BaseException:
             await asyncio.shield(asyncio.gather(*(u.cancel() for u in uploads), return_exceptions=True))
             raise

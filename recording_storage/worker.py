@@ -52,7 +52,9 @@ class HealthLike(Protocol):
 
 class MetricsLike(Protocol):
     def job_in_flight(self) -> AbstractContextManager[None]: ...
-    def job_finished(self, outcome: Outcome, bytes_transferred: int = 0, seconds: float | None = None) -> None: ...
+    def job_finished(
+        self, outcome: Outcome, bytes_transferred: int = 0, seconds: float | None = None
+    ) -> None: ...
     def queue_receive_error(self) -> None: ...
     def dlq_message(self, reason: str) -> None: ...
 
@@ -218,9 +220,14 @@ class WorkerPool:
             outcome, transferred = await self._run_job(msg, started)
         self.stats.count(outcome)
         self._metrics.job_finished(outcome, transferred, time.monotonic() - started)
-        log.info("job_finished", outcome=outcome, bytes=transferred, seconds=round(time.monotonic() - started, 3),
-                 mb_per_s=round(transferred / max(time.monotonic() - started, 1e-6) / 1e6, 2),
-                 code=Code.TRANSFER_SUMMARY)
+        log.info(
+            "job_finished",
+            outcome=outcome,
+            bytes=transferred,
+            seconds=round(time.monotonic() - started, 3),
+            mb_per_s=round(transferred / max(time.monotonic() - started, 1e-6) / 1e6, 2),
+            code=Code.TRANSFER_SUMMARY,
+        )
 
     async def _run_job(self, msg: QueueMessage, started: float) -> tuple[Outcome, int]:
         heartbeat = asyncio.create_task(self._heartbeat(msg, started))
@@ -269,10 +276,19 @@ class WorkerPool:
             log.warning("message_delete_failed", error=str(exc), code=Code.SQS_ERROR)
 
     async def _release(self, msg: QueueMessage, retry_after: float | None, exc: BaseException | None) -> None:
-        delay = 0 if retry_after == 0 and exc is None else backoff_seconds(msg.receive_count, self._qcfg, retry_after)
+        delay = (
+            0
+            if retry_after == 0 and exc is None
+            else backoff_seconds(msg.receive_count, self._qcfg, retry_after)
+        )
         if exc is not None:
-            log.warning("job_failed_transient", error=str(exc), error_code=getattr(exc, "code", "bug"),
-                        retry_in=delay, code=Code.TRANSFERER_ERROR)
+            log.warning(
+                "job_failed_transient",
+                error=str(exc),
+                error_code=getattr(exc, "code", "bug"),
+                retry_in=delay,
+                code=Code.TRANSFERER_ERROR,
+            )
         try:
             await self._queue.change_visibility(msg, delay)
         except (TransientError, PermanentError) as err:

@@ -20,7 +20,11 @@ pytestmark = pytest.mark.integration
 
 
 def blob(size: int, seed: int = 1) -> bytes:
-    return (os.urandom(16) * (size // 16 + 1))[:size] if seed < 0 else bytes((i * 31 + seed) % 251 for i in range(size))
+    return (
+        (os.urandom(16) * (size // 16 + 1))[:size]
+        if seed < 0
+        else bytes((i * 31 + seed) % 251 for i in range(size))
+    )
 
 
 async def test_job_lands_encrypted_in_new_room_and_source_is_deleted(stack: Stack) -> None:
@@ -29,8 +33,9 @@ async def test_job_lands_encrypted_in_new_room_and_source_is_deleted(stack: Stac
     reader = stack.dracoon.add_user("alice")
     data = blob(200_000)
     await stack.put("rec/call-1.mp4", data)
-    await stack.send(job_message(stack.bucket, ["rec/call-1.mp4"],
-                                 [{"path": "Sales/2026", "expiration": "1 year"}]))
+    await stack.send(
+        job_message(stack.bucket, ["rec/call-1.mp4"], [{"path": "Sales/2026", "expiration": "1 year"}])
+    )
 
     stats = await stack.drain()
 
@@ -122,7 +127,9 @@ async def test_unknown_instance_is_permanent(stack: Stack) -> None:
 
 async def test_transient_dracoon_outage_is_retried_to_success(stack: Stack) -> None:
     """503s on channel creation are retried (client retries, then message redelivery) until the job lands."""
-    stack.dracoon.emulator.faults.add(method="POST", path=r"/api/v4/nodes/files/uploads$", status=503, count=6)
+    stack.dracoon.emulator.faults.add(
+        method="POST", path=r"/api/v4/nodes/files/uploads$", status=503, count=6
+    )
     await stack.put("t/x.mp4", blob(3_000))
     await stack.send(job_message(stack.bucket, ["t/x.mp4"]))
     stats = await stack.drain()
@@ -158,8 +165,17 @@ async def test_sigterm_mid_transfer_releases_and_later_completes_exactly_once(st
 
 @pytest.mark.parametrize(
     "instance_extra",
-    [{"targets": [{"meetingTypeId": 14, "copyTo": [{"path": "$instance/$meetingType", "expiration": "2 weeks"}]},
-                  {"meetingTypeId": "*any*", "copyTo": [{"path": "All/$year"}]}]}],
+    [
+        {
+            "targets": [
+                {
+                    "meetingTypeId": 14,
+                    "copyTo": [{"path": "$instance/$meetingType", "expiration": "2 weeks"}],
+                },
+                {"meetingTypeId": "*any*", "copyTo": [{"path": "All/$year"}]},
+            ]
+        }
+    ],
 )
 async def test_instance_configured_targets_with_templates(stack: Stack) -> None:
     """Without targets in the message, the instance's per-meeting-type rules and templates apply."""

@@ -16,8 +16,13 @@ from recording_storage.worker import JobResult, WorkerPool, backoff_seconds
 
 
 def msg(i: int, receive_count: int = 1) -> QueueMessage:
-    return QueueMessage(message_id=f"m{i}", receipt_handle=f"rh{i}", body=f"job-{i}",
-                        receive_count=receive_count, attributes={})
+    return QueueMessage(
+        message_id=f"m{i}",
+        receipt_handle=f"rh{i}",
+        body=f"job-{i}",
+        receive_count=receive_count,
+        attributes={},
+    )
 
 
 @dataclass
@@ -85,12 +90,21 @@ class FakeMetrics:
     def dlq_message(self, reason: str) -> None: ...
 
 
-QCFG = QueueConfig(visibility_timeout=30, heartbeat_interval=0.05, retry_backoff_base=30, retry_backoff_max=900)
+QCFG = QueueConfig(
+    visibility_timeout=30, heartbeat_interval=0.05, retry_backoff_base=30, retry_backoff_max=900
+)
 
 
 def pool(queue: FakeQueue, handler, *, count: int = 2, grace: float = 1.0, **kw) -> WorkerPool:  # type: ignore[no-untyped-def]
-    return WorkerPool(queue, handler, queue_cfg=QCFG, workers_cfg=WorkersConfig(count=count, shutdown_grace=grace),
-                      health=FakeHealth(), metrics=FakeMetrics(), **kw)
+    return WorkerPool(
+        queue,
+        handler,
+        queue_cfg=QCFG,
+        workers_cfg=WorkersConfig(count=count, shutdown_grace=grace),
+        health=FakeHealth(),
+        metrics=FakeMetrics(),
+        **kw,
+    )
 
 
 async def test_outcomes_are_decided_per_exception_class() -> None:
