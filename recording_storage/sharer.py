@@ -11,35 +11,127 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
 from .config import SharerConfig
-from .crypto import CryptoError, PlainFileKey, UnlockedKeyPair, encrypt_file_key
-from .dracoon import DracoonClient, FileKeyItem
+from .crypto import (
+    CryptoError,
+    EncryptedFileKey,
+    PlainFileKey,
+    PublicKeyContainer,
+    UnlockedKeyPair,
+    encrypt_file_key,
+)
+from .dracoon import AuthenticationFailed, DracoonClient, FileKeyItem, MissingKeys, NameConflict
 from .errors import PermanentError, RecordingStorageError
 from .instances import InstanceProvider
 from .logs import Code
+from .metrics import SharerOutcome
 from .pool import DracoonPool
 
-__all__ = ["ShareStats", "Sharer", "serve_missing_keys"]
+__all__ = ["SharerMetrics", "ShareStats", "Sharer", "serve_missing_keys"]
 
 log = structlog.get_logger(__name__)
 
 MAX_PAGES = 10_000  # a runaway guard, far above any real backlog (100 pairs per page)
+PAGE_LIMIT = 100  # DRACOON's hard cap for missingFileKeys
+# Failures of POST /nodes/files/keys that say nothing about the individual items: splitting
+# the batch cannot help, so the instance's pass ends instead.
+_SYSTEMIC_CODES = frozenset({"authentication_failed", "no_key_pair"})
+
+Pair = tuple[int, int]  # (user id, file id)
+
+
+class SharerMetrics(Protocol):
+    """What the sharer reports (``metrics.Metrics`` fits)."""
+
+    def sharer_keys_served(self, count: int) -> None: ...
+
+    def sharer_pass(self, outcome: SharerOutcome) -> None: ...
 
 
 @dataclass
 class ShareStats:
-    """What one serving run did; ``failed`` pairs stay missing and are retried next pass."""
+    """What one serving run did.
+
+    ``served`` counts file keys set (one per user and key-pair version); ``failed`` counts
+    (user, file) pairs that stayed missing and are retried next pass; ``conflicts`` counts pairs
+    whose POST another writer answered first (409), which is not a failure. ``files_unusable``
+    holds files whose key we could not unwrap, ``files_without_key`` files listed without our copy.
+    """
 
     served: int = 0
     failed: int = 0
+    conflicts: int = 0
     pages: int = 0
+    files_unusable: set[int] = field(default_factory=set, repr=False)
+    files_without_key: set[int] = field(default_factory=set, repr=False)
+
+
+@dataclass
+class _Wrapped:
+    """One page turned into POST items, off the event loop."""
+
+    pairs: dict[Pair, list[FileKeyItem]] = field(default_factory=dict)
+    failed: list[Pair] = field(default_factory=list)
+
+
+def _wrap_page(
+    page: MissingKeys,
+    fresh: Sequence[Pair],
+    keys: UnlockedKeyPair,
+    plain_keys: dict[int, PlainFileKey | None],
+    stats: ShareStats,
+) -> _Wrapped:
+    """Unwrap each file key once (cached across pages) and wrap it per recipient key version.
+
+    A user may be listed once per key-pair version (during a key migration); each listed
+    public key gets its own copy, or the pair stays missing for the other version.
+    """
+    publics: dict[int, list[PublicKeyContainer]] = {}
+    for user in page.users:
+        publics.setdefault(user.id, []).append(user.public_key_container)
+    ours: dict[int, EncryptedFileKey] = {f.id: f.file_key_container for f in page.files}
+    out = _Wrapped()
+    for user_id, file_id in fresh:
+        if file_id not in plain_keys:
+            plain_keys[file_id] = _unwrap(keys, ours.get(file_id), file_id, stats)
+        plain = plain_keys[file_id]
+        targets = publics.get(user_id, [])
+        if plain is None or not targets:
+            out.failed.append((user_id, file_id))
+            continue
+        try:
+            made = [FileKeyItem(file_id=file_id, user_id=user_id, file_key=encrypt_file_key(plain, pub))
+                    for pub in targets]
+        except CryptoError as exc:
+            log.warning("file_key_wrap_failed", file_id=file_id, user_id=user_id, error=str(exc),
+                        code=Code.SHARER_ERROR)
+            out.failed.append((user_id, file_id))
+            continue
+        out.pairs[(user_id, file_id)] = made
+    return out
+
+
+def _unwrap(
+    keys: UnlockedKeyPair, enc: EncryptedFileKey | None, file_id: int, stats: ShareStats
+) -> PlainFileKey | None:
+    """Our copy of a file key in the clear, or None when unusable (logged once per run)."""
+    if enc is None:
+        stats.files_without_key.add(file_id)
+        return None
+    try:
+        return keys.decrypt_file_key(enc)
+    except CryptoError as exc:
+        log.debug("file_key_unusable", file_id=file_id, error=str(exc))
+        stats.files_unusable.add(file_id)
+        return None
 
 
 async def serve_missing_keys(
@@ -49,67 +141,116 @@ async def serve_missing_keys(
     file_id: int | None = None,
     room_id: int | None = None,
     batch_size: int = 100,
+    stats: ShareStats | None = None,
 ) -> ShareStats:
     """Serve every missing file key visible to us (optionally for one file or room).
 
-    Pages are re-read from offset 0 because served pairs drop out of the list; pairs we could
-    not serve are skipped by advancing the offset, so a bad key never loops forever.
+    Served pairs drop out of the list, so the offset only moves past pairs already tried in
+    this run (they are still listed, hence unservable now); every page either serves a new
+    pair or moves the offset, so a bad key never loops forever. Reading a page fails the run
+    (raised); a rejected POST only fails its own pairs (see ``_post``). Pass ``stats`` to keep
+    the counts of a run that raised.
     """
-    stats = ShareStats()
-    attempted: set[tuple[int, int]] = set()
+    stats = stats if stats is not None else ShareStats()
+    attempted: set[Pair] = set()
     plain_keys: dict[int, PlainFileKey | None] = {}
     offset = 0
     while stats.pages < MAX_PAGES:
-        page = await client.missing_file_keys(file_id=file_id, room_id=room_id, offset=offset, limit=100)
+        page = await client.missing_file_keys(
+            file_id=file_id, room_id=room_id, offset=offset, limit=PAGE_LIMIT
+        )
         stats.pages += 1
         if not page.items:
             break
-        fresh = [it for it in page.items if (it.user_id, it.file_id) not in attempted]
+        listed = [(it.user_id, it.file_id) for it in page.items]
+        fresh = list(dict.fromkeys(p for p in listed if p not in attempted))
         if not fresh:
-            offset += len(page.items)
+            offset += len(listed)
             continue
-        users = {u.id: u.public_key_container for u in page.users}
-        files = {f.id: f.file_key_container for f in page.files}
-        batch: list[FileKeyItem] = []
-        for item in fresh:
-            attempted.add((item.user_id, item.file_id))
-            if item.file_id not in plain_keys:
-                enc = files.get(item.file_id)
-                plain_keys[item.file_id] = _unwrap(keys, enc, item.file_id) if enc is not None else None
-            plain = plain_keys[item.file_id]
-            public = users.get(item.user_id)
-            if plain is None or public is None:
-                stats.failed += 1
-                continue
-            try:
-                batch.append(FileKeyItem(file_id=item.file_id, user_id=item.user_id,
-                                         file_key=encrypt_file_key(plain, public)))
-            except CryptoError as exc:
-                stats.failed += 1
-                log.warning("file_key_wrap_failed", file_id=item.file_id, user_id=item.user_id,
-                            error=str(exc), code=Code.SHARER_ERROR)
-        for start in range(0, len(batch), batch_size):
-            chunk: Sequence[FileKeyItem] = batch[start:start + batch_size]
-            await client.set_file_keys(chunk)
-            stats.served += len(chunk)
-        if not batch:
-            offset += len(page.items)
+        attempted.update(fresh)
+        wrapped = await asyncio.to_thread(_wrap_page, page, fresh, keys, plain_keys, stats)
+        stats.failed += len(wrapped.failed)
+        await _post_all(client, wrapped, batch_size, stats)
+        offset += len(listed) - len(fresh)
+    else:
+        log.error("sharer_page_limit_reached", pages=stats.pages, code=Code.SHARER_ERROR)
+    # One line per run, not per file: the same broken keys come back every pass.
+    if stats.files_unusable:
+        log.warning("file_key_unwrap_failed", files=len(stats.files_unusable),
+                    file_ids=sorted(stats.files_unusable)[:20], code=Code.SHARER_ERROR)
+    if stats.files_without_key:
+        log.warning("file_key_missing_in_listing", files=len(stats.files_without_key),
+                    file_ids=sorted(stats.files_without_key)[:20], code=Code.SHARER_ERROR)
     return stats
 
 
-def _unwrap(keys: UnlockedKeyPair, enc: object, file_id: int) -> PlainFileKey | None:
-    from .crypto import EncryptedFileKey
+async def _post_all(client: DracoonClient, wrapped: _Wrapped, batch_size: int, stats: ShareStats) -> None:
+    """POST whole pairs (every version of one user's copy together) in batches of ~batch_size."""
+    batch: list[list[FileKeyItem]] = []
+    size = 0
+    for made in wrapped.pairs.values():
+        if batch and size + len(made) > batch_size:
+            await _post(client, batch, stats)
+            batch, size = [], 0
+        batch.append(made)
+        size += len(made)
+    if batch:
+        await _post(client, batch, stats)
 
-    assert isinstance(enc, EncryptedFileKey)
+
+async def _post(client: DracoonClient, groups: list[list[FileKeyItem]], stats: ShareStats) -> None:
+    """POST one batch; a rejected batch is halved to isolate the pair DRACOON refuses.
+
+    If both halves are rejected as well, the rejection is about the batch rather than one
+    item, and the whole batch is given up for this pass: at most 2*log2(n) extra requests, and
+    3 for a systematic failure. Transient errors (after the client's own retries) and
+    rejections that no item causes (login, no key pair) end the run instead.
+    """
+    error = await _try_post(client, groups, stats)
+    while error is not None and len(groups) > 1:
+        half = len(groups) // 2
+        left, right = groups[:half], groups[half:]
+        left_error = await _try_post(client, left, stats)
+        right_error = await _try_post(client, right, stats)
+        if left_error is not None and right_error is not None:
+            stats.failed += len(groups)
+            log.warning("file_keys_batch_rejected", pairs=len(groups), error=str(error),
+                        code=Code.SHARER_ERROR)
+            return
+        groups, error = (left, left_error) if left_error is not None else (right, right_error)
+    if error is not None:
+        item = groups[0][0]
+        stats.failed += 1
+        log.warning("file_key_rejected", file_id=item.file_id, user_id=item.user_id, error=str(error),
+                    code=Code.SHARER_ERROR)
+
+
+async def _try_post(
+    client: DracoonClient, groups: list[list[FileKeyItem]], stats: ShareStats
+) -> PermanentError | None:
+    items = [item for group in groups for item in group]
     try:
-        return keys.decrypt_file_key(enc)
-    except CryptoError as exc:
-        log.warning("file_key_unwrap_failed", file_id=file_id, error=str(exc), code=Code.SHARER_ERROR)
+        await client.set_file_keys(items)
+    except NameConflict:
+        # Another replica set some of these keys at the same moment: not an error. Whatever is
+        # still missing is listed again and served next pass.
+        stats.conflicts += len(groups)
+        log.info("file_keys_conflict", pairs=len(groups), code=Code.SHARER_STATUS)
         return None
+    except PermanentError as exc:
+        if isinstance(exc, AuthenticationFailed) or exc.code in _SYSTEMIC_CODES:
+            raise
+        return exc
+    stats.served += len(items)
+    return None
 
 
 class Sharer:
-    """Periodic pass over every configured instance; one failing instance never stops the loop."""
+    """Periodic pass over every configured instance; one failing instance never stops the loop.
+
+    ``metrics`` gets the keys served and each pass's outcome; ``on_pass(ok)`` (the health
+    state) learns whether the last pass served everything it could.
+    """
 
     def __init__(
         self,
@@ -117,53 +258,136 @@ class Sharer:
         pool: DracoonPool,
         cfg: SharerConfig,
         *,
-        on_pass: object | None = None,
+        metrics: SharerMetrics | None = None,
+        on_pass: Callable[[bool], None] | None = None,
     ) -> None:
         self._instances = instances
         self._pool = pool
         self._cfg = cfg
+        self._metrics = metrics
         self._on_pass = on_pass
 
     async def run_once(self, *, only: str | None = None) -> dict[str, ShareStats]:
-        """One pass; returns per-instance stats (instances that failed are logged and absent)."""
-        results: dict[str, ShareStats] = {}
-        domains = [only] if only else await self._instances.list_domains()
-        seen_accounts: set[str] = set()
-        for domain in domains:
-            try:
-                account = await self._instances.get(domain)
-                if account.storage != "dracoon" or account.account_key in seen_accounts:
-                    continue
-                seen_accounts.add(account.account_key)
-                client = await self._pool.client(account)
-                keys = await self._pool.key_pair(account)
-                stats = await serve_missing_keys(client, keys, batch_size=self._cfg.batch_size)
-            except (RecordingStorageError, CryptoError) as exc:
-                log.error("sharer_instance_failed", instance=domain, error=str(exc),
-                          permanent=isinstance(exc, PermanentError), code=Code.SHARER_ERROR)
-                continue
-            results[domain] = stats
-            log.info("sharer_instance_done", instance=domain, served=stats.served, failed=stats.failed,
-                     pages=stats.pages, code=Code.SHARER_STATUS)
+        """One pass; per-instance stats. Instances that failed are logged and absent.
+
+        A domain that shares its account with an earlier one, or is not stored in DRACOON,
+        gets empty stats: there is nothing (more) to do for it.
+        """
+        try:
+            results, outcome = await self._pass(only)
+        except Exception:
+            self._report("failure")
+            raise
+        self._report(outcome)
         return results
 
+    async def _pass(self, only: str | None) -> tuple[dict[str, ShareStats], SharerOutcome]:
+        results: dict[str, ShareStats] = {}
+        try:
+            domains = [only] if only else await self._instances.list_domains()
+        except RecordingStorageError as exc:
+            log.error("sharer_instances_unavailable", error=str(exc), code=Code.SHARER_ERROR)
+            return results, "failure"
+        # Several domains may share one account: serve it once; a failure fails them all.
+        accounts: dict[str, bool] = {}
+        failed = 0
+        for domain in domains:
+            try:
+                stats = await self._serve_instance(domain, accounts)
+            except RecordingStorageError as exc:
+                failed += 1
+                log.error("sharer_instance_failed", instance=domain, error=str(exc), error_code=exc.code,
+                          permanent=isinstance(exc, PermanentError), code=Code.SHARER_ERROR)
+                continue
+            except Exception as exc:  # a bug for one instance must not starve the others
+                failed += 1
+                log.error("sharer_instance_failed", instance=domain, error=repr(exc), error_code="unexpected",
+                          exc_info=exc, code=Code.SHARER_ERROR)
+                continue
+            results[domain] = stats
+        if failed and failed == len(domains):
+            return results, "failure"
+        if failed or any(s.failed for s in results.values()):
+            return results, "partial"
+        return results, "success"
+
+    async def _serve_instance(self, domain: str, accounts: dict[str, bool]) -> ShareStats:
+        account = await self._instances.get(domain)
+        if account.storage != "dracoon":
+            return ShareStats()
+        key = account.account_key
+        if key in accounts:
+            if not accounts[key]:
+                raise PermanentError("its DRACOON account failed for another instance this pass",
+                                     code="account_failed")
+            return ShareStats()
+        accounts[key] = False
+        stats = ShareStats()
+        try:
+            client = await self._pool.client(account)
+            keys = await self._pool.key_pair(account)
+            await serve_missing_keys(client, keys, batch_size=self._cfg.batch_size, stats=stats)
+        finally:
+            # Keys served before a failure were served all the same.
+            if self._metrics is not None:
+                self._metrics.sharer_keys_served(stats.served)
+        accounts[key] = True
+        log.info("sharer_instance_done", instance=domain, served=stats.served, failed=stats.failed,
+                 conflicts=stats.conflicts, pages=stats.pages, code=Code.SHARER_STATUS)
+        return stats
+
+    def _report(self, outcome: SharerOutcome) -> None:
+        if self._metrics is not None:
+            self._metrics.sharer_pass(outcome)
+        if self._on_pass is not None:
+            self._on_pass(outcome == "success")
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Loop until ``stop``: first pass soon after start, then every interval (+ jitter)."""
-        delay = self._cfg.first_delay
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+        """Loop until ``stop``: first pass soon after start, then once per interval (+ jitter).
+
+        Passes are scheduled on a fixed grid (start + n * interval), so a slow pass does not
+        push every later one back; slots a pass overran are skipped, not caught up. Jitter
+        spreads replicas that started together. ``stop`` also cancels a running pass: serving
+        is idempotent, so the next process simply continues.
+        """
+        loop = asyncio.get_running_loop()
+        cfg = self._cfg
+        first = cfg.first_delay + random.uniform(0, min(cfg.jitter, cfg.first_delay))
+        grid = loop.time() + first
+        slot = 0
+        delay = first
+        while not await _wait(stop, delay):
+            await self._guarded_pass(stop)
             if stop.is_set():
                 return
-            started = time.monotonic()
-            ok = True
-            try:
-                await self.run_once()
-            except Exception:
-                ok = False
-                log.exception("sharer_pass_failed", code=Code.SHARER_ERROR)
-            callback = self._on_pass
-            if callable(callback):
-                callback(ok)
-            elapsed = time.monotonic() - started
-            delay = max(1.0, self._cfg.interval - elapsed + random.uniform(0, self._cfg.jitter))
+            now = loop.time()
+            slot = _next_slot(grid, slot, now, cfg.interval)
+            delay = max(0.0, grid + slot * cfg.interval + random.uniform(0, cfg.jitter) - now)
+
+    async def _guarded_pass(self, stop: asyncio.Event) -> None:
+        """One pass that never raises; cancelled as soon as ``stop`` is set."""
+        task = asyncio.create_task(self.run_once(), name="sharer-pass")
+        stopper = asyncio.create_task(stop.wait(), name="sharer-stop")
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            task.cancel()  # no-op once done
+            stopper.cancel()
+            await asyncio.gather(task, stopper, return_exceptions=True)
+        if task.cancelled():
+            log.info("sharer_pass_cancelled", code=Code.SHARER_STATUS)
+        elif (exc := task.exception()) is not None:
+            log.error("sharer_pass_failed", exc_info=exc, code=Code.SHARER_ERROR)
+
+
+def _next_slot(grid: float, slot: int, now: float, interval: float) -> int:
+    """The next slot on the grid that has not started yet (missed slots are skipped)."""
+    return max(slot + 1, math.ceil((now - grid) / interval))
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``stop``; True if it is set."""
+    if seconds > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()

@@ -1,0 +1,348 @@
+"""``recording-storage check``: prove every setting with the real operation that depends on it.
+
+A configuration that parses can still be useless: a queue in another region, a bucket the role
+cannot read, a DRACOON password that changed, an encryption password that does not open the
+key pair, a parent room that is not encrypted. Each of these would otherwise surface as a
+dead-lettered job hours later. Like Kazoo's storage-plan validation, every check does the real
+thing once (GetQueueAttributes, HeadBucket, login, key pair unlock, room lookup and, on request,
+an encrypted upload read back and deleted) and prints one line: ``PASS name: detail``,
+``FAIL name: reason`` or ``SKIP name: why``. Lines never carry secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import secrets
+import sys
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO, Literal
+
+import structlog
+
+from .config import AppConfig
+from .crypto import (
+    FileDecryptor,
+    FileEncryptor,
+    UnlockedKeyPair,
+    WrongPassword,
+    encrypt_file_key,
+    generate_file_key,
+    unlock_key_pair,
+)
+from .dracoon import DracoonClient, Node, NotFound
+from .errors import ConfigError, PermanentError, RecordingStorageError
+from .instances import DracoonAccount, InstanceProvider, open_instance_provider
+from .logs import redact_text, register_secrets
+from .pool import preferred_key_pair
+from .s3 import S3Source
+from .sqs import JobQueue
+
+__all__ = ["DEFAULT_TIMEOUT", "CheckResult", "run_checks"]
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_TIMEOUT = 30.0  # per check; unlocking a key pair alone takes about a second
+PROBE_PREFIX = ".recording-storage-probe-"
+Status = Literal["PASS", "FAIL", "SKIP"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One printed line."""
+
+    status: Status
+    name: str
+    detail: str
+
+    def line(self) -> str:
+        detail = " ".join(self.detail.split())  # one line per check, whatever the message held
+        return redact_text(f"{self.status} {self.name}: {detail}")
+
+
+class _Skip(Exception):
+    """Raised by a check that cannot run (a dependency failed or nothing is configured)."""
+
+
+class _Run:
+    """Runs checks one by one, printing each line as soon as it is known."""
+
+    def __init__(self, out: IO[str], timeout: float) -> None:
+        self.out = out
+        self.timeout = timeout
+        self.results: list[CheckResult] = []
+
+    def emit(self, status: Status, name: str, detail: str) -> bool:
+        result = CheckResult(status, name, detail)
+        self.results.append(result)
+        print(result.line(), file=self.out, flush=True)
+        return status == "PASS"
+
+    async def check(
+        self, name: str, fn: Callable[[], Awaitable[str]], *, hint: str = "", own_timeouts: bool = False
+    ) -> bool:
+        """Run one check under the per-check timeout (unless it keeps its own); True if it passed."""
+        limit = None if own_timeouts else self.timeout
+        try:
+            async with asyncio.timeout(limit):
+                detail = await fn()
+        except _Skip as skip:
+            return self.emit("SKIP", name, str(skip))
+        except TimeoutError:
+            return self.emit("FAIL", name, f"no answer within {self.timeout:g}s{_with(hint)}")
+        except ConfigError as exc:
+            problems = "; ".join(str(p) for p in exc.problems)
+            return self.emit("FAIL", name, f"invalid configuration: {problems} [{exc.code}]{_with(hint)}")
+        except RecordingStorageError as exc:
+            return self.emit("FAIL", name, f"{exc} [{exc.code}]{_with(hint)}")
+        except Exception as exc:  # a check must report, never crash the command
+            log.debug("check_crashed", check=name, exc_info=True)
+            return self.emit("FAIL", name, f"unexpected {type(exc).__name__}: {exc}{_with(hint)}")
+        return self.emit("PASS", name, detail)
+
+    @property
+    def failed(self) -> int:
+        return sum(r.status == "FAIL" for r in self.results)
+
+
+def _with(hint: str) -> str:
+    return f"; {hint}" if hint else ""
+
+
+async def run_checks(
+    config: AppConfig,
+    *,
+    write_probe: bool = False,
+    out: IO[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> int:
+    """Check everything the configuration points at; 0 if every check passed, else 1."""
+    run = _Run(out if out is not None else sys.stdout, timeout)
+    register_secrets(*_secrets(config))
+    run.emit("PASS", "config", f"valid (relative paths from {config.base_dir})")
+    await _check_sqs(run, config)
+    await _check_s3(run, config)
+    async with AsyncExitStack() as stack:
+        opened: list[tuple[InstanceProvider, list[str]]] = []
+
+        async def open_provider() -> str:
+            provider = open_instance_provider(config)
+            stack.push_async_callback(provider.aclose)
+            domains = await provider.list_domains()
+            opened.append((provider, domains))
+            if not domains:
+                raise PermanentError(f"no instances are configured ({_instances_source(config)})",
+                                     code="no_instances")
+            shown = ", ".join(domains[:10]) + (f" and {len(domains) - 10} more" if len(domains) > 10 else "")
+            return f"{len(domains)} configured: {shown}"
+
+        if await run.check("instances", open_provider, hint=f"check {_instances_source(config)}"):
+            provider, domains = opened[0]
+            for domain in domains:
+                await _check_instance(run, config, provider, domain, write_probe=write_probe)
+    total = len(run.results)
+    summary = f"all {total} checks passed" if not run.failed else f"{run.failed} of {total} checks failed"
+    print(f"{'OK' if not run.failed else 'FAILED'}: {summary}", file=run.out, flush=True)
+    return 0 if not run.failed else 1
+
+
+def _secrets(config: AppConfig) -> list[str]:
+    values = [config.dracoon.client_secret, config.aws.access_key_id, config.aws.secret_access_key,
+              config.aws.session_token, config.instances.auth_token]
+    return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+def _instances_source(config: AppConfig) -> str:
+    if config.instances.source == "http":
+        return "instances.url (the HTTP configurator)"
+    return f"instances.file ({config.resolve(config.instances.file)})"
+
+
+# -- AWS ----------------------------------------------------------------------------------------
+
+
+async def _check_sqs(run: _Run, config: AppConfig) -> None:
+    cfg = config.queue
+    where = f"aws.region {config.aws.region}" + (f", aws.endpoint_url {config.aws.endpoint_url}"
+                                                 if config.aws.endpoint_url else "")
+    hint = (f"check queue.name, queue.topics_file, {where}, and sqs:GetQueueUrl/GetQueueAttributes "
+            "permissions")
+
+    async def queue_check(name: str, dlq: bool) -> str:
+        qcfg = cfg if not dlq else cfg.model_copy(update={"name": name, "dlq_name": None})
+        async with JobQueue(config.aws, qcfg, base_dir=config.base_dir, resolve_on_enter=False) as queue:
+            await queue.resolve()
+            attrs = await queue.attributes()
+        visible = attrs.get("ApproximateNumberOfMessages", "?")
+        in_flight = attrs.get("ApproximateNumberOfMessagesNotVisible", "?")
+        redrive = "" if dlq or "RedrivePolicy" in attrs else "; no RedrivePolicy on the queue"
+        return f"queue {name!r} reachable ({visible} visible, {in_flight} in flight){redrive}"
+
+    await run.check("sqs queue", lambda: queue_check(cfg.name, False), hint=hint)
+    if cfg.dlq_name is None:
+        run.emit("SKIP", "sqs dlq", "no queue.dlq_name configured; permanent failures are only logged")
+    else:
+        await run.check("sqs dlq", lambda: queue_check(cfg.dlq_name or "", True),
+                        hint=hint.replace("queue.name", "queue.dlq_name"))
+
+
+async def _check_s3(run: _Run, config: AppConfig) -> None:
+    buckets = config.s3.probe_buckets
+    if not buckets:
+        run.emit("SKIP", "s3", "no probe_buckets configured (s3.probe_buckets names the buckets to prove)")
+        return
+
+    async def head(bucket: str) -> str:
+        async with S3Source(config.aws, config.s3) as s3:
+            await s3.check_bucket(bucket)
+        return "bucket reachable and readable (HeadBucket)"
+
+    for bucket in buckets:
+        await run.check(f"s3 {bucket}", functools.partial(head, bucket),
+                        hint="check the bucket name, aws.region and s3:ListBucket/GetObject permissions")
+
+
+# -- DRACOON ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Instance:
+    """What the checks of one instance learned, for the checks that build on it."""
+
+    account: DracoonAccount | None = None
+    client: DracoonClient | None = None
+    keys: UnlockedKeyPair | None = None
+    room: Node | None = None
+
+
+async def _check_instance(
+    run: _Run, config: AppConfig, provider: InstanceProvider, domain: str, *, write_probe: bool
+) -> None:
+    prefix = f"dracoon[{domain}]"
+    state = _Instance()
+    async with AsyncExitStack() as stack:
+
+        async def login() -> str:
+            account = await provider.get(domain)
+            if account.storage != "dracoon":
+                raise _Skip(f"storage is {account.storage!r}, not DRACOON")
+            state.account = account
+            client = await stack.enter_async_context(DracoonClient(account, config.dracoon))
+            state.client = client
+            user = await client.ping_authenticated()
+            return f"logged in to {client.base_url} as {user.user_name or account.login} (user id {user.id})"
+
+        who = f"instance {domain}"
+        if not await run.check(f"{prefix} login", login,
+                               hint=f"check base_url, login, password and client_id/client_secret of {who}"):
+            if run.results[-1].status == "FAIL":
+                for what in ("key pair", "parent room") + (("write probe",) if write_probe else ()):
+                    run.emit("SKIP", f"{prefix} {what}", "needs a working login")
+            return
+        assert state.client is not None and state.account is not None
+        client, account = state.client, state.account
+
+        async def key_pair() -> str:
+            pairs = await client.get_key_pairs()
+            if not pairs:
+                raise PermanentError(f"DRACOON account {account.login} has no key pair; set one up by "
+                                     "logging in to DRACOON once with this account", code="no_key_pair")
+            pair = preferred_key_pair(pairs)
+            version = pair.public_key_container.version.value
+            try:
+                state.keys = await asyncio.to_thread(
+                    unlock_key_pair, pair, account.encryption_password.get_secret_value())
+            except WrongPassword:
+                raise PermanentError(f"the encryption password does not unlock the {version} key pair",
+                                     code="wrong_encryption_password") from None
+            others = [p.public_key_container.version.value for p in pairs if p is not pair]
+            also = f" (the account also has: {', '.join(others)})" if others else ""
+            return f"{version} key pair unlocked with the encryption password{also}"
+
+        await run.check(f"{prefix} key pair", key_pair,
+                        hint=f"check encryption_password of {who} (the DRACOON encryption password)")
+
+        async def parent_room() -> str:
+            state.room = await _parent_room(client, account)
+            room = state.room
+            manage = "" if "manage" in room.permissions else (
+                "; no 'manage' permission, so target rooms must exist already")
+            return f"room {room.id} {room.name!r} is encrypted and {account.login} may upload to it{manage}"
+
+        await run.check(f"{prefix} parent room", parent_room, hint=f"check parent_room_id of {who}")
+        if not write_probe:
+            return
+
+        async def probe() -> str:
+            if state.keys is None or state.room is None:
+                raise _Skip("needs a passing key pair and parent room check")
+            return await _write_probe(client, config, state.keys, state.room, run.timeout)
+
+        await run.check(f"{prefix} write probe", probe, own_timeouts=True,
+                        hint=f"{account.login} needs upload, download and delete rights in the parent room")
+
+
+async def _parent_room(client: DracoonClient, account: DracoonAccount) -> Node:
+    try:
+        room = await client.get_node(account.parent_room_id)
+    except NotFound:
+        raise PermanentError(f"node {account.parent_room_id} does not exist or {account.login} cannot see it",
+                             code="parent_room_missing") from None
+    if not room.is_room:
+        raise PermanentError(f"node {room.id} {room.name!r} is a {room.type}, not a room", code="not_a_room")
+    if not room.is_encrypted:
+        raise PermanentError(f"room {room.id} {room.name!r} is not encrypted; enable encryption on it "
+                             "(recordings are only stored encrypted)", code="room_not_encrypted")
+    if "create" not in room.permissions:
+        raise PermanentError(f"{account.login} lacks the 'create' permission on room {room.id} "
+                             f"{room.name!r}; grant it upload rights", code="no_create_permission")
+    return room
+
+
+async def _write_probe(
+    client: DracoonClient, config: AppConfig, keys: UnlockedKeyPair, room: Node, timeout: float
+) -> str:
+    """Upload a tiny encrypted file, read it back with our own key, and delete it.
+
+    The deletion runs under its own timeout even when the upload or read-back failed, so a
+    probe leaves nothing behind unless DRACOON refuses the delete (then the reason says so).
+    """
+    name = f"{PROBE_PREFIX}{secrets.token_hex(6)}.txt"
+    plain = f"recording-storage write probe {datetime.now(UTC).isoformat()}\n".encode()
+    created: list[int] = []
+    try:
+        async with asyncio.timeout(2 * timeout):
+            encryptor = FileEncryptor(generate_file_key(), size=len(plain))
+            ciphertext = encryptor.update(plain)
+            encryptor.finalize()
+            file_key = encrypt_file_key(encryptor.file_key(), keys.public_key_container)
+            upload = await client.open_upload(
+                room.id, name, len(ciphertext), expire_at=None, classification=config.dracoon.classification,
+                notes="recording-storage check: write probe, deleted right away")
+            async with upload:
+                await upload.write(ciphertext)
+                node = await upload.complete(file_key, resolution="fail")
+            created.append(node.id)
+            decryptor = FileDecryptor(keys.decrypt_file_key(await client.get_user_file_key(node.id)))
+            back = b"".join([decryptor.update(chunk) async for chunk in client.download(node.id)])
+            decryptor.finalize()
+            if back != plain:
+                raise PermanentError("the file read back differs from what was uploaded",
+                                     code="probe_mismatch")
+    finally:
+        if created:
+            await _delete_probe(client, created[0], name, timeout)
+    return (f"uploaded {len(plain)} bytes encrypted as {name!r} ({upload.variant} upload), "
+            "read back, decrypted and deleted")
+
+
+async def _delete_probe(client: DracoonClient, node_id: int, name: str, timeout: float) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            await client.delete_nodes([node_id])
+    except (RecordingStorageError, TimeoutError) as exc:
+        raise PermanentError(f"could not delete the probe file {name!r} (node {node_id}): {exc}; "
+                             "delete it by hand", code="probe_not_deleted") from exc
