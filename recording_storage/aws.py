@@ -36,6 +36,7 @@ __all__ = [
     "AWS_ERRORS",
     "SourceChanged",
     "SourceMissing",
+    "bucket_settings",
     "check_endpoint",
     "client_kwargs",
     "error_codes",
@@ -122,7 +123,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def check_endpoint(aws: AwsConfig) -> None:
+def check_endpoint(aws: AwsConfig, *, where: str = "aws") -> None:
     """Refuse endpoints that would send signed requests and recordings in clear text.
 
     Plain http is fine for a loopback test stack; anywhere else it needs the explicit
@@ -134,11 +135,11 @@ def check_endpoint(aws: AwsConfig) -> None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         shown = scrub(aws.endpoint_url, 120)
         raise ConfigError([ConfigProblem(
-            "aws.endpoint_url", f"must be an http(s) URL with a host (got {shown!r})")])
+            f"{where}.endpoint_url", f"must be an http(s) URL with a host (got {shown!r})")])
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
         if not aws.allow_insecure_http:
             raise ConfigError([ConfigProblem(
-                "aws.endpoint_url",
+                f"{where}.endpoint_url",
                 f"plain http to non-loopback host {parts.hostname!r} would send requests and recordings "
                 "unencrypted; use https, or set aws.allow_insecure_http: true for a trusted network",
             )])
@@ -178,7 +179,8 @@ def make_client_config(
         "region_name": aws.region,
         "connect_timeout": aws.connect_timeout,
         "read_timeout": aws.read_timeout if read_timeout is None else read_timeout,
-        "retries": {"mode": aws.retry_mode, "max_attempts": aws.max_attempts},
+        # botocore's "max_attempts" counts retries only; ours counts the first attempt too.
+        "retries": {"mode": aws.retry_mode, "total_max_attempts": aws.max_attempts},
         "max_pool_connections": max_pool_connections,
     }
     if s3 is not None:
@@ -188,25 +190,55 @@ def make_client_config(
     return Config(**kwargs)
 
 
-def client_kwargs(aws: AwsConfig) -> dict[str, Any]:
+def client_kwargs(aws: AwsConfig, *, where: str = "aws") -> dict[str, Any]:
     """Arguments for ``session.create_client`` besides the service name and ``config``.
 
     Explicit keys win over the default chain only when configured; half a key pair is a
     configuration error rather than a silent fall-back to some other identity.
     """
-    check_endpoint(aws)
+    check_endpoint(aws, where=where)
     kwargs: dict[str, Any] = {"region_name": aws.region}
     if aws.endpoint_url is not None:
         kwargs["endpoint_url"] = aws.endpoint_url
     if (aws.access_key_id is None) != (aws.secret_access_key is None):
         raise ConfigError([ConfigProblem(
-            "aws.access_key_id", "access_key_id and secret_access_key must be set together (or neither)")])
+            f"{where}.access_key_id",
+            "access_key_id and secret_access_key must be set together (or neither)")])
     if aws.access_key_id is not None and aws.secret_access_key is not None:
         kwargs["aws_access_key_id"] = aws.access_key_id.get_secret_value()
         kwargs["aws_secret_access_key"] = aws.secret_access_key.get_secret_value()
         if aws.session_token is not None:
             kwargs["aws_session_token"] = aws.session_token.get_secret_value()
     return kwargs
+
+
+def bucket_settings(aws: AwsConfig, s3: S3Config, bucket: str) -> tuple[AwsConfig, S3Config] | None:
+    """The settings of ``bucket``'s own client, or ``None`` when it uses the default client.
+
+    A bucket entry in ``s3.buckets`` overrides only what it sets: endpoint, region, addressing
+    style, checksums, plain-http permission and credentials. Its own key pair replaces the
+    global one (session token included); without one the global keys, else the AWS default
+    chain, apply. Values were validated when the configuration loaded.
+    """
+    src = s3.buckets.get(bucket)
+    if src is None:
+        return None
+    aws_update: dict[str, Any] = {}
+    if src.endpoint is not None:
+        aws_update["endpoint_url"] = src.endpoint
+    if src.region:
+        aws_update["region"] = src.region
+    if src.allow_insecure_http is not None:
+        aws_update["allow_insecure_http"] = src.allow_insecure_http
+    if src.access_key_id is not None:
+        aws_update.update(access_key_id=src.access_key_id, secret_access_key=src.secret_access_key,
+                          session_token=src.session_token)
+    s3_update = {name: value for name, value in (
+        ("addressing_style", src.addressing_style),
+        ("request_checksum_calculation", src.request_checksum_calculation),
+        ("response_checksum_validation", src.response_checksum_validation),
+    ) if value is not None}
+    return aws.model_copy(update=aws_update), s3.model_copy(update=s3_update)
 
 
 def error_codes(exc: ClientError) -> tuple[frozenset[str], int]:

@@ -31,11 +31,13 @@ from .errors import ConfigError, ConfigProblem
 __all__ = [
     "AppConfig",
     "AwsConfig",
+    "BucketSourceConfig",
     "DracoonConfig",
     "HealthConfig",
     "InstancesConfig",
     "LogConfig",
     "QueueConfig",
+    "RoutingConfig",
     "S3Config",
     "SharerConfig",
     "WorkersConfig",
@@ -73,6 +75,7 @@ _SIZE_UNITS = {
 }
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "": 1.0}
+_BUCKET_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,255}", re.ASCII)
 _ENV_REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -129,6 +132,55 @@ class AwsConfig(_Section):
     allow_insecure_http: bool = False
 
 
+class BucketSourceConfig(_Section):
+    """Settings for one source bucket on an S3-compatible store (parity with Kazoo's S3 handler).
+
+    Unset keys fall back to ``aws`` / ``s3``, so a bucket entry only says what differs: its
+    endpoint (``endpoint_url``, or ``host`` + ``port`` + ``scheme`` as Kazoo writes it), region,
+    addressing style, checksum behaviour or its own key pair (else the global keys, else the
+    AWS default chain). ``key_prefix`` is Kazoo's ``folder_base_path``: routing rules see keys
+    below it.
+    """
+
+    endpoint_url: str | None = None
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    scheme: Literal["https", "http"] = "https"
+    region: str | None = None
+    addressing_style: Literal["auto", "virtual", "path"] | None = None
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    key_prefix: str = ""
+    request_checksum_calculation: Literal["when_supported", "when_required"] | None = None
+    response_checksum_validation: Literal["when_supported", "when_required"] | None = None
+    allow_insecure_http: bool | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BucketSourceConfig:
+        if self.endpoint_url and self.host:
+            raise ValueError("set either endpoint_url or host (with port and scheme), not both")
+        if self.port is not None and not self.host:
+            raise ValueError("port needs host")
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("access_key_id and secret_access_key must be set together (or neither)")
+        return self
+
+    @property
+    def endpoint(self) -> str | None:
+        """The endpoint URL, composed from host/port/scheme when given that way."""
+        if self.host:
+            port = f":{self.port}" if self.port is not None else ""
+            return f"{self.scheme}://{self.host}{port}"
+        return self.endpoint_url
+
+    @property
+    def prefix(self) -> str:
+        """``key_prefix`` as a folder (``"kazoo"`` and ``"kazoo/"`` both mean keys below ``kazoo/``)."""
+        stripped = self.key_prefix.strip("/")
+        return f"{stripped}/" if stripped else ""
+
+
 class S3Config(_Section):
     """How recordings are read from (and removed from) the source bucket."""
 
@@ -142,6 +194,15 @@ class S3Config(_Section):
     response_checksum_validation: Literal["when_supported", "when_required"] = "when_supported"
     # Buckets the health check proves readable (HeadBucket); jobs may name any bucket.
     probe_buckets: tuple[str, ...] = ()
+    # Per-bucket source settings (S3-compatible stores); buckets not listed use the client above.
+    buckets: dict[str, BucketSourceConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _bucket_names(self) -> S3Config:
+        bad = [name for name in self.buckets if not _BUCKET_NAME_RE.fullmatch(name)]
+        if bad:
+            raise ValueError(f"buckets: {bad[0]!r} is not a bucket name (letters, digits, '.', '-', '_')")
+        return self
 
 
 class QueueConfig(_Section):
@@ -235,6 +296,17 @@ class HealthConfig(_Section):
     stale_after: Seconds = 120.0
 
 
+class RoutingConfig(_Section):
+    """Rules that turn S3 event notifications into jobs (see docs/s3-events.md).
+
+    Rules are validated by ``recording_storage.events.load_routes`` when the service starts,
+    with every problem named by rule; inline rules are tried before the file's.
+    """
+
+    file: Path | None = None
+    rules: tuple[dict[str, Any], ...] = ()
+
+
 class AppConfig(_Section):
     """The whole configuration; frozen so no component can change what another sees."""
 
@@ -247,6 +319,7 @@ class AppConfig(_Section):
     instances: InstancesConfig = InstancesConfig()
     sharer: SharerConfig = SharerConfig()
     health: HealthConfig = HealthConfig()
+    routing: RoutingConfig = RoutingConfig()
     # Directory relative paths in this file are resolved against (set by load_config).
     base_dir: Path = Path(".")
 
@@ -330,13 +403,25 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _mask(loc: tuple[Any, ...], value: Any) -> str:
-    secretish = any(
+def _secretish(loc: tuple[Any, ...]) -> bool:
+    return any(
         isinstance(p, str) and any(w in p for w in ("secret", "password", "token", "key_id")) for p in loc
     )
-    if secretish:
+
+
+def _masked(value: Any) -> Any:
+    """A section-level error's input is the whole raw section: mask the secrets inside it too."""
+    if isinstance(value, Mapping):
+        return {k: "***" if _secretish((k,)) else _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return value
+
+
+def _mask(loc: tuple[Any, ...], value: Any) -> str:
+    if _secretish(loc):
         return "'***'"
-    text = repr(value)
+    text = repr(_masked(value))
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -16,7 +16,8 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import structlog
 from botocore.exceptions import ClientError
@@ -25,6 +26,7 @@ from .aws import (
     AWS_ERRORS,
     SourceChanged,
     SourceMissing,
+    bucket_settings,
     client_kwargs,
     error_codes,
     make_client_config,
@@ -34,7 +36,10 @@ from .aws import (
 from .config import AwsConfig, S3Config
 from .errors import PermanentError, TransientError
 
-__all__ = ["ObjectInfo", "S3Source", "SourceChanged", "SourceMissing"]
+if TYPE_CHECKING:
+    from .config import AppConfig
+
+__all__ = ["ObjectInfo", "S3Source", "SourceChanged", "SourceMissing", "configured_buckets"]
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +80,10 @@ class S3Source:
 
     ``async with S3Source(aws, s3cfg) as s3``. ``max_connections`` caps the HTTP pool; size it
     for ``workers x parallel_ranges`` so ranges never queue behind each other for a socket.
+
+    Buckets listed in ``s3.buckets`` (S3-compatible stores, own credentials) get their own
+    client, created on first use and closed with the default one; their settings are checked
+    on entry, so a bad endpoint stops the service instead of failing its first job.
     """
 
     def __init__(self, aws: AwsConfig, s3: S3Config, *, max_connections: int | None = None) -> None:
@@ -83,9 +92,14 @@ class S3Source:
         self._max_connections = max_connections or max(10, 4 * s3.parallel_ranges)
         self._stack: AsyncExitStack | None = None
         self._client_obj: Any = None
+        self._bucket_clients: dict[str, Any] = {}
+        self._bucket_lock = asyncio.Lock()
 
     async def __aenter__(self) -> S3Source:
         kwargs = client_kwargs(self._aws)  # validates endpoint and credentials before any I/O
+        for bucket in self._cfg.buckets:
+            aws, _ = bucket_settings(self._aws, self._cfg, bucket) or (self._aws, self._cfg)
+            client_kwargs(aws, where=f"s3.buckets.{bucket}")
         config = make_client_config(self._aws, self._cfg, max_pool_connections=self._max_connections)
         async with AsyncExitStack() as stack:
             self._client_obj = await stack.enter_async_context(
@@ -97,6 +111,7 @@ class S3Source:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         stack, self._stack, self._client_obj = self._stack, None, None
+        self._bucket_clients = {}
         if stack is not None:
             await stack.aclose()
 
@@ -106,11 +121,33 @@ class S3Source:
             raise RuntimeError("S3Source used outside 'async with'")
         return self._client_obj
 
+    async def _client_for(self, bucket: str) -> Any:
+        """The client for ``bucket``: its own (created once, lazily) or the default one."""
+        if bucket not in self._cfg.buckets:
+            return self._client
+        client = self._bucket_clients.get(bucket)
+        if client is not None:
+            return client
+        async with self._bucket_lock:
+            if bucket not in self._bucket_clients:
+                if self._stack is None:
+                    raise RuntimeError("S3Source used outside 'async with'")
+                aws, s3 = bucket_settings(self._aws, self._cfg, bucket) or (self._aws, self._cfg)
+                config = make_client_config(aws, s3, max_pool_connections=self._max_connections)
+                self._bucket_clients[bucket] = await self._stack.enter_async_context(
+                    make_session().create_client("s3", config=config,
+                                                 **client_kwargs(aws, where=f"s3.buckets.{bucket}")))
+                host = urlsplit(aws.endpoint_url).hostname if aws.endpoint_url else "aws"
+                log.info("s3_bucket_client_created", bucket=bucket, endpoint_host=host, region=aws.region,
+                         addressing_style=s3.addressing_style)
+            return self._bucket_clients[bucket]
+
     async def head(self, bucket: str, key: str) -> ObjectInfo:
         """HEAD the object and pin its ETag; a missing key raises SourceMissing, never succeeds."""
         what = f"S3 HeadObject {bucket}/{key}"
         try:
-            resp = await self._client.head_object(Bucket=bucket, Key=key)
+            s3_client = await self._client_for(bucket)
+            resp = await s3_client.head_object(Bucket=bucket, Key=key)
         except AWS_ERRORS as exc:
             raise translate_error(exc, what=what, resource="object") from exc
         info = ObjectInfo(
@@ -187,7 +224,8 @@ class S3Source:
             params["VersionId"] = info.pinned_version
         expected = last - first + 1
         try:
-            resp = await self._client.get_object(**params)
+            s3_client = await self._client_for(info.bucket)
+            resp = await s3_client.get_object(**params)
             async with resp["Body"] as body:
                 length = resp.get("ContentLength")
                 if length is not None and int(length) != expected:
@@ -223,7 +261,8 @@ class S3Source:
         """
         what = f"S3 DeleteObject {info.bucket}/{info.key}"
         try:
-            await self._client.delete_object(Bucket=info.bucket, Key=info.key, IfMatch=info.etag)
+            s3_client = await self._client_for(info.bucket)
+            await s3_client.delete_object(Bucket=info.bucket, Key=info.key, IfMatch=info.etag)
         except AWS_ERRORS as exc:
             error = translate_error(exc, what=what, resource="object")
             if isinstance(error, SourceMissing) or error.code == "no_such_bucket":
@@ -241,7 +280,8 @@ class S3Source:
         if content_type is not None:
             params["ContentType"] = content_type
         try:
-            resp = await self._client.put_object(**params)
+            s3_client = await self._client_for(bucket)
+            resp = await s3_client.put_object(**params)
         except AWS_ERRORS as exc:
             raise translate_error(exc, what=f"S3 PutObject {bucket}/{key}", resource="bucket") from exc
         return ObjectInfo(bucket=bucket, key=key, size=len(body), etag=str(resp["ETag"]),
@@ -250,20 +290,35 @@ class S3Source:
     async def check_bucket(self, bucket: str) -> None:
         """HeadBucket: the readiness probe for the source bucket (exists and reachable)."""
         try:
-            await self._client.head_bucket(Bucket=bucket)
+            s3_client = await self._client_for(bucket)
+            await s3_client.head_bucket(Bucket=bucket)
         except AWS_ERRORS as exc:
             raise translate_error(exc, what=f"S3 HeadBucket {bucket}", resource="bucket") from exc
 
     async def create_bucket(self, bucket: str) -> None:
         """Create a bucket in the configured region (local stack, tests); existing is fine."""
         params: dict[str, Any] = {"Bucket": bucket}
-        if self._aws.region != "us-east-1":
-            params["CreateBucketConfiguration"] = {"LocationConstraint": self._aws.region}
+        aws, _ = bucket_settings(self._aws, self._cfg, bucket) or (self._aws, self._cfg)
+        if aws.region != "us-east-1":
+            params["CreateBucketConfiguration"] = {"LocationConstraint": aws.region}
         try:
-            await self._client.create_bucket(**params)
+            s3_client = await self._client_for(bucket)
+            await s3_client.create_bucket(**params)
         except ClientError as exc:
             if "BucketAlreadyOwnedByYou" in error_codes(exc)[0]:
                 return
             raise translate_error(exc, what=f"S3 CreateBucket {bucket}", resource="bucket") from exc
         except AWS_ERRORS as exc:
             raise translate_error(exc, what=f"S3 CreateBucket {bucket}", resource="bucket") from exc
+
+
+def configured_buckets(cfg: AppConfig) -> list[str]:
+    """Every bucket the configuration names, for ``recording-storage check``: probe buckets,
+    buckets with their own source settings, and the exact (non-glob) buckets of routing rules.
+
+    Reads the routing file; raises ``ConfigError`` if the rules are invalid.
+    """
+    from .events import routed_buckets
+
+    names = [*cfg.s3.probe_buckets, *cfg.s3.buckets, *routed_buckets(cfg)]
+    return list(dict.fromkeys(names))

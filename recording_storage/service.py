@@ -17,6 +17,7 @@ import structlog
 
 from .config import AppConfig
 from .errors import RecordingStorageError
+from .events import make_decoder
 from .health import (
     DEP_S3,
     DEP_SQS,
@@ -63,6 +64,8 @@ def _secret_values(config: AppConfig) -> list[str]:
         config.aws.session_token,
         config.instances.auth_token,
     ]
+    for source in config.s3.buckets.values():  # per-bucket S3 credentials
+        values += [source.secret_access_key, source.session_token]
     return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
 
 
@@ -163,7 +166,7 @@ async def serve(
 
 async def _serve(rt: Runtime, stop: asyncio.Event, *, drain: bool, max_messages: int | None) -> PoolStats:
     cfg = rt.config
-    transferer = Transferer(rt.s3, rt.pool, rt.instances, cfg)
+    transferer = Transferer(rt.s3, rt.pool, rt.instances, cfg, decode=make_decoder(cfg, metrics=rt.metrics))
     workers = WorkerPool(
         rt.queue,
         transferer.handle,
@@ -178,12 +181,21 @@ async def _serve(rt: Runtime, stop: asyncio.Event, *, drain: bool, max_messages:
     background_stop = asyncio.Event()
     async with asyncio.TaskGroup() as tg:
         if cfg.sharer.enabled and not (drain or max_messages):
-            sharer = Sharer(rt.instances, rt.pool, cfg.sharer, on_pass=rt.health.sharer_pass)
+            sharer = Sharer(rt.instances, rt.pool, cfg.sharer, metrics=rt.metrics,
+                            on_pass=rt.health.sharer_pass)
             tg.create_task(sharer.run(background_stop), name="sharer")
+
+        async def flag_shutdown() -> None:
+            # /readyz turns 503 at once on SIGTERM, so load balancers stop routing while we drain.
+            await stop.wait()
+            rt.health.shutting_down = True
+
+        watcher = tg.create_task(flag_shutdown(), name="shutdown-flag")
         try:
             stats = await workers.run(stop)
         finally:
             background_stop.set()
+            watcher.cancel()
     return stats
 
 
