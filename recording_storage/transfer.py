@@ -29,7 +29,7 @@ from .instances import DracoonAccount, InstanceProvider
 from .jobs import JobMessage
 from .logs import Code
 from .pool import DracoonPool
-from .s3 import ObjectInfo, S3Source, SourceChanged
+from .s3 import ObjectInfo, S3Source, SourceChanged, SourceMissing
 from .sharer import serve_missing_keys
 from .sqs import QueueMessage
 from .targets import (
@@ -193,7 +193,16 @@ class Transferer:
         structlog.contextvars.bind_contextvars(targets=len(targets))
         sources: list[ObjectInfo] = []
         for key in job.keys:
-            info = await self._s3.head(job.bucket, key)
+            try:
+                info = await self._s3.head(job.bucket, key)
+            except SourceMissing:
+                # Our own delete ran but the ack did not (crash, failed DeleteMessage): only the
+                # targets can tell that redelivery from a job whose source never existed.
+                if not await self._landed_earlier(job, key, client, rooms):
+                    raise
+                log.info("source_gone_already_transferred", s3_key=key)
+                report.already_present += len(rooms)
+                continue
             sources.append(info)
             await self._transfer_object(
                 job, info, client, keys, list(zip(rooms, targets, strict=True)), report
@@ -207,6 +216,23 @@ class Transferer:
                     # Overwritten after we copied it: the new version is not ours to delete.
                     log.warning("source_changed_not_deleted", s3_key=info.key, code=Code.TRANSFERER_ERROR)
         return report
+
+    async def _landed_earlier(
+        self, job: TransferJob, key: str, client: DracoonClient, rooms: Sequence[Node]
+    ) -> bool:
+        """Every target holds a file made from ``key`` (any version; its name may carry a clash suffix)."""
+        src = source_marker(job.bucket, key, "").partition(":etag=")[0] + ":etag="
+        name = job.file_name(key, None)
+        stem = (name.rpartition(".")[0] or name).casefold()
+        for room in rooms:
+            async for node in client.iter_children(room.id, types=("file",)):
+                if node.name.casefold().startswith(stem):
+                    full = node if node.notes is not None else await client.get_node(node.id)
+                    if (parse_source_marker(full.notes) or "").startswith(src):
+                        break
+            else:
+                return False
+        return bool(rooms)
 
     async def _room(self, client: DracoonClient, account: DracoonAccount, target: ResolvedTarget) -> Node:
         room = await client.ensure_room_path(account.parent_room_id, target.segments)
@@ -369,10 +395,14 @@ class Transferer:
         assert isinstance(file_key, EncryptedFileKey)
         try:
             return await upload.complete(file_key, resolution=plan.resolution, file_name=plan.name)
-        except NameConflict:
+        except NameConflict as exc:
             # Another worker finished the same source first (redelivery overlap): verify it is ours.
             node = await self._child(client, plan.room.id, plan.name)
             if node is not None and self._is_ours(node, marker, size):
                 await upload.cancel()
                 return node
-            raise
+            # A different file took the name after we planned: a race, not a bad job. The
+            # redelivery plans again and applies dracoon.name_clash.
+            raise TransientError(
+                f"{plan.name!r} was taken in room {plan.room.id} during the upload", code="name_race"
+            ) from exc

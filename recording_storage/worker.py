@@ -128,6 +128,9 @@ class WorkerPool:
         log.info("worker_pool_started", workers=self._wcfg.count, code=Code.APP_START)
         try:
             await self._receive_loop(stop)
+            # Bounded mode: the last jobs finish (they are not shut down) unless stop is set.
+            while self._running and not stop.is_set():
+                await self._wait_for_slot(stop)
         finally:
             await self._shutdown()
             self._health.worker_stopped(self._id)

@@ -327,7 +327,7 @@ def test_client_config_carries_settings() -> None:
     cfg = make_client_config(aws, s3cfg)
     assert cfg.region_name == "eu-central-1"
     assert (cfg.connect_timeout, cfg.read_timeout) == (3, 45)
-    assert cfg.retries == {"mode": "adaptive", "max_attempts": 7}
+    assert cfg.retries == {"mode": "adaptive", "total_max_attempts": 7}
     assert cfg.s3 == {"addressing_style": "path"}
     assert cfg.request_checksum_calculation == "when_required"
     assert cfg.response_checksum_validation == "when_required"
