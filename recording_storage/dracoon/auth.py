@@ -173,7 +173,7 @@ class TokenManager:
     def _store(self, body: bytes, what: str) -> None:
         try:
             data: Any = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurd nesting
             raise DracoonTransientError(
                 f"DRACOON {what}: token response is not JSON", code="bad_response"
             ) from None

@@ -180,7 +180,7 @@ def parse_error_body(body: bytes | str | Mapping[str, Any] | None) -> ErrorBody:
         return ErrorBody(None)
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurd nesting
         return ErrorBody(None)
     return ErrorBody(data if isinstance(data, Mapping) else None)
 

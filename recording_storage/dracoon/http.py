@@ -72,7 +72,7 @@ class Reply:
             return None
         try:
             return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurd nesting
             raise DracoonTransientError(
                 f"DRACOON {what}: response is not JSON", code="bad_response", status=self.status
             ) from None

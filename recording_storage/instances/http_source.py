@@ -12,7 +12,14 @@ from pydantic import SecretStr
 
 from ..errors import ConfigProblem, PermanentError, TransientError
 from ..logs import redact, register_secrets
-from .model import DracoonAccount, InstanceConfigInvalid, UnknownInstance, normalise_domain, parse_instance
+from .model import (
+    DracoonAccount,
+    InstanceConfigInvalid,
+    UnknownInstance,
+    _is_loopback,
+    normalise_domain,
+    parse_instance,
+)
 
 if TYPE_CHECKING:
     from ..config import DracoonConfig
@@ -38,8 +45,16 @@ class HttpInstanceProvider:
         auth_token: SecretStr | None = None,
         timeout: float = 15.0,
     ) -> None:
-        self._base = url.rstrip("/")
+        self._base = url.strip().rstrip("/")
         self._source = redact(self._base)
+        parts = urllib.parse.urlsplit(self._base)
+        if parts.scheme not in ("http", "https") or not parts.hostname or (
+            parts.scheme == "http" and not _is_loopback(parts.hostname)
+        ):
+            # It receives auth_token and answers with DRACOON passwords: never in clear.
+            raise InstanceConfigInvalid([ConfigProblem(
+                "instances.url", "must be an https:// URL (plain http only to 127.0.0.0/8, ::1, localhost)"
+            )])
         self._defaults = defaults
         self._headers = {"Accept": "application/json"}
         if auth_token is not None and auth_token.get_secret_value():
@@ -75,9 +90,10 @@ class HttpInstanceProvider:
         if status == 200:
             try:
                 return json.loads(body)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            except (ValueError, RecursionError) as exc:  # also UnicodeDecodeError, too deep, number too long
+                reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
                 raise InstanceConfigInvalid(
-                    [ConfigProblem(what, f"configurator answered with invalid JSON ({exc})", self._source)]
+                    [ConfigProblem(what, f"configurator answered with invalid JSON ({reason})", self._source)]
                 ) from None
         if status == 404:
             return _NOT_FOUND

@@ -37,7 +37,10 @@ _TARGETS = "storage.extra.dracoon.targets"
 _DATE_EXAMPLE = '"2019-04-22T17:54:00+02:00"'
 _TOKEN = re.compile(r"[A-Za-z0-9._+-]{1,32}", re.ASCII)
 _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]|\.(?!\.)){0,252}", re.ASCII)
-_BUCKET = re.compile(r"[A-Za-z0-9._-]{1,255}", re.ASCII)
+# Letters/digits at both ends and no "..": a bucket of "." or ".." would make the path-style
+# request "/../other-bucket/key", which a normalising proxy or S3-compatible store serves from
+# (and the transfer then deletes in) a bucket the message never named.
+_BUCKET = re.compile(r"[A-Za-z0-9](?:(?:[A-Za-z0-9_-]|\.(?!\.)){0,253}[A-Za-z0-9])?", re.ASCII)
 _ZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+){0,3}", re.ASCII)
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:(Z)|([+-])(\d{2}):(\d{2}))", re.ASCII
@@ -196,7 +199,8 @@ def _storage(
 def _s3(c: _Checker, s3: dict[str, Any]) -> S3Objects | None:
     bucket = c.text(s3.get("bucket"), f"{_S3}.bucket", required=True)
     if bucket is not None and not _BUCKET.fullmatch(bucket):
-        c.add(f"{_S3}.bucket", "must be a bucket name (letters, digits, '.', '-', '_')")
+        c.add(f"{_S3}.bucket", "must be a bucket name (letters, digits, '.', '-', '_', no '..', "
+              "a letter or digit first and last)")
         bucket = None
     raw = s3.get("keys")
     path = f"{_S3}.keys"

@@ -84,8 +84,11 @@ def validate_node_name(name: str) -> list[str]:
     """
     if name == "":
         return ["is empty"]
-    if name in (".", ".."):
-        return [f"must not be {name!r}"]
+    # The DRACOON client trims each room segment (str.strip: every Unicode space) before sending
+    # it, so judge the trimmed form as well: "\u2003..\u2003" must not pass here and go out as "..".
+    core = name.strip()
+    if core in (".", ".."):
+        return [f"must not be {core!r}"]
     problems = []
     length = name_length(name)
     if length > MAX_NAME_LENGTH:
@@ -94,11 +97,11 @@ def validate_node_name(name: str) -> list[str]:
     if bad:
         shown = " ".join(repr(c) for c in bad[:5])
         problems.append(f"contains forbidden or control characters: {shown}")
-    if name.startswith("-"):
+    if core.startswith("-"):
         problems.append("must not start with '-'")
-    if name.endswith((".", " ")):
+    if name.endswith((".", " ")) or not core or core.endswith("."):
         problems.append("must not end with '.' or a space")
-    if _is_reserved(name):
+    if _is_reserved(core):
         problems.append("is a reserved name (CON, PRN, AUX, NUL, COM1-9, LPT1-9)")
     return problems
 

@@ -1,0 +1,342 @@
+"""Load benchmarks (issue 7): throughput of the whole service, and how it scales with workers.
+
+The service runs for real (``service.serve`` in drain mode: SQS receive, heartbeat, HEAD, rooms,
+upload, key serving, S3 delete, message delete) against the bench stack (``bench/_stack.py``:
+moto and the DRACOON emulator, each in a helper process, so the service's interpreter is alone).
+
+* ``load_jobs``: the same number of small jobs with 1 worker and with 8 workers, interleaved.
+  ``load_jobs_per_s_8w``, ``load_jobs_per_s_1w`` and ``load_scaling_8w_vs_1w`` (goal >= 4). The
+  start-up of a run (clients, instance list, first receive), measured on an empty queue, is
+  subtracted, so the rate is that of the job loop. CPU seconds per job of each process (service,
+  moto, emulator) are reported too: they say where the time goes when scaling falls short.
+* ``load_large``: a handful of large objects with 4 workers: ``load_mb_per_s``.
+
+Also home of the helpers ``tests/test_load.py`` shares: job messages, service configs as YAML,
+and ``run_service_processes`` (the real CLI, ``recording-storage run --drain``, in child
+processes that report their peak RSS). ``python -m bench.load_bench child CONFIG`` is that child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import io
+import json
+import os
+import pstats
+import resource
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.common import BenchOptions, Result, benchmark
+
+__all__ = ["ChildReport", "job_body", "main", "run_service_processes", "write_config"]
+
+MIB = 1024 * 1024
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- shared with tests/test_load.py ---------------------------------------------------------------
+
+
+def job_body(bucket: str, key: str, room: str, meeting_id: int, domain: str) -> str:
+    """A job message (the original's wire format) for one key and one room; no e-mail, so the
+    file name is ``meeting-<id>--...`` and unique per meeting."""
+    return json.dumps({
+        "storage": {"type": "dracoon", "extra": {
+            "aws.s3": {"bucket": bucket, "keys": [key]},
+            "dracoon": {"targets": [{"path": room, "expiration": ""}]},
+        }},
+        "meeting": {"id": meeting_id, "date": "2026-11-20T10:15:00+01:00", "timezone": "Europe/Berlin",
+                    "type": {"name": "Load", "duration": 30, "id": 1}},
+        "instance": {"domain": domain},
+    })
+
+
+def write_config(path: Path, data: Mapping[str, Any]) -> Path:
+    """A service configuration file (what ``recording-storage -c`` reads)."""
+    path.write_text(yaml.safe_dump(dict(data), sort_keys=False), encoding="utf-8")
+    return path
+
+
+def write_instances(path: Path, domain: str, dracoon: Mapping[str, Any]) -> Path:
+    """An instances file with one instance (``dracoon``: base_url, login, passwords, room, client)."""
+    path.write_text(yaml.safe_dump({"instances": {domain: {"storage": "dracoon", "dracoon": dict(dracoon)}}}),
+                    encoding="utf-8")
+    return path
+
+
+@dataclass(frozen=True)
+class ChildReport:
+    """What one service process reported: exit status, peak RSS, wall time, its stderr tail."""
+
+    returncode: int
+    peak_rss_mib: float
+    seconds: float
+    stderr: str
+
+
+async def run_service_processes(configs: Sequence[Path], *, timeout: float = 600) -> list[ChildReport]:
+    """Run ``recording-storage -c CONFIG run --drain`` once per config, all at the same time."""
+
+    async def one(config: Path) -> ChildReport:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.load_bench", "child", str(config),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        except TimeoutError:
+            proc.kill()
+            out, err = await proc.communicate()
+        lines = out.decode().strip().splitlines()
+        report = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
+        return ChildReport(proc.returncode if proc.returncode is not None else -1,
+                           float(report.get("peak_rss_mib", 0.0)), float(report.get("seconds", 0.0)),
+                           err.decode(errors="replace")[-4000:])
+
+    return list(await asyncio.gather(*(one(c) for c in configs)))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS since its ``exec`` (VmHWM), in MiB.
+
+    Not ``getrusage().ru_maxrss``: Linux carries that over from the pre-exec image, i.e. from
+    the forked copy of the parent, so a child of a big test process would report the parent's
+    size (measured: both children of a 300 MiB pytest process reported 873 MiB).
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: best effort
+
+
+def _child(config: str) -> int:
+    """The service process: the real CLI, then one JSON line with its peak RSS."""
+    from recording_storage import cli
+
+    started = time.perf_counter()
+    status = cli.main(["-c", config, "run", "--drain"])
+    print(json.dumps({"peak_rss_mib": peak_rss_mib(), "seconds": time.perf_counter() - started}), flush=True)
+    return status
+
+
+# -- the benchmarks -------------------------------------------------------------------------------
+
+
+def _info(message: str) -> None:
+    print(f"  {message}", file=sys.stderr, flush=True)
+
+
+class _Bench:
+    """One bench stack, its bucket, queue and instance; runs the service in this process."""
+
+    def __init__(self, stack: Any, directory: Path) -> None:
+        from bench._stack import BUCKET, DOMAIN
+
+        self.stack = stack
+        self.bucket, self.domain = BUCKET, DOMAIN
+        account = stack.account()
+        instances = write_instances(directory / "instances.yml", DOMAIN, {
+            "base_url": account.base_url, "login": account.login,
+            "password": account.password.get_secret_value(),
+            "encryption_password": account.encryption_password.get_secret_value(),
+            "parent_room_id": account.parent_room_id, "client_id": account.client_id,
+            "client_secret": account.client_secret.get_secret_value(),
+        })
+        name = f"load-{os.getpid()}-{int(time.time())}"
+        self.data = stack.config_data({
+            "queue": {"name": name, "dlq_name": f"{name}-dlq", "topics_file": None, "wait_seconds": 0,
+                      "visibility_timeout": 120, "heartbeat_interval": 30, "retry_backoff_base": 0,
+                      "retry_backoff_max": 0},
+            "instances": {"source": "file", "file": str(instances), "cache_ttl": 3600},
+            "s3": {"chunk_size": 8 * MIB, "parallel_ranges": 4, "delete_after_transfer": True},
+            "dracoon": {"upload_mode": "proxy", "max_retries": 2, "upload_chunk_size": 8 * MIB},
+            "health": {"enabled": False},
+            "log": {"level": "warning"},
+        })
+
+    def config(self, workers: int) -> Any:
+        from bench._stack import app_config
+
+        data = {**self.data, "workers": {**self.data.get("workers", {}), "count": workers}}
+        return app_config(data)
+
+    async def setup(self) -> None:
+        from bench._stack import create_bucket
+        from recording_storage.sqs import JobQueue
+
+        cfg = self.config(1)
+        await create_bucket(cfg)
+        async with JobQueue(cfg.aws, cfg.queue, resolve_on_enter=False) as queue:
+            await queue.create_queues(with_dlq=True, redrive_max_receive_count=5)
+
+    async def publish(self, count: int, size: int, room: str, first_id: int) -> None:
+        """``count`` objects of ``size`` bytes and one job each (not timed)."""
+        from bench._stack import put_generated_object
+        from recording_storage.sqs import JobQueue
+
+        cfg = self.config(1)
+        sem = asyncio.Semaphore(16)
+
+        async def put(i: int) -> None:
+            async with sem:
+                await put_generated_object(cfg, f"load/{room}/{i}.mp4", size)
+
+        await asyncio.gather(*(put(i) for i in range(count)))
+        async with JobQueue(cfg.aws, cfg.queue) as queue:
+            for i in range(count):
+                key = f"load/{room}/{i}.mp4"
+                await queue.send(job_body(self.bucket, key, room, first_id + i, self.domain))
+
+    async def drain(
+        self, workers: int, *, profile: cProfile.Profile | None = None
+    ) -> tuple[float, dict[str, int]]:
+        from recording_storage.service import serve
+
+        started = time.perf_counter()
+        if profile is not None:
+            profile.enable()
+        try:
+            stats = await serve(self.config(workers), drain=True, install_signals=False)
+        finally:
+            if profile is not None:
+                profile.disable()
+        return time.perf_counter() - started, dict(stats.outcomes)
+
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@dataclass
+class _Run:
+    workers: int
+    jobs: int
+    seconds: float
+    cpu: dict[str, float]
+
+    def rate(self, startup: float) -> float:
+        return self.jobs / max(self.seconds - startup, 1e-6)
+
+
+def _measure(bench: _Bench, workers: int, jobs: int, room: str, first_id: int,
+             profile: cProfile.Profile | None = None) -> _Run:
+    from bench._stack import cpu_seconds
+
+    _run(bench.publish(jobs, 2 * 1024, room, first_id))
+    before = cpu_seconds(bench.stack.server_pids)
+    seconds, outcomes = _run(bench.drain(workers, profile=profile))
+    after = cpu_seconds(bench.stack.server_pids)
+    if outcomes != {"success": jobs}:
+        raise RuntimeError(f"{workers} worker(s): expected {jobs} successes, got {outcomes}")
+    return _Run(workers, jobs, seconds, {k: after[k] - before[k] for k in after})
+
+
+def _profile_top(profile: cProfile.Profile, limit: int = 15) -> str:
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(limit)
+    return out.getvalue()
+
+
+def _scaling(jobs: int, rounds: int, emulator: Mapping[str, Any] | None, profile: cProfile.Profile | None,
+             label: str) -> tuple[dict[int, _Run], float]:
+    """Best 1-worker and 8-worker runs (interleaved rounds) and the start-up time subtracted."""
+    import tempfile
+
+    from bench._stack import running_stack
+
+    runs: dict[int, list[_Run]] = {1: [], 8: []}
+    with tempfile.TemporaryDirectory() as tmp, running_stack(emulator) as stack:
+        bench = _Bench(stack, Path(tmp))
+        _run(bench.setup())
+        startup = min(_run(bench.drain(w))[0] for w in (1, 8, 1))  # empty queue: start-up only
+        next_id = 1
+        for i in range(rounds):
+            for workers in (1, 8) if i % 2 == 0 else (8, 1):
+                prof = profile if workers == 8 else None
+                runs[workers].append(_measure(bench, workers, jobs, f"R{i}-{workers}w", next_id, prof))
+                next_id += jobs
+    best = {w: max(runs[w], key=lambda r: r.rate(startup)) for w in runs}
+    for w, run in best.items():
+        per_job = {_NAMES.get(k, k): round(v / run.jobs * 1000, 1) for k, v in run.cpu.items()}
+        busy = {_NAMES.get(k, k): f"{v / max(run.seconds, 1e-6):.0%}" for k, v in run.cpu.items()}
+        _info(f"{label}, {w} worker(s): {run.jobs} jobs in {run.seconds:.2f} s (start-up {startup:.2f} s) "
+              f"-> {run.rate(startup):.1f} jobs/s; CPU ms/job {per_job}; CPU busy {busy}")
+    return best, startup
+
+
+_NAMES = {"transfer": "service"}  # bench._stack.cpu_seconds calls this process "transfer"
+DRACOON_RTT_MS = 20
+
+
+@benchmark("load_jobs")
+def load_jobs(options: BenchOptions) -> list[Result]:
+    """Small jobs through the whole service: 1 vs 8 workers, interleaved, best of N.
+
+    Run twice: on the plain local stack (the gate), and with ``DRACOON_RTT_MS`` of latency on
+    every DRACOON request (info), which is what a real deployment's round trips look like.
+    ``BENCH_PROFILE=1`` prints a cProfile of the service during the 8-worker plain run.
+    """
+    from bench._stack import quiet_logs
+
+    quiet_logs()
+    jobs, rtt_jobs = (40, 24) if options.quick else (200, 80)
+    rounds = 1 if options.quick else 2
+    profile = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
+    best, startup = _scaling(jobs, rounds, None, profile, "local stack")
+    if profile is not None:
+        _info("service process profile, 8 workers (by own time):\n" + _profile_top(profile))
+    latency = {"faults": [{"path": ".*", "latency_ms": DRACOON_RTT_MS, "name": "rtt"}]}
+    slow, slow_startup = _scaling(rtt_jobs, 1, latency, None, f"DRACOON +{DRACOON_RTT_MS} ms")
+    rate1, rate8 = best[1].rate(startup), best[8].rate(startup)
+    return [
+        Result("load_jobs_per_s_8w", rate8, "info", "jobs/s"),
+        Result("load_jobs_per_s_1w", rate1, "info", "jobs/s"),
+        Result("load_scaling_8w_vs_1w", rate8 / rate1, ">= 4", "x"),
+        Result(f"load_scaling_8w_vs_1w_dracoon_rtt_{DRACOON_RTT_MS}ms",
+               slow[8].rate(slow_startup) / slow[1].rate(slow_startup), "info", "x"),
+        Result("load_startup_s", startup, "info", "s"),
+        Result("load_cpu_count", float(os.cpu_count() or 0), "info", "cores"),
+        *(Result(f"load_cpu_ms_per_job_8w_{_NAMES.get(name, name)}", cpu / best[8].jobs * 1000, "info", "ms")
+          for name, cpu in sorted(best[8].cpu.items())),
+    ]
+
+
+@benchmark("load_large")
+def load_large(options: BenchOptions) -> list[Result]:
+    """A handful of large objects with 4 workers: aggregate MB/s of the whole service."""
+    import tempfile
+
+    from bench._stack import quiet_logs, running_stack
+
+    quiet_logs()
+    count, size = (4, 32 * MIB) if options.quick else (4, 256 * MIB)
+    with tempfile.TemporaryDirectory() as tmp, running_stack() as stack:
+        bench = _Bench(stack, Path(tmp))
+        _run(bench.setup())
+        startup = _run(bench.drain(4))[0]
+        _run(bench.publish(count, size, "Large", 1))
+        seconds, outcomes = _run(bench.drain(4))
+    if outcomes != {"success": count}:
+        raise RuntimeError(f"expected {count} successes, got {outcomes}")
+    rate = count * size / max(seconds - startup, 1e-6) / 1e6
+    _info(f"{count} x {size // MIB} MiB with 4 workers in {seconds:.2f} s (start-up {startup:.2f} s)")
+    return [Result("load_mb_per_s", rate, "info", "MB/s")]
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) == 2 and argv[0] == "child":
+        return _child(argv[1])
+    print("usage: python -m bench.load_bench child CONFIG", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
