@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -121,7 +122,9 @@ async def test_instance_overrides_client_and_tls(tmp_path: Path) -> None:
     assert account.client_id == "own-client"
     assert account.client_secret.get_secret_value() == "own-secret"
     assert account.verify_tls is False
-    assert account.account_key == "https://dracoon.example.com|recordings-bot|own-client"
+    assert account.account_key.startswith("https://dracoon.example.com|recordings-bot|own-client|")
+    rotated = dataclasses.replace(account, password=SecretStr("a-new-password"))
+    assert rotated.account_key != account.account_key  # a rotated password gets a fresh client
 
 
 async def test_unknown_domain_is_permanent(tmp_path: Path) -> None:

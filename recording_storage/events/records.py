@@ -200,7 +200,12 @@ def _key(p: _Problems, value: object, path: str) -> str | None:
     except UnicodeDecodeError:
         p.add(path, "is not valid URL-encoded UTF-8")
         return None
-    size = len(key.encode("utf-8", "surrogatepass"))
+    try:
+        # A lone surrogate (JSON "\udc80") is no S3 key; it would fail later, in key hashing.
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        p.add(path, "is not valid UTF-8 (contains a lone surrogate)")
+        return None
     if size > MAX_KEY_BYTES:
         p.add(path, f"is too long ({size} bytes decoded, S3 allows at most {MAX_KEY_BYTES})")
     elif "\x00" in key:

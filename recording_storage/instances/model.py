@@ -6,6 +6,7 @@ Both sources (YAML file, HTTP configurator) deliver the same shape, so both go t
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 import urllib.parse
@@ -67,8 +68,16 @@ class DracoonAccount:
 
     @property
     def account_key(self) -> str:
-        """Stable identity for sharing one client (session, token) between instances."""
-        return f"{self.base_url}|{self.login}|{self.client_id}"
+        """Identity for sharing one client (session, token, unlocked key) between instances.
+
+        A digest of the credentials is part of it, so a password rotated in the instance
+        configuration gets a fresh client instead of the stale one (the digest never leaves
+        the process and is not reversible)."""
+        secrets = "\0".join(
+            s.get_secret_value() for s in (self.password, self.encryption_password, self.client_secret)
+        )
+        digest = hashlib.sha256(secrets.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        return f"{self.base_url}|{self.login}|{self.client_id}|{digest}"
 
 
 class UnknownInstance(PermanentError):
