@@ -9,6 +9,8 @@ from bench.common import run
 # Bench modules to import (each registers its benchmarks on import); add new ones here.
 MODULES = [
     "bench.crypto_bench",
+    "bench.pipeline_bench",
+    "bench.load_bench",
 ]
 
 

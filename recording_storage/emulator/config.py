@@ -20,6 +20,9 @@ class EmulatorConfig:
     unset the origin the client used (its ``Host`` header) is taken, which is right for tests.
     ``s3_finishing_polls`` is how many status polls report ``finishing`` after an S3 completion
     before the emulator finalises it, so clients must really poll.
+    ``discard_content`` keeps only the size and (for proxy uploads, whose chunks arrive in order)
+    the SHA-256 of uploaded files instead of their bytes, so benchmarks can move GiBs through one
+    emulator; such files cannot be downloaded.
     """
 
     clients: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CLIENTS), repr=False)
@@ -38,6 +41,7 @@ class EmulatorConfig:
     fault_seed: int = 0
     faults: tuple[FaultRule, ...] = ()
     control_api: bool = True
+    discard_content: bool = False
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EmulatorConfig:

@@ -56,6 +56,8 @@ async def download_direct(request: web.Request) -> web.Response:
 
 
 def _serve(request: web.Request, node: Node) -> web.Response:
+    if node.stored_size is not None:
+        raise ApiError(410, "File content was discarded (emulator discard_content)", None)
     body, status = node.content, 200
     headers = {
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(node.name)}",

@@ -119,9 +119,20 @@ def plan_completion(state: EmulatorState, channel: UploadChannel, body: dict[str
 
 
 def store_file(
-    state: EmulatorState, config: EmulatorConfig, channel: UploadChannel, plan: Completion, content: bytes
+    state: EmulatorState,
+    config: EmulatorConfig,
+    channel: UploadChannel,
+    plan: Completion,
+    content: bytes,
+    *,
+    size: int | None = None,
+    sha256: str | None = None,
 ) -> Node:
-    """Resolve the name per strategy, check quota, create the file node with its keys."""
+    """Resolve the name per strategy, check quota, create the file node with its keys.
+
+    ``size`` (and ``sha256``) describe discarded content (``EmulatorConfig.discard_content``);
+    ``content`` is then empty.
+    """
     parent = state.nodes.get(channel.parent_id)
     if parent is None:
         raise container_not_found()
@@ -139,7 +150,7 @@ def store_file(
             raise forbidden("Overwriting needs the delete permission")
         else:
             replaced = existing
-    check_quota(state, config, parent, len(content), replaced)
+    check_quota(state, config, parent, len(content) if size is None else size, replaced)
     if replaced is not None:
         state.delete_node(replaced.id)
     node = state.add_file(
@@ -153,7 +164,8 @@ def store_file(
     )
     node.timestamp_creation = channel.timestamp_creation
     node.timestamp_modification = channel.timestamp_modification
-    node.hash = hashlib.md5(content).hexdigest()
+    node.hash = hashlib.md5(content).hexdigest() if size is None else None
+    node.stored_size, node.sha256 = size, sha256
     if plan.file_key is not None:
         state.set_file_key(node.id, uploader.id, plan.file_key)
     for item in plan.user_file_keys:

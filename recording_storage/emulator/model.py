@@ -7,6 +7,7 @@ content, tokens) are excluded from ``repr`` so a failing test never prints them.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -114,10 +115,13 @@ class Node:
     hash: str | None = None
     expire_at: str | None = None
     file_keys: dict[int, dict[str, dict[str, str]]] = field(default_factory=dict, repr=False)
+    # Set instead of ``content`` when the bytes were discarded (EmulatorConfig.discard_content).
+    stored_size: int | None = None
+    sha256: str | None = None
 
     @property
     def size(self) -> int:
-        return len(self.content)
+        return self.stored_size if self.stored_size is not None else len(self.content)
 
 
 @dataclass
@@ -128,6 +132,7 @@ class S3Part:
     urls: dict[str, tuple[int, float]] = field(default_factory=dict, repr=False)
     data: bytes | None = field(default=None, repr=False)
     etag: str | None = None
+    size: int = 0  # bytes received, also when ``data`` was discarded
 
 
 @dataclass
@@ -152,6 +157,20 @@ class UploadChannel:
     completion: dict[str, Any] | None = field(default=None, repr=False)
     node_id: int | None = None
     error: dict[str, Any] | None = None
+    # Proxy bytes counted and hashed but not kept (EmulatorConfig.discard_content).
+    discarded: int = 0
+    digest: Any = field(default=None, repr=False)
+
+    @property
+    def received(self) -> int:
+        return len(self.data) + self.discarded
+
+    def discard(self, data: bytes) -> None:
+        """Account for a chunk without keeping it: its length and the running SHA-256."""
+        if self.digest is None:
+            self.digest = hashlib.sha256()
+        self.digest.update(data)
+        self.discarded += len(data)
 
 
 @dataclass

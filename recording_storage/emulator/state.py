@@ -331,7 +331,7 @@ class EmulatorState:
                     "userId": c.user_id,
                     "parentId": c.parent_id,
                     "name": c.name,
-                    "received": len(c.data) + sum(len(p.data or b"") for p in c.parts.values()),
+                    "received": c.received + sum(p.size for p in c.parts.values()),
                 }
                 for c in self.uploads.values()
             ],

@@ -139,10 +139,13 @@ async def _chunk(request: web.Request, channel: UploadChannel) -> web.Response:
     parent = c.state.nodes.get(channel.parent_id)
     if parent is None:
         raise container_not_found()
-    if c.state.room_of(parent).encrypted and len(channel.data) + len(data) > GCM_MAX_PLAINTEXT:
+    if c.state.room_of(parent).encrypted and channel.received + len(data) > GCM_MAX_PLAINTEXT:
         raise bad_request(-80037, "Exceeds maximum data length for AES GCM encryption")
-    check_quota(c.state, c.config, parent, len(channel.data) + len(data))
-    channel.data += data
+    check_quota(c.state, c.config, parent, channel.received + len(data))
+    if c.config.discard_content:
+        channel.discard(data)
+    else:
+        channel.data += data
     channel.chunks += 1
     return json_response({"size": len(data), "hash": hashlib.md5(data).hexdigest()}, status=201)
 
@@ -166,7 +169,11 @@ async def _complete(request: web.Request, channel: UploadChannel) -> web.Respons
     if channel.status != "transfer":
         raise bad_request(-20503, "Upload channel is closed")
     plan = plan_completion(c.state, channel, body)
-    node = store_file(c.state, c.config, channel, plan, bytes(channel.data))
+    if channel.discarded:
+        sha256 = channel.digest.hexdigest() if channel.digest is not None else None
+        node = store_file(c.state, c.config, channel, plan, b"", size=channel.discarded, sha256=sha256)
+    else:
+        node = store_file(c.state, c.config, channel, plan, bytes(channel.data))
     close_channel(request, channel)
     return json_response(node_json(c.state, node, channel.user_id), status=201)
 
