@@ -188,3 +188,27 @@ async def test_instance_configured_targets_with_templates(stack: Stack) -> None:
     (anyfile,) = stack.files("All", "2026")
     assert anyfile.expire_at is None
     assert datetime.now(UTC).year >= 2026
+
+
+async def test_metrics_and_health_move_when_jobs_run(stack: Stack) -> None:
+    """After a real run, /metrics counts the job, its bytes and DRACOON requests; workers polled."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from recording_storage import service
+
+    await stack.put("met/x.mp4", blob(12_345))
+    await stack.send(job_message(stack.bucket, ["met/x.mp4"]))
+    async with service.open_runtime(stack.config, with_health=False) as rt:
+        stats = await service._serve(rt, asyncio.Event(), drain=True, max_messages=None)
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(rt.metrics.render().decode())
+            for s in family.samples
+        }
+        assert rt.health.last_receive_ok is not None
+    assert stats.outcomes == {"success": 1}
+    assert samples[("recording_storage_jobs_total", (("outcome", "success"),))] == 1
+    assert samples[("recording_storage_bytes_transferred_total", ())] == 12_345
+    assert samples[("recording_storage_jobs_in_flight", ())] == 0
+    dracoon = sum(v for (name, _), v in samples.items() if name == "recording_storage_dracoon_requests_total")
+    assert dracoon >= 4  # token, key pair, rooms, channel, chunk, complete, keys...
