@@ -1,0 +1,179 @@
+"""Loading the configuration: file discovery, environment overrides and references, validation.
+
+Kept apart from the model so the model stays a plain description of every key; everything
+that reads files or the environment, and turns pydantic's errors into key-path problems, is here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from ..errors import ConfigError, ConfigProblem
+from .model import AppConfig
+
+__all__ = ["DEFAULT_CONFIG_PATH", "ENV_PREFIX", "expand_env", "load_config", "load_yaml_file",
+           "validation_problems"]
+
+ENV_PREFIX = "RECORDING_STORAGE__"
+DEFAULT_CONFIG_PATH = Path("conf/app.yaml")
+_ENV_REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: Any, env: Mapping[str, str], path: str, problems: list[ConfigProblem]) -> Any:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string of a loaded YAML tree."""
+    if isinstance(value, dict):
+        return {k: expand_env(v, env, f"{path}.{k}" if path else str(k), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(ConfigProblem(path, f"environment variable {name} is referenced but not set"))
+            return ""
+
+        return _ENV_REF_RE.sub(sub, value)
+    return value
+
+
+def load_yaml_file(path: Path, *, what: str) -> Any:
+    """Read one YAML file with ``safe_load``, turning every failure into a ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem("", f"{what} not found at {path}", str(path))]) from None
+    except OSError as exc:
+        raise ConfigError([ConfigProblem("", f"cannot read {what}: {exc.strerror}", str(path))]) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise ConfigError([ConfigProblem("", f"not valid YAML{where}: {problem}", str(path))]) from None
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """``RECORDING_STORAGE__WORKERS__COUNT=4`` -> ``{"workers": {"count": 4}}`` (YAML-typed)."""
+    tree: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
+        if not keys:
+            continue
+        # Scalars stay strings (pydantic's lax mode turns "4" into 4 where an int is wanted,
+        # and a numeric-looking password stays a string); lists and mappings are YAML.
+        value: Any = raw
+        if raw.lstrip().startswith(("[", "{")):
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                value = raw
+        node = tree
+        for key in keys[:-1]:
+            nxt = node.setdefault(key, {})
+            if not isinstance(nxt, dict):
+                nxt = node[key] = {}
+            node = nxt
+        node[keys[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _secretish(loc: tuple[Any, ...]) -> bool:
+    return any(
+        isinstance(p, str) and any(w in p for w in ("secret", "password", "token", "key_id")) for p in loc
+    )
+
+
+def _masked(value: Any) -> Any:
+    """A section-level error's input is the whole raw section: mask the secrets inside it too."""
+    if isinstance(value, Mapping):
+        return {k: "***" if _secretish((k,)) else _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return value
+
+
+def _mask(loc: tuple[Any, ...], value: Any) -> str:
+    if _secretish(loc):
+        return "'***'"
+    text = repr(_masked(value))
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def validation_problems(exc: ValidationError, *, source: str = "", prefix: str = "") -> list[ConfigProblem]:
+    """Turn pydantic's errors into key-path problems naming the bad value and what is allowed."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        path = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in loc).replace(".[", "[")
+        if prefix:
+            path = f"{prefix}.{path}" if path else prefix
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see conf/app.yaml for every key)"
+        elif err["type"] != "missing" and "input" in err:
+            msg = f"{msg} (got {_mask(loc, err['input'])})"
+        problems.append(ConfigProblem(path, msg, source))
+    return problems
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> AppConfig:
+    """Load, merge and validate the configuration; raise ConfigError listing every problem.
+
+    With no ``path``, ``$RECORDING_STORAGE_CONFIG`` or ``conf/app.yaml`` is used if present;
+    otherwise the defaults stand (the service can run from environment variables alone).
+    """
+    env = os.environ if env is None else env
+    explicit = path is not None or "RECORDING_STORAGE_CONFIG" in env
+    cfg_path = (
+        Path(path) if path is not None else Path(env.get("RECORDING_STORAGE_CONFIG", DEFAULT_CONFIG_PATH))
+    )
+    data: dict[str, Any] = {}
+    if explicit or cfg_path.exists():
+        loaded = load_yaml_file(cfg_path, what="configuration file")
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError([ConfigProblem("", "top level must be a mapping of sections", str(cfg_path))])
+        data = loaded or {}
+    base_dir = cfg_path.parent.parent if cfg_path.parent.name == "conf" else cfg_path.parent
+    data = _merge(data, _env_overrides(env))
+    if overrides:
+        data = _merge(data, overrides)
+    problems: list[ConfigProblem] = []
+    data = expand_env(data, env, "", problems)
+    data.setdefault("base_dir", str(base_dir.resolve()))
+    try:
+        config = AppConfig.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(validation_problems(exc, source=str(cfg_path)))
+        config = None
+    if problems or config is None:
+        raise ConfigError(problems)
+    return config
