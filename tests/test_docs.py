@@ -671,7 +671,7 @@ def test_probes_use_real_routes_on_the_health_port(deployed: tuple[AppConfig, di
     from recording_storage.config import HealthConfig
 
     cfg, _ = deployed
-    health_src = read(ROOT / "recording_storage" / "health.py")
+    health_src = read(ROOT / "recording_storage" / "health" / "server.py")
     routes = set(re.findall(r"add_get\(\"([^\"]+)\"", health_src))
     container = _container()
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
