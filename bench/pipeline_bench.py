@@ -1,0 +1,336 @@
+"""Pipeline benchmarks (issue 5): overlap, encryption cost, flat memory, parallel S3 parts.
+
+All run against the bench stack (``bench/_stack.py``): moto's S3 server and the DRACOON emulator,
+each in a helper process, the transfer in this process (or, for memory, in a child of its own).
+
+* ``pipeline_stream``: one large object, five candidates interleaved, best of N each:
+  the real ``Transferer.run`` (S3 -> encrypt -> proxy upload); the same with ``FileEncryptor``
+  swapped for an identity stand-in (no encryption, everything else the production path);
+  download only (``S3Source.iter_chunks``, discarded); upload only (pre-encrypted chunks into a
+  ``DracoonClient`` upload channel); and, for diagnosis, download-only and upload-only run
+  concurrently but independently (what the two paths cost together on this machine: no
+  pipeline can beat it). ``pipeline_overlap`` = e2e / max(download, upload),
+  ``encryption_overhead`` = e2e / e2e without encryption.
+* ``pipeline_memory``: peak RSS of a fresh process transferring a big vs a small object.
+* ``parallel_parts``: S3-direct upload with 20 ms injected latency per part PUT, 4 vs 1 in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AsyncExitStack
+from typing import Any
+from unittest import mock
+
+from bench import _stack
+from bench._stack import (
+    BUCKET,
+    MIB,
+    Runtime,
+    Stack,
+    job_for,
+    put_generated_object,
+    quiet_logs,
+    running_stack,
+)
+from bench._timing import Candidate, Samples, info, load_note, report, sizes, timed
+from bench.common import BenchOptions, Result, benchmark
+from recording_storage import transfer as transfer_module
+from recording_storage.config import DracoonConfig
+from recording_storage.crypto import (
+    EncryptedFileKey,
+    FileEncryptor,
+    PlainFileKey,
+    encrypt_file_key,
+    generate_file_key,
+)
+from recording_storage.dracoon import DracoonClient
+from recording_storage.pool import preferred_key_pair
+
+__all__ = ["memory", "parallel_parts", "stream"]
+
+# -- pipeline_stream --------------------------------------------------------------------------
+
+class _IdentityEncryptor:
+    """Stands in for FileEncryptor in the no-encryption baseline: same calls, no cipher."""
+
+    def __init__(self, plain: PlainFileKey, *, size: int | None = None) -> None:
+        self._plain = plain
+
+    def update(self, data: bytes) -> bytes:
+        return data
+
+    def finalize(self) -> bytes:
+        return bytes(16)
+
+    def file_key(self) -> PlainFileKey:
+        # A well-formed key with a tag, so the encrypted room accepts the completion.
+        return PlainFileKey(self._plain.key, self._plain.iv, tag=bytes(16))
+
+
+@contextlib.contextmanager
+def _without_encryption() -> Iterator[None]:
+    """The transferer's encryptor swapped for the identity: the production path minus AES-GCM."""
+    with mock.patch.object(transfer_module, "FileEncryptor", _IdentityEncryptor):
+        yield
+
+
+class _StreamCandidates:
+    """The ways of moving the same object, sharing one set of clients."""
+
+    def __init__(self, rt: Runtime, stack: Stack, key: str, size: int) -> None:
+        self.rt, self.stack, self.key, self.size = rt, stack, key, size
+        self._counter = itertools.count()
+        self._room_id = 0
+        self._chunks: list[bytes] = []
+        self._file_key: EncryptedFileKey | None = None
+
+    async def prepare(self) -> None:
+        account = self.stack.account()
+        client = await self.rt.pool.client(account)
+        keys = await self.rt.pool.key_pair(account)
+        room = await client.ensure_room_path(account.parent_room_id, ["Bench", "upload-only"])
+        self._room_id = room.id
+        # Upload-only feeds ciphertext in the pipeline's own chunk size, produced beforehand.
+        encryptor = FileEncryptor(generate_file_key())
+        chunk = self.rt.config.s3.chunk_size
+        self._chunks = [encryptor.update(os.urandom(chunk)) for _ in range(4)]
+        encryptor.finalize()
+        self._file_key = encrypt_file_key(encryptor.file_key(), keys.public_key_container)
+
+    def all(self) -> dict[str, Candidate]:
+        return {"e2e": self.e2e, "e2e_plain": self.e2e_plain, "download": self.download,
+                "upload": self.upload, "concurrent": self.concurrent}
+
+    async def e2e(self) -> None:
+        report = await self.rt.transferer.run(job_for(self.key, f"Bench/e2e-{next(self._counter)}"))
+        if report.uploaded != 1 or report.bytes_read != self.size:
+            raise RuntimeError(f"end-to-end transfer incomplete: {report}")
+
+    async def e2e_plain(self) -> None:
+        with _without_encryption():
+            report = await self.rt.transferer.run(job_for(self.key, f"Bench/plain-{next(self._counter)}"))
+        if report.uploaded != 1 or report.bytes_read != self.size:
+            raise RuntimeError(f"unencrypted transfer incomplete: {report}")
+
+    async def download(self) -> None:
+        info = await self.rt.s3.head(BUCKET, self.key)
+        got = 0
+        async with contextlib.aclosing(self.rt.s3.iter_chunks(info)) as chunks:
+            async for chunk in chunks:
+                got += len(chunk)
+        if got != self.size:
+            raise RuntimeError(f"download-only read {got} of {self.size} bytes")
+
+    async def concurrent(self) -> None:
+        """Download-only and upload-only at the same time, independent of each other: what the
+        two paths cost together on this machine, i.e. the best any overlap could do here."""
+        await asyncio.gather(self.download(), self.upload())
+
+    async def upload(self) -> None:
+        client = await self.rt.pool.client(self.stack.account())
+        upload = await client.open_upload(self._room_id, f"upload-{next(self._counter)}.bin", self.size,
+                                          expire_at=None, classification=2, notes=None)
+        sent, index = 0, 0
+        while sent < self.size:
+            chunk = self._chunks[index % len(self._chunks)][: self.size - sent]
+            await upload.write(chunk)
+            sent, index = sent + len(chunk), index + 1
+        node = await upload.complete(self._file_key, resolution="fail")
+        if node.size != self.size:
+            raise RuntimeError(f"upload-only stored {node.size} of {self.size} bytes")
+
+
+@benchmark("pipeline_stream")
+def stream(options: BenchOptions) -> list[Result]:
+    """Pipeline overlap and encryption cost, measured in one interleaved session."""
+    quiet_logs()
+    size = sizes(options, tiny=2 * MIB, quick=64 * MIB, full=512 * MIB)
+    rounds = 1 if os.environ.get("BENCH_TINY") else 3 if options.quick else 5
+    key = f"bench/stream-{size}.bin"
+    load_note()
+    with running_stack() as stack, asyncio.Runner() as runner:
+        config = stack.app_config()
+        runner.run(_stack.create_bucket(config))
+        put_s = runner.run(put_generated_object(config, key, size))
+        exits = AsyncExitStack()
+        try:
+            rt = runner.run(exits.enter_async_context(_stack.transfer_runtime(stack, config)))
+            candidates = _StreamCandidates(rt, stack, key, size)
+            runner.run(candidates.prepare())
+            samples = timed(runner, candidates.all(), rounds, stack.server_pids)
+        finally:
+            runner.run(exits.aclose())
+    best = {name: s.best() for name, s in samples.items()}
+    slower = max(best["download"], best["upload"])
+    info(f"object {size // MIB} MiB (created in {put_s:.1f} s), s3 chunk {config.s3.chunk_size // MIB} MiB"
+          f" x {config.s3.parallel_ranges} ranges, proxy chunk {config.dracoon.upload_chunk_size // MIB} MiB")
+    report(samples, size)
+    return [
+        Result("pipeline_overlap", best["e2e"] / slower, "<= 1.25", "x"),
+        Result("encryption_overhead", best["e2e"] / best["e2e_plain"], "<= 1.15", "x"),
+        Result("pipeline_e2e_s", best["e2e"], "info", "s"),
+        Result("pipeline_e2e_plain_s", best["e2e_plain"], "info", "s"),
+        Result("pipeline_download_only_s", best["download"], "info", "s"),
+        Result("pipeline_upload_only_s", best["upload"], "info", "s"),
+        Result("pipeline_concurrent_s", best["concurrent"], "info", "s"),
+        Result("pipeline_e2e_vs_concurrent", best["e2e"] / best["concurrent"], "info", "x"),
+        Result("pipeline_e2e_mbps", size / best["e2e"] / 1e6, "info", "MB/s"),
+    ]
+
+
+# -- pipeline_memory --------------------------------------------------------------------------
+
+def _child_transfer(stack: Stack, config: dict[str, Any], key: str, warm_key: str) -> dict[str, float]:
+    """Run one measured transfer in a fresh ``bench._memchild`` process; returns its report."""
+    params = {"stack": {"aws_endpoint": stack.aws_endpoint, "dracoon_url": stack.dracoon_url},
+              "config": config, "key": key, "warm_key": warm_key}
+    done = subprocess.run([sys.executable, "-m", "bench._memchild"], input=json.dumps(params).encode(),
+                          capture_output=True, cwd=_stack.ROOT, check=False, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"memory child failed ({done.returncode}): {done.stderr.decode()[-2000:]}")
+    result: dict[str, float] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    return result
+
+
+def in_flight_bound(config: dict[str, Any]) -> float:
+    """The issue's ceiling in MiB: chunk x in-flight + 64 MiB over idle.
+
+    In flight: ``parallel_ranges`` S3 ranges read ahead, plus the chunk being encrypted, plus one
+    proxy upload chunk being POSTed.
+    """
+    s3, dracoon = config["s3"], config["dracoon"]
+    upload_chunk = dracoon.get("upload_chunk_size", DracoonConfig().upload_chunk_size)
+    return float(s3["chunk_size"] * (s3["parallel_ranges"] + 1) + upload_chunk) / MIB + 64
+
+
+@benchmark("pipeline_memory")
+def memory(options: BenchOptions) -> list[Result]:
+    """Peak RSS of a process transferring a big vs a small object (one child process each)."""
+    quiet_logs()
+    small = sizes(options, tiny=MIB, quick=64 * MIB, full=256 * MIB)
+    big = sizes(options, tiny=4 * MIB, quick=512 * MIB, full=2048 * MIB)
+    repeats = 1 if os.environ.get("BENCH_TINY") or options.quick else 2
+    load_note()
+    with running_stack() as stack:
+        config = stack.config_data()
+        app = stack.app_config()
+
+        async def setup() -> float:
+            await _stack.create_bucket(app)
+            await put_generated_object(app, "bench/warm.bin", 256 * 1024)
+            await put_generated_object(app, "bench/small.bin", small)
+            return await put_generated_object(app, "bench/big.bin", big)
+
+        put_s = asyncio.run(setup())
+        runs: dict[str, list[dict[str, float]]] = {"small": [], "big": []}
+        for _ in range(repeats):  # alternate, so drift in the stack affects both alike
+            for name in runs:
+                runs[name].append(_child_transfer(stack, config, f"bench/{name}.bin", "bench/warm.bin"))
+    peak_small = max(r["peak_rss_mib"] for r in runs["small"])
+    peak_big = max(r["peak_rss_mib"] for r in runs["big"])
+    worst_big = max(runs["big"], key=lambda r: r["peak_rss_mib"])
+    over_idle = worst_big["peak_rss_mib"] - worst_big["idle_rss_mib"]
+    bound = in_flight_bound(config)
+    info(f"objects {small // MIB} MiB and {big // MIB} MiB (big created in {put_s:.1f} s); "
+          f"bound {bound:.0f} MiB over idle")
+    for name, results in runs.items():
+        for r in results:
+            info(f"{name}: cold {r['cold_rss_mib']:.1f} MiB, idle {r['idle_rss_mib']:.1f} MiB, "
+                  f"peak {r['peak_rss_mib']:.1f} MiB (ru_maxrss {r['ru_maxrss_mib']:.1f}), "
+                  f"{r['seconds']:.2f} s ({r['bytes'] / r['seconds'] / 1e6:.0f} MB/s)")
+    return [
+        Result("memory_growth", peak_big / peak_small, "<= 1.10", "x"),
+        Result("peak_rss_2gib", peak_big, "info", "MiB"),
+        Result("peak_rss_over_idle_mib", over_idle, f"<= {bound:.0f}", "MiB"),
+        Result("peak_rss_small_mib", peak_small, "info", "MiB"),
+        Result("rss_idle_mib", worst_big["idle_rss_mib"], "info", "MiB"),
+        Result("memory_big_object_mib", big / MIB, "info", "MiB"),
+    ]
+
+
+# -- parallel_parts ---------------------------------------------------------------------------
+
+PART_LATENCY_MS = 20
+
+
+async def _s3_direct_upload(client: DracoonClient, room_id: int, name: str, chunks: list[bytes],
+                            size: int, file_key: EncryptedFileKey) -> None:
+    upload = await client.open_upload(room_id, name, size, expire_at=None, classification=2, notes=None,
+                                      direct_s3=True)
+    for chunk in chunks:
+        await upload.write(chunk)
+    node = await upload.complete(file_key, resolution="fail")
+    if node.size != size:
+        raise RuntimeError(f"S3-direct upload stored {node.size} of {size} bytes")
+
+
+def _parts_session(
+    emulator: Mapping[str, Any], chunks: list[bytes], file_key_of: Callable[[Any], EncryptedFileKey],
+    rounds: int,
+) -> dict[str, Samples]:
+    """One emulator; S3-direct uploads of ``chunks`` (one part each), 1 and 4 parts in flight."""
+    part, size = len(chunks[0]), sum(len(c) for c in chunks)
+    with running_stack(emulator, with_moto=False) as stack, asyncio.Runner() as runner:
+        account = stack.account()
+        exits = AsyncExitStack()
+        try:
+            clients = {
+                n: runner.run(exits.enter_async_context(DracoonClient(account, DracoonConfig(
+                    upload_mode="s3", upload_chunk_size=part, parts_in_flight=n, max_retries=2))))
+                for n in (1, 4)
+            }
+            pair = preferred_key_pair(runner.run(clients[1].get_key_pairs()))
+            room = runner.run(clients[1].ensure_room_path(account.parent_room_id, ["Bench", "s3-direct"]))
+            counter = itertools.count()
+            file_key = file_key_of(pair.public_key_container)
+
+            def candidate(n: int) -> Candidate:
+                return lambda: _s3_direct_upload(clients[n], room.id, f"parts-{next(counter)}.bin", chunks,
+                                                 size, file_key)
+
+            return timed(runner, {"in_flight_1": candidate(1), "in_flight_4": candidate(4)}, rounds,
+                          stack.server_pids)
+        finally:
+            runner.run(exits.aclose())
+
+
+@benchmark("parallel_parts")
+def parallel_parts(options: BenchOptions) -> list[Result]:
+    """S3-direct upload of N 5 MiB parts with 20 ms latency per part PUT: 4 in flight vs 1."""
+    quiet_logs()
+    parts = sizes(options, tiny=3, quick=16, full=48)
+    rounds = 1 if os.environ.get("BENCH_TINY") else 3 if options.quick else 7
+    part = 5 * MIB
+    load_note()
+    # No "finishing" status polls: the client's first poll after completion would sleep 0.1 s,
+    # a constant in both candidates that says nothing about parallel parts.
+    emulator: dict[str, Any] = {
+        "use_s3_storage": True, "s3_finishing_polls": 0,
+        "faults": [{"name": "part-latency", "method": "PUT", "path": r"^/_s3/",
+                    "latency_ms": PART_LATENCY_MS}],
+    }
+    encryptor = FileEncryptor(generate_file_key())
+    chunks = [encryptor.update(os.urandom(part)) for _ in range(parts)]
+    encryptor.finalize()
+    size = part * parts
+
+    def file_key_of(public: Any) -> EncryptedFileKey:
+        return encrypt_file_key(encryptor.file_key(), public)
+
+    samples = _parts_session(emulator, chunks, file_key_of, rounds)
+    info(f"{parts} parts of {part // MIB} MiB, {PART_LATENCY_MS} ms injected per part PUT")
+    report(samples, size)
+    best = {name: s.best() for name, s in samples.items()}
+    return [
+        Result("parallel_parts_speedup", best["in_flight_1"] / best["in_flight_4"], ">= 3", "x"),
+        Result("parallel_parts_1_mbps", size / best["in_flight_1"] / 1e6, "info", "MB/s"),
+        Result("parallel_parts_4_mbps", size / best["in_flight_4"] / 1e6, "info", "MB/s"),
+    ]
