@@ -186,14 +186,18 @@ def stream(options: BenchOptions) -> list[Result]:
     ]
 
 
+MALLOC_MMAP_THRESHOLD = "1048576"  # keep in step with entrypoint.sh (the container entry point)
+
 # -- pipeline_memory --------------------------------------------------------------------------
 
 def _child_transfer(stack: Stack, config: dict[str, Any], key: str, warm_key: str) -> dict[str, float]:
     """Run one measured transfer in a fresh ``bench._memchild`` process; returns its report."""
     params = {"stack": {"aws_endpoint": stack.aws_endpoint, "dracoon_url": stack.dracoon_url},
               "config": config, "key": key, "warm_key": warm_key}
+    # The same malloc tuning the container's entrypoint.sh applies to the service.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": MALLOC_MMAP_THRESHOLD}
     done = subprocess.run([sys.executable, "-m", "bench._memchild"], input=json.dumps(params).encode(),
-                          capture_output=True, cwd=_stack.ROOT, check=False, timeout=600)
+                          capture_output=True, cwd=_stack.ROOT, check=False, timeout=600, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"memory child failed ({done.returncode}): {done.stderr.decode()[-2000:]}")
     result: dict[str, float] = json.loads(done.stdout.decode().strip().splitlines()[-1])

@@ -10,7 +10,6 @@ chunk POST appends and may only be repeated when the server certainly did not ac
 from __future__ import annotations
 
 import enum
-import io
 import ipaddress
 import json
 import ssl
@@ -45,6 +44,37 @@ from .errors import (
 __all__ = ["HttpCore", "Reply", "Retry", "check_base_url", "make_ssl", "redact_url"]
 
 log = structlog.get_logger(__name__)
+
+_SLICE = 64 * 1024
+
+
+class SlicedBytes(aiohttp.payload.Payload):
+    """A bytes body written in 64 KiB slices of one memoryview, with an exact Content-Length.
+
+    Raw bytes go out in one write (the whole chunk lands in the transport buffer at once), and
+    ``io.BytesIO`` makes aiohttp copy the whole body first (32 MiB per proxy chunk). Slicing a
+    memoryview keeps the writer's flow control with no copy of the body.
+    """
+
+    _value: bytes
+
+    def __init__(self, value: bytes) -> None:
+        super().__init__(value, content_type="application/octet-stream")
+        self._size = len(value)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return self._value.decode(encoding, errors)
+
+    async def write(self, writer: Any) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+        view = memoryview(self._value)
+        if content_length is not None:
+            view = view[:content_length]
+        for start in range(0, len(view), _SLICE):
+            await writer.write(view[start : start + _SLICE])
+
 
 MetricsHook = Callable[[str, str, int | None], None]
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
@@ -273,14 +303,12 @@ class HttpCore:
                     raise
                 hdrs["Authorization"] = f"Bearer {token}"
             try:
-                # A fresh BytesIO per attempt: sent in 64 KiB writes with flow control (raw bytes
-                # above 1 MiB would be written in one go) and still with an exact Content-Length.
                 async with self.session.request(
                     method,
                     target,
                     params=params,
                     json=json_body,
-                    data=io.BytesIO(data) if data is not None else None,
+                    data=SlicedBytes(data) if data is not None else None,
                     headers=hdrs,
                     allow_redirects=False,
                 ) as resp:
