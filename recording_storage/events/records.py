@@ -27,6 +27,7 @@ from urllib.parse import unquote_plus
 
 from ..errors import InvalidJobMessage, JobProblem
 from ..jobs.model import json_kind
+from ..jobs.parse import ProblemCollector
 
 __all__ = [
     "CREATED_PREFIX",
@@ -41,8 +42,6 @@ __all__ = [
 CREATED_PREFIX = "ObjectCreated:"
 MAX_RECORDS = 1000
 MAX_KEY_BYTES = 1024
-_MAX_PROBLEMS = 50
-_SHORT = 256
 
 
 def key_digest(bucket: str, key: str) -> str:
@@ -82,39 +81,9 @@ def is_test_event(data: dict[str, Any]) -> bool:
     return data.get("Event") == "s3:TestEvent"
 
 
-class _Problems:
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-        self.items: list[JobProblem] = []
-
-    def add(self, path: str, message: str) -> None:
-        if len(self.items) < _MAX_PROBLEMS:
-            self.items.append(JobProblem(self.prefix + path, message))
-
-    def obj(self, parent: dict[str, Any], name: str, path: str) -> dict[str, Any] | None:
-        value = parent.get(name)
-        if not isinstance(value, dict):
-            self.add(path, "is required" if value is None else f"must be an object, got {json_kind(value)}")
-            return None
-        return value
-
-    def text(self, value: object, path: str, *, required: bool, max_len: int = _SHORT) -> str | None:
-        if value is None or value == "":
-            if required:
-                self.add(path, "is required" if value is None else "must not be empty")
-            return None
-        if not isinstance(value, str):
-            self.add(path, f"must be a string, got {json_kind(value)}")
-            return None
-        if len(value) > max_len:
-            self.add(path, f"is too long ({len(value)} characters, at most {max_len})")
-            return None
-        return value
-
-
 def parse_s3_event(data: dict[str, Any], *, prefix: str = "") -> S3Event:
     """Validate a decoded notification; raise ``InvalidJobMessage`` listing every problem."""
-    p = _Problems(prefix)
+    p = ProblemCollector(prefix)
     raw = data.get("Records")
     if not isinstance(raw, list) or not raw:
         shown = "is required" if raw is None else (
@@ -143,8 +112,8 @@ def parse_s3_event(data: dict[str, Any], *, prefix: str = "") -> S3Event:
         earlier = records.get(slot)
         if earlier is None or not _older(record.sequencer, earlier.sequencer):
             records[slot] = record
-    if p.items:
-        raise InvalidJobMessage(p.items)
+    if p.problems:
+        raise InvalidJobMessage(p.all())
     ordered = sorted(records.values(), key=lambda r: r.index)
     return S3Event(tuple(ordered), tuple(ignored))
 
@@ -165,13 +134,15 @@ def _older(a: str | None, b: str | None) -> bool:
     return a.ljust(width, "0").upper() < b.ljust(width, "0").upper()
 
 
-def _record(p: _Problems, item: dict[str, Any], where: str, index: int, name: str) -> ObjectRecord | None:
-    before = len(p.items)
-    s3 = p.obj(item, "s3", f"{where}.s3")
+def _record(
+    p: ProblemCollector, item: dict[str, Any], where: str, index: int, name: str
+) -> ObjectRecord | None:
+    before = len(p.problems)
+    s3 = p.obj(item, "s3", f"{where}.s3", required=True)
     if s3 is None:
         return None
-    bucket_obj = p.obj(s3, "bucket", f"{where}.s3.bucket")
-    obj = p.obj(s3, "object", f"{where}.s3.object")
+    bucket_obj = p.obj(s3, "bucket", f"{where}.s3.bucket", required=True)
+    obj = p.obj(s3, "object", f"{where}.s3.object", required=True)
     bucket = p.text(bucket_obj.get("name"), f"{where}.s3.bucket.name", required=True) if bucket_obj else None
     key = _key(p, obj.get("key"), f"{where}.s3.object.key") if obj else None
     size = etag = version = sequencer = None
@@ -186,12 +157,12 @@ def _record(p: _Problems, item: dict[str, Any], where: str, index: int, name: st
         version = p.text(obj.get("versionId"), f"{where}.s3.object.versionId", required=False, max_len=1024)
         sequencer = p.text(obj.get("sequencer"), f"{where}.s3.object.sequencer", required=False, max_len=128)
     event_time = _time(p, item.get("eventTime"), f"{where}.eventTime")
-    if len(p.items) > before or bucket is None or key is None:
+    if len(p.problems) > before or bucket is None or key is None:
         return None
     return ObjectRecord(bucket, key, name, event_time, size, etag, version, sequencer, index)
 
 
-def _key(p: _Problems, value: object, path: str) -> str | None:
+def _key(p: ProblemCollector, value: object, path: str) -> str | None:
     raw = p.text(value, path, required=True, max_len=4 * MAX_KEY_BYTES)
     if raw is None:
         return None
@@ -215,7 +186,7 @@ def _key(p: _Problems, value: object, path: str) -> str | None:
     return None
 
 
-def _time(p: _Problems, value: object, path: str) -> datetime | None:
+def _time(p: ProblemCollector, value: object, path: str) -> datetime | None:
     text = p.text(value, path, required=False, max_len=64)
     if text is None:
         return None

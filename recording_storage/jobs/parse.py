@@ -52,16 +52,21 @@ def _token(value: str) -> str:
     return repr(value) if _TOKEN.fullmatch(value) else f"({json_kind(value)})"
 
 
-class _Checker:
-    """Collects problems while reading fields; every reader returns ``None`` when unusable."""
+class ProblemCollector:
+    """Collects problems while reading fields; every reader returns ``None`` when unusable.
 
-    def __init__(self) -> None:
+    Shared by job messages and S3 event notifications (``prefix`` roots the paths of a wrapped
+    message), so both report bad input in the same words.
+    """
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
         self.problems: list[JobProblem] = []
         self.dropped = 0
 
     def add(self, path: str, message: str) -> None:
         if len(self.problems) < MAX_PROBLEMS:
-            self.problems.append(JobProblem(path, message))
+            self.problems.append(JobProblem(self.prefix + path, message))
         else:
             self.dropped += 1
 
@@ -126,7 +131,7 @@ def parse_job_message(body: str | bytes) -> JobMessage:
         raise InvalidJobMessage(
             "this is an SNS notification envelope, not a job message; enable raw message delivery"
         )
-    c = _Checker()
+    c = ProblemCollector()
     storage_type, s3, targets = _storage(c, data)
     meeting = _meeting(c, data)
     instance = _instance(c, data)
@@ -177,7 +182,7 @@ def _decode(body: object) -> Any:
 
 
 def _storage(
-    c: _Checker, data: dict[str, Any]
+    c: ProblemCollector, data: dict[str, Any]
 ) -> tuple[str | None, S3Objects | None, tuple[TargetSpec, ...]]:
     storage = c.obj(data, "storage", "storage", required=True)
     if storage is None:
@@ -196,7 +201,7 @@ def _storage(
     return stype, s3, targets
 
 
-def _s3(c: _Checker, s3: dict[str, Any]) -> S3Objects | None:
+def _s3(c: ProblemCollector, s3: dict[str, Any]) -> S3Objects | None:
     bucket = c.text(s3.get("bucket"), f"{_S3}.bucket", required=True)
     if bucket is not None and not _BUCKET.fullmatch(bucket):
         c.add(f"{_S3}.bucket", "must be a bucket name (letters, digits, '.', '-', '_', no '..', "
@@ -223,7 +228,7 @@ def _s3(c: _Checker, s3: dict[str, Any]) -> S3Objects | None:
     return S3Objects(bucket, unique) if bucket is not None and unique else None
 
 
-def _key(c: _Checker, value: object, path: str, keys: list[str]) -> None:
+def _key(c: ProblemCollector, value: object, path: str, keys: list[str]) -> None:
     if value == "":
         return
     if not isinstance(value, str):
@@ -242,7 +247,7 @@ def _key(c: _Checker, value: object, path: str, keys: list[str]) -> None:
         keys.append(value)
 
 
-def _targets(c: _Checker, raw: object) -> tuple[TargetSpec, ...]:
+def _targets(c: ProblemCollector, raw: object) -> tuple[TargetSpec, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
@@ -276,7 +281,7 @@ def _targets(c: _Checker, raw: object) -> tuple[TargetSpec, ...]:
     return tuple(specs)
 
 
-def _meeting(c: _Checker, data: dict[str, Any]) -> Meeting | None:
+def _meeting(c: ProblemCollector, data: dict[str, Any]) -> Meeting | None:
     m = c.obj(data, "meeting", "meeting", required=True)
     if m is None:
         return None
@@ -305,7 +310,7 @@ def _zone(name: str) -> ZoneInfo | None:
         return None
 
 
-def _parse_date(c: _Checker, text: str) -> datetime | None:
+def _parse_date(c: ProblemCollector, text: str) -> datetime | None:
     m = _RFC3339.fullmatch(text)
     if m is None:
         c.add("meeting.date", f"must be an RFC 3339 date-time with an offset, e.g. {_DATE_EXAMPLE}")
@@ -330,7 +335,7 @@ def _parse_date(c: _Checker, text: str) -> datetime | None:
         return None
 
 
-def _meeting_type(c: _Checker, t: dict[str, Any]) -> MeetingType:
+def _meeting_type(c: ProblemCollector, t: dict[str, Any]) -> MeetingType:
     name = c.text(t.get("name"), "meeting.type.name", required=False)
     duration = c.integer(t.get("duration"), "meeting.type.duration", required=False, minimum=0)
     raw_id = t.get("id")
@@ -344,13 +349,13 @@ def _meeting_type(c: _Checker, t: dict[str, Any]) -> MeetingType:
     return MeetingType(name, duration, type_id)
 
 
-def _person(c: _Checker, p: dict[str, Any], path: str) -> Person:
+def _person(c: ProblemCollector, p: dict[str, Any], path: str) -> Person:
     name = c.text(p.get("name"), f"{path}.name", required=False)
     email = c.text(p.get("email"), f"{path}.email", required=False, max_len=254)
     return Person(name, email)
 
 
-def _instance(c: _Checker, data: dict[str, Any]) -> Instance | None:
+def _instance(c: ProblemCollector, data: dict[str, Any]) -> Instance | None:
     inst = c.obj(data, "instance", "instance", required=True)
     if inst is None:
         return None
@@ -365,7 +370,7 @@ def _instance(c: _Checker, data: dict[str, Any]) -> Instance | None:
     return Instance(domain, alias) if domain is not None else None
 
 
-def _customer_id(c: _Checker, data: dict[str, Any]) -> str | None:
+def _customer_id(c: ProblemCollector, data: dict[str, Any]) -> str | None:
     extra = c.obj(data, "extra", "extra", required=False)
     if extra is None:
         return None
