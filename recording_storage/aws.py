@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from contextlib import AsyncExitStack
+from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -33,6 +35,7 @@ from .config import AwsConfig, S3Config
 from .errors import ConfigError, ConfigProblem, PermanentError, RecordingStorageError, TransientError
 
 __all__ = [
+    "ClientOwner",
     "AWS_ERRORS",
     "SourceChanged",
     "SourceMissing",
@@ -311,3 +314,42 @@ def translate_error(exc: BaseException, *, what: str, resource: Resource = "othe
     if isinstance(exc, BotoCoreError):
         return TransientError(f"{what}: {type(exc).__name__}: {scrub(str(exc), 200)}", code="aws_error")
     return TransientError(f"{what}: unexpected {type(exc).__name__}", code="aws_error")
+
+
+class ClientOwner:
+    """Owns one aiobotocore client (and anything else entered on its stack) per ``async with``.
+
+    S3Source and JobQueue share this lifecycle: open the client, run the subclass's set-up
+    inside the same stack (so a failing set-up still closes the client), close it all on exit.
+    """
+
+    _what = "client"
+
+    def __init__(self) -> None:
+        self._stack: AsyncExitStack | None = None
+        self._client_obj: Any = None
+
+    async def _open(self, service: str, config: Config, kwargs: dict[str, Any]) -> None:
+        async with AsyncExitStack() as stack:
+            self._client_obj = await stack.enter_async_context(
+                make_session().create_client(service, config=config, **kwargs)
+            )
+            self._stack = stack
+            await self._after_open()
+            self._stack = stack.pop_all()
+
+    async def _after_open(self) -> None:
+        """Set-up that needs the client (e.g. resolving queue URLs)."""
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        stack, self._stack, self._client_obj = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    @property
+    def _client(self) -> Any:
+        if self._client_obj is None:
+            raise RuntimeError(f"{self._what} used outside 'async with'")
+        return self._client_obj

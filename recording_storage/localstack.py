@@ -302,7 +302,7 @@ async def _verify(stack: LocalStack, digest: str, attrs: dict[str, str]) -> bool
     from .dracoon import DracoonClient
     from .instances import DracoonAccount
 
-    files = [n for n in stack.emulator.state.files_in(stack.parent_room_id, recursive=True)]
+    files = stack.emulator.state.files_in(stack.parent_room_id, recursive=True)
     if len(files) != 1:
         print(f"expected one file in DRACOON, found {len(files)}", file=sys.stderr)
         return False

@@ -12,7 +12,6 @@ import asyncio
 import random
 from collections import deque
 from collections.abc import AsyncGenerator, Iterator, Mapping
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -24,6 +23,7 @@ from botocore.exceptions import ClientError
 
 from .aws import (
     AWS_ERRORS,
+    ClientOwner,
     SourceChanged,
     SourceMissing,
     bucket_settings,
@@ -75,7 +75,7 @@ def _ranges(size: int, chunk: int) -> Iterator[tuple[int, int]]:
     return ((start, min(start + chunk, size) - 1) for start in range(0, size, chunk))
 
 
-class S3Source:
+class S3Source(ClientOwner):
     """Reads (and finally removes) recordings from S3; one aiobotocore client per instance.
 
     ``async with S3Source(aws, s3cfg) as s3``. ``max_connections`` caps the HTTP pool; size it
@@ -86,12 +86,13 @@ class S3Source:
     on entry, so a bad endpoint stops the service instead of failing its first job.
     """
 
+    _what = "S3Source"
+
     def __init__(self, aws: AwsConfig, s3: S3Config, *, max_connections: int | None = None) -> None:
+        super().__init__()
         self._aws = aws
         self._cfg = s3
         self._max_connections = max_connections or max(10, 4 * s3.parallel_ranges)
-        self._stack: AsyncExitStack | None = None
-        self._client_obj: Any = None
         self._bucket_clients: dict[str, Any] = {}
         self._bucket_lock = asyncio.Lock()
 
@@ -101,25 +102,14 @@ class S3Source:
             aws, _ = bucket_settings(self._aws, self._cfg, bucket) or (self._aws, self._cfg)
             client_kwargs(aws, where=f"s3.buckets.{bucket}")
         config = make_client_config(self._aws, self._cfg, max_pool_connections=self._max_connections)
-        async with AsyncExitStack() as stack:
-            self._client_obj = await stack.enter_async_context(
-                make_session().create_client("s3", config=config, **kwargs))
-            self._stack = stack.pop_all()
+        await self._open("s3", config, kwargs)
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        stack, self._stack, self._client_obj = self._stack, None, None
         self._bucket_clients = {}
-        if stack is not None:
-            await stack.aclose()
-
-    @property
-    def _client(self) -> Any:
-        if self._client_obj is None:
-            raise RuntimeError("S3Source used outside 'async with'")
-        return self._client_obj
+        await super().__aexit__(exc_type, exc, tb)
 
     async def _client_for(self, bucket: str) -> Any:
         """The client for ``bucket``: its own (created once, lazily) or the default one."""

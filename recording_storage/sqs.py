@@ -13,10 +13,8 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import structlog
@@ -24,10 +22,10 @@ from botocore.exceptions import ClientError
 
 from .aws import (
     AWS_ERRORS,
+    ClientOwner,
     client_kwargs,
     error_codes,
     make_client_config,
-    make_session,
     scrub,
     translate_error,
 )
@@ -108,7 +106,7 @@ def _lease_error(exc: ClientError, what: str) -> RecordingStorageError:
     return translate_error(exc, what=what, resource="queue")
 
 
-class JobQueue:
+class JobQueue(ClientOwner):
     """The job queue client: ``async with JobQueue(aws, queue_cfg, base_dir) as q``.
 
     Queue URLs come from the topics file (name -> URL, relative to ``base_dir``), else from
@@ -116,15 +114,16 @@ class JobQueue:
     ``resolve_on_enter=False`` to create the queues first (``create_queues``).
     """
 
+    _what = "JobQueue"
+
     def __init__(
         self, aws: AwsConfig, queue: QueueConfig, base_dir: Path = Path("."), *, resolve_on_enter: bool = True
     ) -> None:
+        super().__init__()
         self._aws = aws
         self._cfg = queue
         self._base_dir = base_dir
         self._resolve_on_enter = resolve_on_enter
-        self._stack: AsyncExitStack | None = None
-        self._client_obj: Any = None
         self._url: str | None = None
         self._dlq_url: str | None = None
         self._resolved = False
@@ -134,26 +133,12 @@ class JobQueue:
         kwargs = client_kwargs(self._aws)
         read_timeout = max(self._aws.read_timeout, SQS_READ_TIMEOUT_FLOOR)
         config = make_client_config(self._aws, read_timeout=read_timeout)
-        async with AsyncExitStack() as stack:
-            self._client_obj = await stack.enter_async_context(
-                make_session().create_client("sqs", config=config, **kwargs))
-            if self._resolve_on_enter:
-                await self.resolve()
-            self._stack = stack.pop_all()
+        await self._open("sqs", config, kwargs)
         return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        stack, self._stack, self._client_obj = self._stack, None, None
-        if stack is not None:
-            await stack.aclose()
-
-    @property
-    def _client(self) -> Any:
-        if self._client_obj is None:
-            raise RuntimeError("JobQueue used outside 'async with'")
-        return self._client_obj
+    async def _after_open(self) -> None:
+        if self._resolve_on_enter:
+            await self.resolve()
 
     @property
     def url(self) -> str:

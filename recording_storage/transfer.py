@@ -22,11 +22,11 @@ from typing import Literal, Protocol, TypeVar
 import structlog
 
 from .config import AppConfig
-from .crypto import FileEncryptor, UnlockedKeyPair, encrypt_file_key, generate_file_key
+from .crypto import EncryptedFileKey, FileEncryptor, UnlockedKeyPair, encrypt_file_key, generate_file_key
 from .dracoon import DracoonClient, NameConflict, Node, Upload
 from .errors import PermanentError, RecordingStorageError, TransientError
 from .instances import DracoonAccount, InstanceProvider
-from .jobs import JobMessage
+from .jobs import JobMessage, parse_job_message
 from .logs import Code
 from .pool import DracoonPool
 from .s3 import ObjectInfo, S3Source, SourceChanged, SourceMissing
@@ -166,8 +166,6 @@ class Transferer:
         self._decode = decode or self._decode_job_message
 
     def _decode_job_message(self, body: str) -> list[TransferJob]:
-        from .jobs import parse_job_message
-
         return [MessageJob(parse_job_message(body), include_pii=self._cfg.log.include_pii)]
 
     async def handle(self, msg: QueueMessage) -> JobResult:
@@ -388,11 +386,14 @@ class Transferer:
         return nodes
 
     async def _complete(
-        self, client: DracoonClient, upload: Upload, plan: _Plan, file_key: object, marker: str, size: int
+        self,
+        client: DracoonClient,
+        upload: Upload,
+        plan: _Plan,
+        file_key: EncryptedFileKey,
+        marker: str,
+        size: int,
     ) -> Node:
-        from .crypto import EncryptedFileKey
-
-        assert isinstance(file_key, EncryptedFileKey)
         try:
             return await upload.complete(file_key, resolution=plan.resolution, file_name=plan.name)
         except NameConflict as exc:
