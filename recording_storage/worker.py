@@ -198,11 +198,8 @@ class WorkerPool:
             slot_wait.cancel()
 
     async def _release_unstarted(self, msg: QueueMessage) -> None:
-        try:
-            await self._queue.change_visibility(msg, 0)
-            log.info("message_released_unstarted", message_id=msg.message_id)
-        except (TransientError, PermanentError) as exc:
-            log.warning("message_release_failed", message_id=msg.message_id, error=str(exc))
+        log.info("message_released_unstarted", message_id=msg.message_id)
+        await self._release(msg, 0)
 
     async def _shutdown(self) -> None:
         if not self._running:
@@ -246,11 +243,13 @@ class WorkerPool:
             outcome = "permanent"
             await self._settle(self._dead_letter(msg, exc))
         except TransientError as exc:
-            await self._settle(self._release(msg, exc.retry_after, exc))
+            await self._settle(
+                self._release(msg, backoff_seconds(msg.receive_count, self._qcfg, exc.retry_after), exc)
+            )
         except Exception as exc:
             # A bug, not an input problem: retry later; the queue's redrive policy stops a loop.
             log.exception("job_crashed", code=Code.TRANSFERER_ERROR)
-            await self._settle(self._release(msg, None, exc))
+            await self._settle(self._release(msg, backoff_seconds(msg.receive_count, self._qcfg), exc))
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -259,7 +258,7 @@ class WorkerPool:
             await self._settle(self._ack(msg))
         elif outcome == "cancelled":
             # Shutdown: give the message back at once; a redelivery repeats only idempotent steps.
-            await self._settle(self._release(msg, 0, None))
+            await self._settle(self._release(msg, 0))
         return outcome, transferred
 
     @staticmethod
@@ -278,12 +277,8 @@ class WorkerPool:
             # The work is done and idempotent: a redelivery finds it done and deletes then.
             log.warning("message_delete_failed", error=str(exc), code=Code.SQS_ERROR)
 
-    async def _release(self, msg: QueueMessage, retry_after: float | None, exc: BaseException | None) -> None:
-        delay = (
-            0
-            if retry_after == 0 and exc is None
-            else backoff_seconds(msg.receive_count, self._qcfg, retry_after)
-        )
+    async def _release(self, msg: QueueMessage, delay: int, exc: BaseException | None = None) -> None:
+        """Make the message visible again after ``delay`` seconds (0: at once)."""
         if exc is not None:
             log.warning(
                 "job_failed_transient",
@@ -295,7 +290,9 @@ class WorkerPool:
         try:
             await self._queue.change_visibility(msg, delay)
         except (TransientError, PermanentError) as err:
-            log.warning("message_release_failed", error=str(err), code=Code.SQS_ERROR)
+            log.warning(
+                "message_release_failed", message_id=msg.message_id, error=str(err), code=Code.SQS_ERROR
+            )
 
     async def _dead_letter(self, msg: QueueMessage, exc: PermanentError) -> None:
         log.error("job_failed_permanent", error=str(exc), error_code=exc.code, code=Code.TRANSFERER_ERROR)
