@@ -264,8 +264,9 @@ async def test_connection_reset_mid_chunk_cancels_channel(
         dracoon_emulator.parent_room_id, "r.bin", CHUNK, expire_at=None, classification=None, notes=None
     )
     assert isinstance(upload, ProxyUpload)
+    await upload.write(payload(CHUNK))  # POSTed in the background; the failure comes next
     with pytest.raises(DracoonTransientError) as info:
-        await upload.write(payload(CHUNK))
+        await upload.complete(None)
     assert info.value.code == "upload_interrupted"
     channel = dracoon_emulator.state.uploads.get(upload.upload_id)
     assert channel is None or channel.status != "transfer"

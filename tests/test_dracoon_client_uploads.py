@@ -47,6 +47,16 @@ class Channel:
     complete_statuses: list[int] = field(default_factory=list)
     polls: list[dict[str, Any]] = field(default_factory=list)
     part_delay: float = 0.0
+    chunk_gate: asyncio.Event | None = None  # chunk POSTs wait for it before answering
+    chunks_waiting: int = 0
+    chunk_held: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def hold_chunk(self) -> None:
+        if self.chunk_gate is not None:
+            self.chunks_waiting += 1
+            self.chunk_held.set()
+            await self.chunk_gate.wait()
+            self.chunks_waiting -= 1
 
 
 def install(fake: FakeDracoon, ch: Channel, *, s3: bool = False) -> None:
@@ -62,6 +72,7 @@ def install(fake: FakeDracoon, ch: Channel, *, s3: bool = False) -> None:
 
     async def chunk(request: web.Request) -> web.Response:
         body = await request.read()
+        await ch.hold_chunk()
         if ch.chunk_statuses:
             status = ch.chunk_statuses.pop(0)
             return web.json_response(api_error(status), status=status, headers={"Retry-After": "0"})
@@ -193,12 +204,57 @@ async def test_failed_chunk_is_not_resent_and_channel_cancelled(fake: FakeDracoo
     await start(fake)
     async with fake.client(upload_mode="proxy") as client:
         upload = await client.open_upload(1, "f.bin", CHUNK, expire_at=None, classification=None, notes=None)
+        await upload.write(data_of(CHUNK))  # the POST runs in the background
         with pytest.raises(DracoonTransientError) as info:
-            await upload.write(data_of(CHUNK))
+            await upload.complete(None)
     assert info.value.code == "upload_interrupted" and info.value.status == 500
     assert TOKEN not in str(info.value) and TOKEN not in repr(upload)
     assert len([s for s in fake.seen if s.method == "POST" and s.path.endswith(TOKEN)]) == 1
-    assert ch.deletes == 1
+    assert ch.completes == [] and ch.deletes == 1
+
+
+async def test_failed_chunk_stops_the_next_write(fake: FakeDracoon) -> None:
+    """The writer learns of a failed background POST on its next write; no later chunk is sent."""
+    ch = Channel(chunk_statuses=[500])
+    install(fake, ch)
+    await start(fake)
+    async with fake.client(upload_mode="proxy") as client:
+        upload = await client.open_upload(
+            1, "f.bin", 3 * CHUNK, expire_at=None, classification=None, notes=None
+        )
+        await upload.write(data_of(CHUNK))
+        with pytest.raises(DracoonTransientError) as info:
+            await upload.write(data_of(CHUNK))
+    assert info.value.code == "upload_interrupted"
+    assert len([s for s in fake.seen if s.method == "POST" and s.path.endswith(TOKEN)]) == 1
+    assert ch.chunks == [] and ch.deletes == 1
+
+
+async def test_one_chunk_post_in_flight_while_the_next_fills(fake: FakeDracoon) -> None:
+    """write() returns while its chunk is still being POSTed, so encryption and download go on;
+    the next full chunk waits for that POST, so at most one is in flight and order is kept."""
+    ch = Channel(chunk_gate=asyncio.Event())
+    install(fake, ch)
+    await start(fake)
+    async with fake.client(upload_mode="proxy") as client:
+        upload = await client.open_upload(
+            1, "f.bin", 2 * CHUNK + 7, expire_at=None, classification=None, notes=None
+        )
+        await asyncio.wait_for(upload.write(data_of(CHUNK)), 5)  # returns with its POST unanswered
+        await asyncio.wait_for(ch.chunk_held.wait(), 5)
+        second = asyncio.create_task(upload.write(data_of(CHUNK)))
+        await asyncio.sleep(0.2)
+        assert not second.done() and ch.chunks_waiting == 1  # waits for the first POST
+        ch.chunk_gate.set()
+        await asyncio.wait_for(second, 5)
+        await upload.write(data_of(7))
+        await upload.complete(None)
+    assert [r for r, _ in ch.chunks] == [
+        f"bytes 0-{CHUNK - 1}/{2 * CHUNK + 7}",
+        f"bytes {CHUNK}-{2 * CHUNK - 1}/{2 * CHUNK + 7}",
+        f"bytes {2 * CHUNK}-{2 * CHUNK + 6}/{2 * CHUNK + 7}",
+    ]
+    assert b"".join(b for _, b in ch.chunks) == data_of(CHUNK) * 2 + data_of(7)
 
 
 async def test_rate_limited_chunk_is_resent(fake: FakeDracoon) -> None:

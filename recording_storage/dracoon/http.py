@@ -56,9 +56,9 @@ class SlicedBytes(aiohttp.payload.Payload):
     memoryview keeps the writer's flow control with no copy of the body.
     """
 
-    _value: bytes
+    _value: bytes | bytearray
 
-    def __init__(self, value: bytes) -> None:
+    def __init__(self, value: bytes | bytearray) -> None:
         super().__init__(value, content_type="application/octet-stream")
         self._size = len(value)
 
@@ -249,7 +249,7 @@ class HttpCore:
         auth: bool = True,
         params: Mapping[str, str | int] | None = None,
         json_body: Any = None,
-        data: bytes | None = None,
+        data: bytes | bytearray | None = None,
         headers: Mapping[str, str] | None = None,
         retry: Retry = Retry.ALWAYS,
     ) -> Reply:
@@ -288,7 +288,7 @@ class HttpCore:
         auth: bool,
         params: Mapping[str, str | int] | None,
         json_body: Any,
-        data: bytes | None,
+        data: bytes | bytearray | None,
         headers: Mapping[str, str] | None,
     ) -> Reply:
         renewed = False

@@ -76,9 +76,10 @@ class S3DirectUpload(Upload):
         except BaseException:
             self._slots.release()
             raise
-        with memoryview(self._buf) as view:
-            data = bytes(view[:length])
-        del self._buf[:length]
+        # The part is handed over as is and only the remainder copied out (at most one write's
+        # worth), instead of copying the whole part into a new bytes object.
+        data, self._buf = self._buf, self._buf[length:]
+        del data[length:]
         number = self._next_part
         self._next_part += 1
         task = asyncio.create_task(self._put_part(number, data), name=f"dracoon-s3-part-{number}")
@@ -95,7 +96,7 @@ class S3DirectUpload(Upload):
         if self._error is not None:
             raise self._error
 
-    async def _put_part(self, number: int, data: bytes) -> None:
+    async def _put_part(self, number: int, data: bytearray) -> None:
         async for attempt in self._http.retrying(Retry.ALWAYS, f"PUT {_PART_TEMPLATE}"):
             with attempt:
                 url = await self._part_url(number, len(data))

@@ -207,6 +207,11 @@ class Upload:
 class ProxyUpload(Upload):
     """Chunks POSTed in order to the channel's upload URL, each with an inclusive Content-Range.
 
+    One POST runs in the background while the next chunk is assembled, so encryption and the
+    download behind it never wait for the network; the writer waits only when the next chunk is
+    full and the previous POST has not finished. Memory stays at two chunks: the one on the wire
+    and the one filling up.
+
     DRACOON appends every chunk it receives, so a chunk whose POST failed cannot simply be sent
     again (it may have been stored): such a failure is ``upload_interrupted`` and the caller
     restarts the file. Only a request the server provably did not act on (429, no connection)
@@ -222,18 +227,45 @@ class ProxyUpload(Upload):
         self._url = upload_url
         self._chunk_size = chunk_size
         self._buf = bytearray()
-        self._sent = 0
+        self._queued = 0  # bytes handed to POSTs, finished or not: the next Content-Range start
+        self._in_flight: asyncio.Task[None] | None = None
 
     async def _write(self, chunk: bytes) -> None:
+        if self._in_flight is not None and self._in_flight.done():
+            await self._drain()  # fail fast: the previous chunk's error, not one chunk later
         self._buf += chunk
         while len(self._buf) >= self._chunk_size:
-            with memoryview(self._buf) as view:
-                piece = bytes(view[: self._chunk_size])
-            del self._buf[: self._chunk_size]
-            await self._post(piece)
+            # The full chunk is handed over as is and the remainder copied out (at most one
+            # write's worth), instead of copying the whole chunk into a new bytes object.
+            piece, self._buf = self._buf, self._buf[self._chunk_size :]
+            del piece[self._chunk_size :]
+            await self._launch(piece)
 
-    async def _post(self, piece: bytes) -> None:
-        start, end = self._sent, self._sent + len(piece) - 1
+    async def _launch(self, piece: bytearray) -> None:
+        await self._drain()
+        start, self._queued = self._queued, self._queued + len(piece)
+        self._in_flight = asyncio.create_task(
+            self._post(piece, start), name=f"dracoon-chunk-{self.upload_id}-{start}"
+        )
+
+    async def _drain(self) -> None:
+        """Wait for the POST in flight; its failure is raised here, to the writer."""
+        task = self._in_flight
+        if task is None:
+            return
+        try:
+            await task
+        finally:
+            self._in_flight = None
+
+    async def _stop_background(self) -> None:
+        task, self._in_flight = self._in_flight, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _post(self, piece: bytearray, start: int) -> None:
+        end = start + len(piece) - 1
         headers = {
             "Content-Range": f"bytes {start}-{end}/{self.size}",
             "Content-Type": "application/octet-stream",
@@ -257,14 +289,14 @@ class ProxyUpload(Upload):
                 error_code=exc.error_code,
                 retry_after=exc.retry_after,
             ) from exc
-        self._sent += len(piece)
 
     async def _complete(
         self, file_key: EncryptedFileKey | None, resolution: Resolution, file_name: str | None
     ) -> Node:
         if self._buf:
-            piece, self._buf = bytes(self._buf), bytearray()
-            await self._post(piece)
+            piece, self._buf = self._buf, bytearray()
+            await self._launch(piece)
+        await self._drain()
         # Completing twice is not harmless (the first may have succeeded), so only a refused
         # request is repeated; anything else restarts the file, and resolution "fail" plus the
         # caller's existence check turn a lost success into "already there".
