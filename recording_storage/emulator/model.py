@@ -165,12 +165,14 @@ class UploadChannel:
     def received(self) -> int:
         return len(self.data) + self.discarded
 
-    def discard(self, data: bytes) -> None:
-        """Account for a chunk without keeping it: its length and the running SHA-256."""
-        if self.digest is None:
-            self.digest = hashlib.sha256()
-        self.digest.update(data)
-        self.discarded += len(data)
+    def running_digest(self) -> Any:
+        """A copy of the SHA-256 over the discarded chunks so far, for the next chunk to extend."""
+        return self.digest.copy() if self.digest is not None else hashlib.sha256()
+
+    def discard(self, size: int, digest: Any) -> None:
+        """Account for an accepted chunk without keeping it: its length and the extended digest."""
+        self.digest = digest
+        self.discarded += size
 
 
 @dataclass

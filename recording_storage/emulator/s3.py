@@ -15,13 +15,13 @@ clients must poll), the next one finalises and answers ``done`` with the node or
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from typing import Any
 
 from aiohttp import web
 
+from .bodies import receive
 from .config import EmulatorConfig
 from .context import ctx, origin
 from .errors import ApiError, bad_request, json_response
@@ -105,10 +105,11 @@ async def put_part(request: web.Request) -> web.Response:
             "SignatureDoesNotMatch",
             f"Content-Length {request.content_length} does not match the signed length {size}",
         )
-    data = await request.read()
-    part.data = None if ctx(request).config.discard_content else data
-    part.size = len(data)
-    part.etag = hashlib.md5(data).hexdigest()
+    keep = not ctx(request).config.discard_content
+    body = await receive(request, keep=keep)
+    part.data = body.data if keep else None
+    part.size = body.size
+    part.etag = body.md5
     return web.Response(status=200, headers={"ETag": f'"{part.etag}"'})
 
 

@@ -14,9 +14,11 @@ import hashlib
 import re
 import secrets
 import uuid
+from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from .bodies import Received, receive
 from .context import ctx, current_user, origin
 from .errors import (
     ApiError,
@@ -133,31 +135,36 @@ async def _chunk(request: web.Request, channel: UploadChannel) -> web.Response:
         m = _CONTENT_RANGE.match(content_range.strip())
         if m is None or (m.group(1) is not None and int(m.group(1)) > int(m.group(2))):
             raise bad_request(-80021, "Incorrect upload Content-Range")
-    data = await _chunk_body(request)
+    discard = c.config.discard_content
+    digest = channel.running_digest() if discard else None
+    body = await _chunk_body(request, keep=not discard, also=[digest] if digest is not None else [])
     if channel.id not in c.state.uploads:  # cancelled while the body was arriving
         raise upload_not_found()
     parent = c.state.nodes.get(channel.parent_id)
     if parent is None:
         raise container_not_found()
-    if c.state.room_of(parent).encrypted and channel.received + len(data) > GCM_MAX_PLAINTEXT:
+    if c.state.room_of(parent).encrypted and channel.received + body.size > GCM_MAX_PLAINTEXT:
         raise bad_request(-80037, "Exceeds maximum data length for AES GCM encryption")
-    check_quota(c.state, c.config, parent, channel.received + len(data))
-    if c.config.discard_content:
-        channel.discard(data)
+    check_quota(c.state, c.config, parent, channel.received + body.size)
+    if digest is not None:
+        channel.discard(body.size, digest)
     else:
-        channel.data += data
+        channel.data += body.data
     channel.chunks += 1
-    return json_response({"size": len(data), "hash": hashlib.md5(data).hexdigest()}, status=201)
+    return json_response({"size": body.size, "hash": body.md5}, status=201)
 
 
-async def _chunk_body(request: web.Request) -> bytes:
+async def _chunk_body(request: web.Request, *, keep: bool, also: list[Any]) -> Received:
     """The chunk: the multipart part named ``file``, or the raw body for any other content type."""
     if not request.content_type.startswith("multipart/"):
-        return await request.read()
+        return await receive(request, keep=keep, also=also)
     reader = await request.multipart()
     async for part in reader:
         if isinstance(part, BodyPartReader) and part.name == "file":
-            return bytes(await part.read(decode=False))
+            data = bytes(await part.read(decode=False))
+            for hasher in also:
+                hasher.update(data)
+            return Received(data if keep else b"", len(data), hashlib.md5(data).hexdigest())
     raise bad_request(-80000, "Mandatory fields cannot be empty: file")
 
 
