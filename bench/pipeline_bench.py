@@ -207,12 +207,12 @@ def _child_transfer(stack: Stack, config: dict[str, Any], key: str, warm_key: st
 def in_flight_bound(config: dict[str, Any]) -> float:
     """The issue's ceiling in MiB: chunk x in-flight + 64 MiB over idle.
 
-    In flight: ``parallel_ranges`` S3 ranges read ahead, plus the chunk being encrypted, plus one
-    proxy upload chunk being POSTed.
+    In flight: ``parallel_ranges`` S3 ranges read ahead, plus the chunk being encrypted, plus two
+    proxy upload chunks: the one being POSTed and the next one filling up behind it.
     """
     s3, dracoon = config["s3"], config["dracoon"]
     upload_chunk = dracoon.get("upload_chunk_size", DracoonConfig().upload_chunk_size)
-    return float(s3["chunk_size"] * (s3["parallel_ranges"] + 1) + upload_chunk) / MIB + 64
+    return float(s3["chunk_size"] * (s3["parallel_ranges"] + 1) + 2 * upload_chunk) / MIB + 64
 
 
 @benchmark("pipeline_memory")

@@ -24,7 +24,14 @@ from typing import Any
 
 import pytest
 
-from bench.load_bench import ChildReport, job_body, run_service_processes, write_config
+from bench.load_bench import (
+    ChildReport,
+    LoadRun,
+    cpu_ceiling,
+    job_body,
+    run_service_processes,
+    write_config,
+)
 from recording_storage.jobs import parse_job_message
 from recording_storage.s3 import S3Source
 from recording_storage.sqs import JobQueue
@@ -44,13 +51,14 @@ def memory_budget_mib(workers: int = WORKERS) -> float:
     empty and stopped).
 
     Streaming keeps per transfer at most ``parallel_ranges`` S3 ranges read ahead, the chunk being
-    encrypted and one proxy upload chunk in flight: ``(ranges + 2) x chunk``, 5 MiB here; a process
+    encrypted and two proxy upload chunks (one being POSTed, the next filling up behind it):
+    ``(ranges + 3) x chunk``, 6 MiB here; a process
     runs ``workers`` transfers. 16 MiB on top cover what does not depend on recordings (the DRACOON
     login and unlocked key pair, botocore's S3 operation models, connection buffers); measured:
     4 MiB for small jobs only, 19 MiB with 4 x 32 MiB recordings in flight. Holding one 24 MiB
     recording (plus its ciphertext) in memory would alone need 48 MiB.
     """
-    return workers * (PARALLEL_RANGES + 2) * CHUNK / MIB + 16
+    return workers * (PARALLEL_RANGES + 3) * CHUNK / MIB + 16
 
 
 @dataclass(frozen=True)
@@ -182,3 +190,13 @@ async def test_1000_jobs_and_large_ones_two_processes(stack: Stack, tmp_path: Pa
     """The issue's load: 1,000 small jobs and 4 x 32 MiB (larger than a process's whole memory
     budget per worker), two processes x 4 workers: exactly once, bounded memory."""
     await run_load(stack, tmp_path, small=1000, large=4, large_size=32 * MIB)
+
+
+def test_cpu_ceiling_is_the_busiest_process_or_the_cores() -> None:
+    """The load bench's ceiling: 1 worker pays every process's CPU per job in turn; 8 workers at
+    best pay the busiest process's, or the total spread over the cores, whichever is larger."""
+    one = LoadRun(workers=1, jobs=10, seconds=1.5, cpu={})  # 1.0 s after a 0.5 s start-up: 0.1 s/job
+    many = LoadRun(workers=8, jobs=10, seconds=0.5, cpu={"service": 0.3, "moto": 0.2, "emulator": 0.1})
+    assert cpu_ceiling(one, many, startup=0.5, cores=2) == pytest.approx(0.1 / 0.03)  # all on 2 cores
+    assert cpu_ceiling(one, many, startup=0.5, cores=8) == pytest.approx(0.1 / 0.03)  # service-bound
+    assert cpu_ceiling(one, many, startup=0.5, cores=1) == pytest.approx(0.1 / 0.06)

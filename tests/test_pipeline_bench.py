@@ -58,7 +58,7 @@ def test_pipeline_stream_tiny() -> None:
 def test_pipeline_memory_tiny() -> None:
     results = _check(list(pipeline_bench.memory(BenchOptions(quick=True))), EXPECTED["pipeline_memory"])
     over_idle = results["peak_rss_over_idle_mib"]
-    assert over_idle.goal == "<= 136" and over_idle.unit == "MiB"  # 8 MiB x (4 + 1) + 32 MiB + 64 MiB
+    assert over_idle.goal == "<= 136" and over_idle.unit == "MiB"  # 8 MiB x (4 + 1) + 2 x 16 MiB + 64 MiB
     assert results["peak_rss_2gib"].value > results["rss_idle_mib"].value > 20
     assert results["memory_big_object_mib"].value == 4
 

@@ -229,7 +229,7 @@ class DracoonConfig(_Section):
 
     client_id: str = "dracoon_legacy_scripting"
     client_secret: SecretStr = SecretStr("")
-    upload_chunk_size: Size = Field(default=32 * 1024**2, ge=64 * 1024, le=1024**3)
+    upload_chunk_size: Size = Field(default=16 * 1024**2, ge=64 * 1024, le=1024**3)
     # auto = follow the server's system info (useS3Storage); proxy / s3 force a variant.
     upload_mode: Literal["auto", "proxy", "s3"] = "auto"
     # S3-direct part PUTs in flight per upload.
