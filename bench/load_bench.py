@@ -36,7 +36,9 @@ import yaml
 
 from bench.common import BenchOptions, Result, benchmark
 
-__all__ = ["ChildReport", "job_body", "main", "run_service_processes", "write_config"]
+__all__ = [
+    "ChildReport", "LoadRun", "cpu_ceiling", "job_body", "main", "run_service_processes", "write_config",
+]
 
 MIB = 1024 * 1024
 ROOT = Path(__file__).resolve().parent.parent
@@ -216,7 +218,7 @@ def _run(coro: Any) -> Any:
 
 
 @dataclass
-class _Run:
+class LoadRun:
     workers: int
     jobs: int
     seconds: float
@@ -226,8 +228,23 @@ class _Run:
         return self.jobs / max(self.seconds - startup, 1e-6)
 
 
+def cpu_ceiling(one: LoadRun, many: LoadRun, startup: float, cores: int) -> float:
+    """The most ``many`` could gain over ``one`` on this machine, from the CPU each job costs.
+
+    One worker waits for each request in turn, so its jobs take the sum of every process's CPU
+    per job (plus any waiting). Many workers can at best keep every core busy, and each process
+    here is one interpreter (one GIL, one core at most): a job then costs at least the larger of
+    the busiest process's CPU per job and the total CPU per job spread over the cores. On a
+    local stack with no network latency this caps scaling near the core count, whatever the
+    service does; the figure says whether a shortfall is the machine's or the service's.
+    """
+    per_job = [cpu / many.jobs for cpu in many.cpu.values()]
+    floor = max(max(per_job), sum(per_job) / max(cores, 1))
+    return (1 / one.rate(startup)) / floor
+
+
 def _measure(bench: _Bench, workers: int, jobs: int, room: str, first_id: int,
-             profile: cProfile.Profile | None = None) -> _Run:
+             profile: cProfile.Profile | None = None) -> LoadRun:
     from bench._stack import cpu_seconds
 
     _run(bench.publish(jobs, 2 * 1024, room, first_id))
@@ -236,7 +253,7 @@ def _measure(bench: _Bench, workers: int, jobs: int, room: str, first_id: int,
     after = cpu_seconds(bench.stack.server_pids)
     if outcomes != {"success": jobs}:
         raise RuntimeError(f"{workers} worker(s): expected {jobs} successes, got {outcomes}")
-    return _Run(workers, jobs, seconds, {k: after[k] - before[k] for k in after})
+    return LoadRun(workers, jobs, seconds, {k: after[k] - before[k] for k in after})
 
 
 def _profile_top(profile: cProfile.Profile, limit: int = 15) -> str:
@@ -246,13 +263,13 @@ def _profile_top(profile: cProfile.Profile, limit: int = 15) -> str:
 
 
 def _scaling(jobs: int, rounds: int, emulator: Mapping[str, Any] | None, profile: cProfile.Profile | None,
-             label: str) -> tuple[dict[int, _Run], float]:
+             label: str) -> tuple[dict[int, LoadRun], float]:
     """Best 1-worker and 8-worker runs (interleaved rounds) and the start-up time subtracted."""
     import tempfile
 
     from bench._stack import running_stack
 
-    runs: dict[int, list[_Run]] = {1: [], 8: []}
+    runs: dict[int, list[LoadRun]] = {1: [], 8: []}
     with tempfile.TemporaryDirectory() as tmp, running_stack(emulator) as stack:
         bench = _Bench(stack, Path(tmp))
         _run(bench.setup())
@@ -296,10 +313,14 @@ def load_jobs(options: BenchOptions) -> list[Result]:
     latency = {"faults": [{"path": ".*", "latency_ms": DRACOON_RTT_MS, "name": "rtt"}]}
     slow, slow_startup = _scaling(rtt_jobs, 1, latency, None, f"DRACOON +{DRACOON_RTT_MS} ms")
     rate1, rate8 = best[1].rate(startup), best[8].rate(startup)
+    cores = os.cpu_count() or 1
+    ceiling = cpu_ceiling(best[1], best[8], startup, cores)
+    _info(f"CPU ceiling for 8 vs 1 worker on {cores} cores: {ceiling:.2f}x")
     return [
         Result("load_jobs_per_s_8w", rate8, "info", "jobs/s"),
         Result("load_jobs_per_s_1w", rate1, "info", "jobs/s"),
         Result("load_scaling_8w_vs_1w", rate8 / rate1, ">= 4", "x"),
+        Result("load_scaling_cpu_ceiling", ceiling, "info", "x"),
         Result(f"load_scaling_8w_vs_1w_dracoon_rtt_{DRACOON_RTT_MS}ms",
                slow[8].rate(slow_startup) / slow[1].rate(slow_startup), "info", "x"),
         Result("load_startup_s", startup, "info", "s"),
