@@ -155,7 +155,7 @@ class S3Source(ClientOwner):
 
     async def iter_chunks(
         self, info: ObjectInfo, *, chunk_size: int | None = None, parallel: int | None = None
-    ) -> AsyncGenerator[bytes, None]:
+    ) -> AsyncGenerator[bytearray, None]:
         """Yield the object's bytes in order, in chunks of ``chunk_size`` (the last may be short).
 
         Up to ``parallel`` ranged GETs run ahead of the consumer; a chunk is only held once it
@@ -168,7 +168,7 @@ class S3Source(ClientOwner):
         if chunk < 1 or ahead < 1:
             raise ValueError("chunk_size and parallel must be positive")
         ranges = _ranges(info.size, chunk)
-        pending: deque[asyncio.Task[bytes]] = deque()
+        pending: deque[asyncio.Task[bytearray]] = deque()
 
         def schedule() -> None:
             nxt = next(ranges, None)
@@ -190,7 +190,7 @@ class S3Source(ClientOwner):
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _get_range(self, info: ObjectInfo, first: int, last: int) -> bytes:
+    async def _get_range(self, info: ObjectInfo, first: int, last: int) -> bytearray:
         """One inclusive range, retried on transient failures other than a changed object."""
         for attempt in range(1, RANGE_ATTEMPTS + 1):
             try:
@@ -205,7 +205,7 @@ class S3Source(ClientOwner):
                 await asyncio.sleep(RANGE_RETRY_BASE * 2 ** (attempt - 1) * random.uniform(0.5, 1.0))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _get_range_once(self, info: ObjectInfo, first: int, last: int) -> bytes:
+    async def _get_range_once(self, info: ObjectInfo, first: int, last: int) -> bytearray:
         what = f"S3 GetObject {info.bucket}/{info.key} bytes={first}-{last}"
         params: dict[str, Any] = {
             "Bucket": info.bucket, "Key": info.key, "Range": f"bytes={first}-{last}", "IfMatch": info.etag,
@@ -223,23 +223,28 @@ class S3Source(ClientOwner):
                     raise PermanentError(
                         f"{what}: got {length} bytes for a {expected}-byte range; the store does not "
                         "honour Range requests", code="range_not_honoured")
-                pieces: list[bytes] = []
+                # Filled in place: joining the pieces at the end would hold the range twice, and
+                # with several ranges arriving together those copies made the peak memory.
+                data = bytearray(expected)
                 got = 0
-                while True:
-                    # Once the range is complete, a 1-byte read must hit EOF (and lets botocore
-                    # verify Content-Length); anything else is an over-long body.
-                    piece = await body.read(min(READ_PIECE, expected - got) or 1)
-                    if not piece:
-                        break
-                    got += len(piece)
-                    if got > expected:
-                        raise PermanentError(f"{what}: body longer than the range", code="range_not_honoured")
-                    pieces.append(piece)
+                with memoryview(data) as view:
+                    while True:
+                        # Once the range is complete, a 1-byte read must hit EOF (and lets botocore
+                        # verify Content-Length); anything else is an over-long body.
+                        piece = await body.read(min(READ_PIECE, expected - got) or 1)
+                        if not piece:
+                            break
+                        if got + len(piece) > expected:
+                            raise PermanentError(
+                                f"{what}: body longer than the range", code="range_not_honoured"
+                            )
+                        view[got : got + len(piece)] = piece
+                        got += len(piece)
         except AWS_ERRORS as exc:
             raise translate_error(exc, what=what, resource="object") from exc
         if got != expected:
             raise TransientError(f"{what}: short read, {got} of {expected} bytes", code="short_read")
-        return b"".join(pieces)
+        return data
 
     async def delete(self, info: ObjectInfo) -> None:
         """Delete the object only if it still has the pinned ETag; already gone counts as done.
