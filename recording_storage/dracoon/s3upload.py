@@ -55,7 +55,6 @@ class S3DirectUpload(Upload):
         self.part_size = part_size_for(size, chunk_size)
         self._slots = asyncio.Semaphore(parts_in_flight)
         self._poll_timeout = poll_timeout
-        self._buf = bytearray()
         self._next_part = 1
         self._etags: dict[int, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -76,10 +75,7 @@ class S3DirectUpload(Upload):
         except BaseException:
             self._slots.release()
             raise
-        # The part is handed over as is and only the remainder copied out (at most one write's
-        # worth), instead of copying the whole part into a new bytes object.
-        data, self._buf = self._buf, self._buf[length:]
-        del data[length:]
+        data = self._take(length)
         number = self._next_part
         self._next_part += 1
         task = asyncio.create_task(self._put_part(number, data), name=f"dracoon-s3-part-{number}")

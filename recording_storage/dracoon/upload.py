@@ -91,6 +91,7 @@ class Upload:
         self.size = size
         self.received = 0
         self._state: Literal["open", "sealed", "done", "cancelled"] = "open"
+        self._buf = bytearray()  # written, not yet handed to a chunk POST or part PUT
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(upload_id={self.upload_id!r}, size={self.size}, state={self._state!r})"
@@ -192,6 +193,16 @@ class Upload:
         except TimeoutError:
             log.warning("dracoon_upload_cancel_timeout", upload_id=self.upload_id)
 
+    def _take(self, length: int) -> bytearray:
+        """The first ``length`` buffered bytes, handed over as they are.
+
+        Only the remainder (at most one write's worth) is copied out, never the whole chunk or
+        part; the returned buffer is not touched again, so a send may keep using it.
+        """
+        taken, self._buf = self._buf, self._buf[length:]
+        del taken[length:]
+        return taken
+
     async def _stop_background(self) -> None:
         """Variants with background work stop it here before the channel is deleted."""
 
@@ -226,7 +237,6 @@ class ProxyUpload(Upload):
         super().__init__(http, upload_id=upload_id, name=name, size=size)
         self._url = upload_url
         self._chunk_size = chunk_size
-        self._buf = bytearray()
         self._queued = 0  # bytes handed to POSTs, finished or not: the next Content-Range start
         self._in_flight: asyncio.Task[None] | None = None
 
@@ -235,11 +245,7 @@ class ProxyUpload(Upload):
             await self._drain()  # fail fast: the previous chunk's error, not one chunk later
         self._buf += chunk
         while len(self._buf) >= self._chunk_size:
-            # The full chunk is handed over as is and the remainder copied out (at most one
-            # write's worth), instead of copying the whole chunk into a new bytes object.
-            piece, self._buf = self._buf, self._buf[self._chunk_size :]
-            del piece[self._chunk_size :]
-            await self._launch(piece)
+            await self._launch(self._take(self._chunk_size))
 
     async def _launch(self, piece: bytearray) -> None:
         await self._drain()
@@ -294,8 +300,7 @@ class ProxyUpload(Upload):
         self, file_key: EncryptedFileKey | None, resolution: Resolution, file_name: str | None
     ) -> Node:
         if self._buf:
-            piece, self._buf = self._buf, bytearray()
-            await self._launch(piece)
+            await self._launch(self._take(len(self._buf)))
         await self._drain()
         # Completing twice is not harmless (the first may have succeeded), so only a refused
         # request is repeated; anything else restarts the file, and resolution "fail" plus the

@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import queue
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-__all__ = ["Received", "receive"]
+__all__ = ["Received", "digest", "one_piece", "receive"]
 
 # Below this, a thread hop costs more than hashing inline on the loop.
 _THREADED_FROM = 1 << 20
@@ -32,6 +32,11 @@ class Received:
     md5: str
 
 
+async def one_piece(data: bytes) -> AsyncIterator[bytes]:
+    """A body that is already in memory (a multipart part), for ``digest``."""
+    yield data
+
+
 def _feed(pieces: queue.SimpleQueue[bytes | None], hashers: Sequence[Any]) -> None:
     while (piece := pieces.get()) is not None:
         for hasher in hashers:
@@ -39,32 +44,39 @@ def _feed(pieces: queue.SimpleQueue[bytes | None], hashers: Sequence[Any]) -> No
 
 
 async def receive(request: web.Request, *, keep: bool, also: Sequence[Any] = ()) -> Received:
-    """Read the whole body; its MD5, and every hasher in ``also`` updated with it, in order.
+    """Read the whole body; see ``digest``."""
+    return await digest(request.content.iter_any(), request.content_length or 0, keep=keep, also=also)
+
+
+async def digest(
+    pieces: AsyncIterable[bytes], size_hint: int, *, keep: bool, also: Sequence[Any] = ()
+) -> Received:
+    """Consume ``pieces``; their MD5, and every hasher in ``also`` updated with them, in order.
 
     ``also`` is updated even if the caller later rejects the body: pass a ``copy()`` of a
     running digest and adopt it only on success.
     """
     md5 = hashlib.md5()
     hashers = [md5, *also]
+
+    def hash_inline(piece: bytes) -> None:
+        for hasher in hashers:
+            hasher.update(piece)
+
+    handoff: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    threaded = size_hint >= _THREADED_FROM
+    worker = asyncio.ensure_future(asyncio.to_thread(_feed, handoff, hashers)) if threaded else None
+    consume = handoff.put if threaded else hash_inline
     kept: list[bytes] = []
     size = 0
-    if (request.content_length or 0) < _THREADED_FROM:
-        async for piece in request.content.iter_any():
-            for hasher in hashers:
-                hasher.update(piece)
-            size += len(piece)
-            if keep:
-                kept.append(piece)
-        return Received(b"".join(kept), size, md5.hexdigest())
-    pieces: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-    worker = asyncio.ensure_future(asyncio.to_thread(_feed, pieces, hashers))
     try:
-        async for piece in request.content.iter_any():
-            pieces.put(piece)
+        async for piece in pieces:
+            consume(piece)
             size += len(piece)
             if keep:
                 kept.append(piece)
     finally:
-        pieces.put(None)  # the thread always ends, also when the client went away mid-body
-    await worker
+        handoff.put(None)  # the thread always ends, also when the client went away mid-body
+    if worker is not None:
+        await worker
     return Received(b"".join(kept), size, md5.hexdigest())

@@ -10,7 +10,6 @@ may complete again with another ``fileName``. ``DELETE`` on either URL cancels.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 import uuid
@@ -18,7 +17,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from .bodies import Received, receive
+from .bodies import Received, digest, one_piece, receive
 from .context import ctx, current_user, origin
 from .errors import (
     ApiError,
@@ -136,8 +135,8 @@ async def _chunk(request: web.Request, channel: UploadChannel) -> web.Response:
         if m is None or (m.group(1) is not None and int(m.group(1)) > int(m.group(2))):
             raise bad_request(-80021, "Incorrect upload Content-Range")
     discard = c.config.discard_content
-    digest = channel.running_digest() if discard else None
-    body = await _chunk_body(request, keep=not discard, also=[digest] if digest is not None else [])
+    running = channel.running_digest() if discard else None
+    body = await _chunk_body(request, keep=not discard, also=[running] if running is not None else [])
     if channel.id not in c.state.uploads:  # cancelled while the body was arriving
         raise upload_not_found()
     parent = c.state.nodes.get(channel.parent_id)
@@ -146,8 +145,8 @@ async def _chunk(request: web.Request, channel: UploadChannel) -> web.Response:
     if c.state.room_of(parent).encrypted and channel.received + body.size > GCM_MAX_PLAINTEXT:
         raise bad_request(-80037, "Exceeds maximum data length for AES GCM encryption")
     check_quota(c.state, c.config, parent, channel.received + body.size)
-    if digest is not None:
-        channel.discard(body.size, digest)
+    if running is not None:
+        channel.discard(body.size, running)
     else:
         channel.data += body.data
     channel.chunks += 1
@@ -162,9 +161,7 @@ async def _chunk_body(request: web.Request, *, keep: bool, also: list[Any]) -> R
     async for part in reader:
         if isinstance(part, BodyPartReader) and part.name == "file":
             data = bytes(await part.read(decode=False))
-            for hasher in also:
-                hasher.update(data)
-            return Received(data if keep else b"", len(data), hashlib.md5(data).hexdigest())
+            return await digest(one_piece(data), len(data), keep=keep, also=also)
     raise bad_request(-80000, "Mandatory fields cannot be empty: file")
 
 
