@@ -611,6 +611,9 @@ async def _batch(stack: Stack, jobs: int) -> None:
     faults.seed(7)
     errors = faults.add(path=r"^/api/v4/", status=503, rate=0.05)
     resets = faults.add(method="POST", path=r"^/api/v4/uploads/", reset="request", rate=0.05)
+    # ~70 chunk POSTs at 5 % miss every reset about once in 40 runs (the workers' interleaving
+    # decides which request draws which number), so one reset is certain whatever the order.
+    first_reset = faults.add(method="POST", path=r"^/api/v4/uploads/", reset="request", after=5, count=1)
     sent: dict[str, bytes] = {}
     for i in range(jobs):
         data = blob(1_000 + (i * 7_919) % 140_000, seed=i)
@@ -623,7 +626,8 @@ async def _batch(stack: Stack, jobs: int) -> None:
 
     stats = await stack.drain()
 
-    assert errors.fired > 0 and resets.fired > 0, (errors.fired, resets.fired)
+    assert errors.fired > 0 and resets.fired + first_reset.fired > 0, (errors.fired, resets.fired)
+    assert first_reset.fired == 1
     assert stats.outcomes.get("success") == jobs and "permanent" not in stats.outcomes, stats.outcomes
     files = stack.files("Calls")
     by_owner = {f.name.split("--", 1)[0]: f for f in files}
