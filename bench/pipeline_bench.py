@@ -13,6 +13,11 @@ each in a helper process, the transfer in this process (or, for memory, in a chi
   ``encryption_overhead`` = e2e / e2e without encryption.
 * ``pipeline_memory``: peak RSS of a fresh process transferring a big vs a small object.
 * ``parallel_parts``: S3-direct upload with 20 ms injected latency per part PUT, 4 vs 1 in flight.
+  The emulator answers parts with opaque ETags (as S3 does under SSE-KMS) so that it does not
+  MD5 every part: on 2 cores that server-side hashing (about half of all CPU per part, work S3
+  does on its own machines in production) competes with the client for the same cores and the
+  figure would measure the emulator. The same run repeats with MD5 ETags, reported for
+  comparison (``parallel_parts_speedup_md5_etags``).
 """
 
 from __future__ import annotations
@@ -314,13 +319,6 @@ def parallel_parts(options: BenchOptions) -> list[Result]:
     rounds = 1 if os.environ.get("BENCH_TINY") else 3 if options.quick else 7
     part = 5 * MIB
     load_note()
-    # No "finishing" status polls: the client's first poll after completion would sleep 0.1 s,
-    # a constant in both candidates that says nothing about parallel parts.
-    emulator: dict[str, Any] = {
-        "use_s3_storage": True, "s3_finishing_polls": 0,
-        "faults": [{"name": "part-latency", "method": "PUT", "path": r"^/_s3/",
-                    "latency_ms": PART_LATENCY_MS}],
-    }
     encryptor = FileEncryptor(generate_file_key())
     chunks = [encryptor.update(os.urandom(part)) for _ in range(parts)]
     encryptor.finalize()
@@ -329,12 +327,25 @@ def parallel_parts(options: BenchOptions) -> list[Result]:
     def file_key_of(public: Any) -> EncryptedFileKey:
         return encrypt_file_key(encryptor.file_key(), public)
 
-    samples = _parts_session(emulator, chunks, file_key_of, rounds)
-    info(f"{parts} parts of {part // MIB} MiB, {PART_LATENCY_MS} ms injected per part PUT")
-    report(samples, size)
-    best = {name: s.best() for name, s in samples.items()}
-    return [
-        Result("parallel_parts_speedup", best["in_flight_1"] / best["in_flight_4"], ">= 3", "x"),
+    speedup: dict[str, float] = {}
+    best: dict[str, float] = {}
+    for etags in ("md5", "opaque"):
+        # No "finishing" status polls: the client's first poll after completion would sleep 0.1 s,
+        # a constant in both candidates that says nothing about parallel parts.
+        emulator: dict[str, Any] = {
+            "use_s3_storage": True, "s3_finishing_polls": 0, "s3_part_etags": etags,
+            "faults": [{"name": "part-latency", "method": "PUT", "path": r"^/_s3/",
+                        "latency_ms": PART_LATENCY_MS}],
+        }
+        samples = _parts_session(emulator, chunks, file_key_of, rounds)
+        info(f"{etags} part ETags: {parts} parts of {part // MIB} MiB,"
+             f" {PART_LATENCY_MS} ms injected per part PUT")
+        report(samples, size)
+        best = {name: s.best() for name, s in samples.items()}
+        speedup[etags] = best["in_flight_1"] / best["in_flight_4"]
+    return [  # ``best`` is the opaque-ETag session's, the gated one
+        Result("parallel_parts_speedup", speedup["opaque"], ">= 3", "x"),
         Result("parallel_parts_1_mbps", size / best["in_flight_1"] / 1e6, "info", "MB/s"),
         Result("parallel_parts_4_mbps", size / best["in_flight_4"] / 1e6, "info", "MB/s"),
+        Result("parallel_parts_speedup_md5_etags", speedup["md5"], "info", "x"),
     ]

@@ -1,4 +1,5 @@
-"""The emulator's ``discard_content`` option (benchmarks): size and SHA-256 kept, bytes dropped.
+"""The emulator's benchmark options: ``discard_content`` (size and SHA-256 kept, bytes dropped)
+and ``s3_part_etags="opaque"`` (part ETags that are no MD5).
 
 Uploads go through the real DracoonClient over a socket, as the benchmarks' do; the default
 configuration must keep storing the bytes exactly as before.
@@ -143,3 +144,28 @@ async def test_discarded_s3_parts_are_still_checked_for_minimum_size(dracoon_emu
     assert sum(sizes) == len(data) and sizes[0] == 100_000
     assert all(part.data is None for part in channel.parts.values())
 
+
+
+@pytest.mark.parametrize(
+    "dracoon_emulator_config",
+    [emulator_config(use_s3_storage=True, s3_finishing_polls=0, s3_part_etags="opaque")],
+)
+async def test_s3_direct_upload_carries_opaque_etags(
+    client: DracoonClient, dracoon_emulator: DracoonEnv
+) -> None:
+    """The parallel-parts benchmark's emulator answers parts like S3 under SSE-KMS: ETags that are
+    no MD5. The client must hand back what it was given, and the file must still be whole."""
+    data, key = _encrypted(dracoon_emulator, 2 * MIN_PART_SIZE + 1000)
+    upload = await client.open_upload(dracoon_emulator.parent_room_id, "rec.bin", len(data), direct_s3=True)
+    await upload.write(data)
+    channel = dracoon_emulator.state.uploads[upload.upload_id]
+    pieces = [data[i : i + MIN_PART_SIZE] for i in range(0, len(data), MIN_PART_SIZE)]
+    for _ in range(500):  # the last full part may still be on its way; completion clears them
+        if len(channel.parts) == 2 and all(p.etag for p in channel.parts.values()):
+            break
+        await asyncio.sleep(0.01)
+    sent = dict(channel.parts)
+    node = await upload.complete(key, resolution="fail")
+    assert dracoon_emulator.state.node(node.id).content == data
+    assert len(pieces) == 3 and sorted(sent) == [1, 2]  # the third, short part goes at completion
+    assert all(sent[n].etag != hashlib.md5(pieces[n - 1]).hexdigest() for n in sent)

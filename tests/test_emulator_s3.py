@@ -256,3 +256,40 @@ async def test_enforced_direct_upload(dracoon_api: EmulatorApi, dracoon_emulator
 
 def test_default_minimum_part_size_is_s3s() -> None:
     assert EmulatorConfig().s3_min_part_size == 5 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "dracoon_emulator_config",
+    [emulator_config(use_s3_storage=True, s3_min_part_size=MIN_PART, s3_part_etags="opaque")],
+)
+async def test_opaque_etags_are_fresh_per_put_and_only_the_latest_completes(
+    dracoon_emulator: DracoonEnv, dracoon_api: EmulatorApi
+) -> None:
+    """Like S3 under SSE-KMS: the ETag is no MD5, so a client must carry the one it was given."""
+    env = dracoon_emulator
+    token = await dracoon_api.login_as(env.service_user)
+    ciphertext, file_key = encrypt_for(env.service_user.require_keys(), b"k" * 3000)
+    channel = await dracoon_api.open_channel(token, env.parent_room_id, "k.bin", directS3Upload=True)
+    upload_id = channel["uploadId"]
+    etags = []
+    for _ in range(2):  # the same part PUT twice, as a retry does
+        (url,) = await _urls(dracoon_api, token, upload_id, len(ciphertext), 1, 1)
+        etags.append((await _put(dracoon_api, url, ciphertext)).strip('"'))
+    assert etags[0] != etags[1]
+    assert hashlib.md5(ciphertext).hexdigest() not in etags
+    assert all(len(e) == 32 and int(e, 16) >= 0 for e in etags)  # still looks like an S3 ETag
+    complete = f"/api/v4/nodes/files/uploads/{upload_id}/s3"
+    for etag, expected in ((etags[0], 400), (etags[1], 202)):
+        parts = [{"partNumber": 1, "partEtag": etag}]
+        status, _ = await dracoon_api.call("PUT", complete, token, json={"parts": parts, "fileKey": file_key})
+        assert status == expected, etag
+    await _poll(dracoon_api, token, upload_id)
+    done = await _poll(dracoon_api, token, upload_id)
+    assert done["status"] == "done" and env.state.file_content(done["node"]["id"]) == ciphertext
+
+
+def test_part_etag_mode_is_checked() -> None:
+    assert EmulatorConfig().s3_part_etags == "md5"
+    assert EmulatorConfig.from_dict({"s3_part_etags": "opaque"}).s3_part_etags == "opaque"
+    with pytest.raises(ValueError, match="s3_part_etags must be one of"):
+        EmulatorConfig.from_dict({"s3_part_etags": "crc32"})

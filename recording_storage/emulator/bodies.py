@@ -29,7 +29,7 @@ _THREADED_FROM = 1 << 20
 class Received:
     data: bytes  # empty unless kept
     size: int
-    md5: str
+    md5: str | None  # None when not asked for
 
 
 async def one_piece(data: bytes) -> AsyncIterator[bytes]:
@@ -43,28 +43,37 @@ def _feed(pieces: queue.SimpleQueue[bytes | None], hashers: Sequence[Any]) -> No
             hasher.update(piece)
 
 
-async def receive(request: web.Request, *, keep: bool, also: Sequence[Any] = ()) -> Received:
+async def receive(
+    request: web.Request, *, keep: bool, also: Sequence[Any] = (), md5: bool = True
+) -> Received:
     """Read the whole body; see ``digest``."""
-    return await digest(request.content.iter_any(), request.content_length or 0, keep=keep, also=also)
+    pieces = request.content.iter_any()
+    return await digest(pieces, request.content_length or 0, keep=keep, also=also, md5=md5)
 
 
 async def digest(
-    pieces: AsyncIterable[bytes], size_hint: int, *, keep: bool, also: Sequence[Any] = ()
+    pieces: AsyncIterable[bytes],
+    size_hint: int,
+    *,
+    keep: bool,
+    also: Sequence[Any] = (),
+    md5: bool = True,
 ) -> Received:
-    """Consume ``pieces``; their MD5, and every hasher in ``also`` updated with them, in order.
+    """Consume ``pieces``; their MD5 (unless ``md5`` is false), and every hasher in ``also``
+    updated with them, in order.
 
     ``also`` is updated even if the caller later rejects the body: pass a ``copy()`` of a
     running digest and adopt it only on success.
     """
-    md5 = hashlib.md5()
-    hashers = [md5, *also]
+    body_md5 = hashlib.md5() if md5 else None
+    hashers = [*([body_md5] if body_md5 is not None else []), *also]
 
     def hash_inline(piece: bytes) -> None:
         for hasher in hashers:
             hasher.update(piece)
 
     handoff: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-    threaded = size_hint >= _THREADED_FROM
+    threaded = bool(hashers) and size_hint >= _THREADED_FROM
     worker = asyncio.ensure_future(asyncio.to_thread(_feed, handoff, hashers)) if threaded else None
     consume = handoff.put if threaded else hash_inline
     kept: list[bytes] = []
@@ -79,4 +88,4 @@ async def digest(
         handoff.put(None)  # the thread always ends, also when the client went away mid-body
     if worker is not None:
         await worker
-    return Received(b"".join(kept), size, md5.hexdigest())
+    return Received(b"".join(kept), size, body_md5.hexdigest() if body_md5 is not None else None)

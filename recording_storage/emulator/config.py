@@ -9,6 +9,7 @@ from typing import Any
 from .faults import FaultRule
 
 MIB = 1024 * 1024
+S3_PART_ETAGS = ("md5", "opaque")
 DEFAULT_CLIENTS: Mapping[str, str] = {"dracoon_legacy_scripting": ""}
 
 
@@ -23,6 +24,11 @@ class EmulatorConfig:
     ``discard_content`` keeps only the size and (for proxy uploads, whose chunks arrive in order)
     the SHA-256 of uploaded files instead of their bytes, so benchmarks can move GiBs through one
     emulator; such files cannot be downloaded.
+    ``s3_part_etags`` is what a part PUT answers as ETag: ``"md5"``, the part's MD5 as S3 gives it
+    for unencrypted and SSE-S3 buckets, or ``"opaque"``, a fresh random value per PUT as S3 gives
+    it under SSE-KMS or SSE-C (and some S3-compatible stores do): clients must carry ETags, never
+    recompute them. ``"opaque"`` also spares the emulator hashing each part, which matters where
+    it shares a small machine with the client it is measuring (see bench/pipeline_bench.py).
     """
 
     clients: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CLIENTS), repr=False)
@@ -42,6 +48,11 @@ class EmulatorConfig:
     faults: tuple[FaultRule, ...] = ()
     control_api: bool = True
     discard_content: bool = False
+    s3_part_etags: str = "md5"
+
+    def __post_init__(self) -> None:
+        if self.s3_part_etags not in S3_PART_ETAGS:
+            raise ValueError(f"s3_part_etags must be one of {S3_PART_ETAGS}, not {self.s3_part_etags!r}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EmulatorConfig:

@@ -105,11 +105,13 @@ async def put_part(request: web.Request) -> web.Response:
             "SignatureDoesNotMatch",
             f"Content-Length {request.content_length} does not match the signed length {size}",
         )
-    keep = not ctx(request).config.discard_content
-    body = await receive(request, keep=keep)
+    config = ctx(request).config
+    keep = not config.discard_content
+    body = await receive(request, keep=keep, md5=config.s3_part_etags == "md5")
     part.data = body.data if keep else None
     part.size = body.size
-    part.etag = body.md5
+    # "opaque": a fresh value per PUT, so a client completing with an earlier ETag is caught.
+    part.etag = body.md5 if body.md5 is not None else secrets.token_hex(16)
     return web.Response(status=200, headers={"ETag": f'"{part.etag}"'})
 
 
