@@ -4,6 +4,11 @@ Logging in, fetching the key pair and unlocking it (PBKDF2 with up to 1.3 M iter
 expensive parts of talking to DRACOON. The original did all three for every message; here each
 account gets one client (one HTTP session, one token) and one unlocked key pair for the life of
 the process, shared by workers and the sharer.
+
+An account may hold two key pairs (the legacy "A" and RSA-4096, during DRACOON's migration).
+Uploads wrap new file keys for the stronger one, but files stored before the migration carry
+our file key under "A", and the sharer can only hand those on with the "A" private key: the pool
+unlocks every pair the account has.
 """
 
 from __future__ import annotations
@@ -13,11 +18,16 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
 
+import structlog
+
 from .config import DracoonConfig
 from .crypto import KeyPairVersion, UnlockedKeyPair, UserKeyPair, unlock_key_pair
 from .dracoon import DracoonClient
-from .errors import PermanentError
+from .errors import CryptoError, PermanentError
 from .instances import DracoonAccount
+from .logs import Code
+
+log = structlog.get_logger(__name__)
 
 __all__ = ["DracoonPool", "preferred_key_pair"]
 
@@ -42,7 +52,7 @@ class DracoonPool:
         self._hook = metrics_hook
         self._stack = AsyncExitStack()
         self._clients: dict[str, DracoonClient] = {}
-        self._keys: dict[str, UnlockedKeyPair] = {}
+        self._keys: dict[str, tuple[UnlockedKeyPair, ...]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def __aenter__(self) -> DracoonPool:
@@ -75,7 +85,16 @@ class DracoonPool:
             return found
 
     async def key_pair(self, account: DracoonAccount) -> UnlockedKeyPair:
-        """The account's unlocked key pair; unlocked once, off the event loop."""
+        """The key pair new file keys are wrapped for: the strongest one the account has."""
+        return (await self.key_ring(account))[0]
+
+    async def key_ring(self, account: DracoonAccount) -> tuple[UnlockedKeyPair, ...]:
+        """Every key pair of the account, unlocked once and off the event loop, strongest first.
+
+        The strongest must unlock (else the account is unusable and this raises). Another pair
+        that does not, e.g. one left with an older encryption password, is logged and left out:
+        only the old files whose keys it holds stay unserved.
+        """
         key = account.account_key
         found = self._keys.get(key)
         if found is not None:
@@ -84,10 +103,21 @@ class DracoonPool:
         async with self._lock("keys:" + key):
             found = self._keys.get(key)
             if found is None:
-                pair = preferred_key_pair(await client.get_key_pairs())
+                pairs = await client.get_key_pairs()
+                first = preferred_key_pair(pairs)
                 password = account.encryption_password.get_secret_value()
-                found = await asyncio.to_thread(unlock_key_pair, pair, password)
-                self._keys[key] = found
+                ring = [await asyncio.to_thread(unlock_key_pair, first, password)]
+                for pair in pairs:
+                    if pair is first:
+                        continue
+                    try:
+                        ring.append(await asyncio.to_thread(unlock_key_pair, pair, password))
+                    except CryptoError as exc:
+                        # Only the sharer needs the other pairs, for files from before a migration.
+                        log.warning("key_pair_unlock_failed", instance=account.domain,
+                                    version=pair.public_key_container.version.value,
+                                    error=str(exc), code=Code.SHARER_ERROR)
+                found = self._keys[key] = tuple(ring)
             return found
 
     def forget(self, account: DracoonAccount) -> None:

@@ -2,9 +2,10 @@
 
 A file in an encrypted room is readable only by users holding a copy of its file key wrapped
 with their public key. The uploader holds one; everybody else gets theirs when some client
-serves DRACOON's ``missingFileKeys`` list. We unwrap each file key once with our private key and
-re-wrap it per user and key-pair version. Serving is idempotent (DRACOON ignores keys that are
-already set), so any number of replicas may run the sharer at the same time.
+serves DRACOON's ``missingFileKeys`` list. We unwrap each file key once with our private key (the
+one of the copy's version) and re-wrap it per user and key-pair version. Serving is idempotent
+(DRACOON ignores keys that are already set), so any number of replicas may run the sharer at the
+same time.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .config import SharerConfig
 from .crypto import (
     CryptoError,
     EncryptedFileKey,
+    InvalidFileKey,
     PlainFileKey,
     PublicKeyContainer,
     UnlockedKeyPair,
@@ -85,7 +87,7 @@ class _Wrapped:
 def _wrap_page(
     page: MissingKeys,
     fresh: Sequence[Pair],
-    keys: UnlockedKeyPair,
+    keys: Sequence[UnlockedKeyPair],
     plain_keys: dict[int, PlainFileKey | None],
     stats: ShareStats,
 ) -> _Wrapped:
@@ -120,14 +122,21 @@ def _wrap_page(
 
 
 def _unwrap(
-    keys: UnlockedKeyPair, enc: EncryptedFileKey | None, file_id: int, stats: ShareStats
+    keys: Sequence[UnlockedKeyPair], enc: EncryptedFileKey | None, file_id: int, stats: ShareStats
 ) -> PlainFileKey | None:
-    """Our copy of a file key in the clear, or None when unusable (logged once per run)."""
+    """Our copy of a file key in the clear, or None when unusable (logged once per run).
+
+    The copy is unwrapped with the pair of its own version: a file stored before the account
+    moved from "A" to RSA-4096 still has only an "A" copy.
+    """
     if enc is None:
         stats.files_without_key.add(file_id)
         return None
+    fitting = next((k for k in keys if k.version is enc.version.key_pair_version), None)
     try:
-        return keys.decrypt_file_key(enc)
+        if fitting is None:
+            raise InvalidFileKey(f"no unlocked key pair of version {enc.version.key_pair_version.value!r}")
+        return fitting.decrypt_file_key(enc)
     except CryptoError as exc:
         log.debug("file_key_unusable", file_id=file_id, error=str(exc))
         stats.files_unusable.add(file_id)
@@ -136,7 +145,7 @@ def _unwrap(
 
 async def serve_missing_keys(
     client: DracoonClient,
-    keys: UnlockedKeyPair,
+    keys: Sequence[UnlockedKeyPair],
     *,
     file_id: int | None = None,
     room_id: int | None = None,
@@ -325,7 +334,7 @@ class Sharer:
         stats = ShareStats()
         try:
             client = await self._pool.client(account)
-            keys = await self._pool.key_pair(account)
+            keys = await self._pool.key_ring(account)
             await serve_missing_keys(client, keys, batch_size=self._cfg.batch_size, stats=stats)
         finally:
             # Keys served before a failure were served all the same.

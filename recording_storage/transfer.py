@@ -277,7 +277,7 @@ class Transferer:
             report.files.append(node.id)
             try:
                 await serve_missing_keys(
-                    client, keys, file_id=node.id, batch_size=self._cfg.sharer.batch_size
+                    client, (keys,), file_id=node.id, batch_size=self._cfg.sharer.batch_size
                 )
             except RecordingStorageError as exc:
                 # The file is safe; a redelivery finds it present and serves the keys again.

@@ -179,7 +179,7 @@ async def test_serving_one_file_leaves_the_others_missing(dracoon_emulator: Drac
     files = list(seed_files(env, env.parent_room_id, 3, "rec"))
     reader = env.add_user("dave", "A")
     async with DracoonClient(env.account(), settings()) as client:
-        stats = await serve_missing_keys(client, env.service_user.require_keys().unlocked, file_id=files[1])
+        stats = await serve_missing_keys(client, [env.service_user.require_keys().unlocked], file_id=files[1])
     assert (stats.served, stats.failed) == (1, 0)
     assert [reader.id in env.state.file_keys(f) for f in files] == [False, True, False]
 
@@ -225,7 +225,7 @@ async def test_rejected_batch_is_split_to_serve_the_rest(
     seed_files(env, env.parent_room_id, 30, "rec")
     once = env.emulator.faults.add(method="POST", path=SET_KEYS, status=400, count=1)
     async with DracoonClient(env.account(), settings()) as client:
-        stats = await serve_missing_keys(client, env.service_user.require_keys().unlocked)
+        stats = await serve_missing_keys(client, [env.service_user.require_keys().unlocked])
     assert (stats.served, stats.failed) == (30, 0)
     assert (once.fired, once.seen) == (1, 3)  # the batch, then its two halves
     assert pending_pairs(env) == 0
@@ -238,7 +238,7 @@ async def test_always_rejected_batch_gives_up_after_three_posts(dracoon_emulator
     always = env.emulator.faults.add(method="POST", path=SET_KEYS, status=400)
     listing = env.emulator.faults.add(method="GET", path=MISSING, latency_ms=1)  # counts pages
     async with DracoonClient(env.account(), settings()) as client:
-        stats = await serve_missing_keys(client, env.service_user.require_keys().unlocked)
+        stats = await serve_missing_keys(client, [env.service_user.require_keys().unlocked])
     assert (stats.served, stats.failed) == (0, 30)
     assert always.seen == 3  # systematic: both halves fail too, no bisecting down to single items
     assert listing.seen == stats.pages == 3  # page, the same page again (all tried), empty page
@@ -259,7 +259,7 @@ async def test_unusable_file_keys_are_skipped_without_spinning(dracoon_emulator:
     listing = env.emulator.faults.add(method="GET", path=MISSING, latency_ms=1)
 
     async with DracoonClient(env.account(), settings()) as client:
-        stats = await serve_missing_keys(client, env.service_user.require_keys().unlocked)
+        stats = await serve_missing_keys(client, [env.service_user.require_keys().unlocked])
 
     assert (stats.served, stats.failed) == (5, 105)
     assert stats.files_unusable == set(bad)
@@ -284,7 +284,7 @@ async def test_pages_mixing_tried_and_new_pairs_move_on(dracoon_emulator: Dracoo
     readers = [env.add_user(f"reader{i}", "A") for i in range(3)]
 
     async with DracoonClient(env.account(), settings()) as client:
-        stats = await serve_missing_keys(client, env.service_user.require_keys().unlocked)
+        stats = await serve_missing_keys(client, [env.service_user.require_keys().unlocked])
 
     assert (stats.served, stats.failed) == (3 * 66, 3 * 66)
     assert stats.pages <= 7  # re-reading from the first untried pair would take about 150 pages
