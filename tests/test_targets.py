@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from recording_storage.errors import InvalidJobMessage, PermanentError
 from recording_storage.instances import ANY_MEETING_TYPE, DracoonAccount, TargetRule, TargetSpec
 from recording_storage.jobs import JobMessage, parse_job_message
+from recording_storage.jobs.parse import MAX_KEYS
 from recording_storage.targets import (
     MAX_DEPTH,
     ExpirationPassed,
@@ -26,6 +27,7 @@ from recording_storage.targets import (
     extension_for,
     file_name_for,
     name_length,
+    naming,
     parse_source_marker,
     resolve_targets,
     sanitize_node_name,
@@ -472,6 +474,25 @@ def test_several_keys_get_distinct_stable_names() -> None:
     # A redelivery parses the same message again: same names.
     again = make_job(keys=keys)
     assert [file_name_for(again, k, None, key_count=len(keys)) for k in keys] == names
+
+
+def test_naming_a_full_job_stems_each_key_a_few_times(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shared stems are worked out once per job: comparing every key with every other made a
+    1,000-key job spend seconds (a million comparisons) before its first byte moved."""
+    keys = [f"calls/rec-{i}.mp4" for i in range(MAX_KEYS - 1)] + ["other/rec-7.mp4"]
+    job = make_job(keys=keys)
+    real, calls = naming._stem, []
+
+    def counting(key: str) -> str:
+        calls.append(key)
+        return real(key)
+
+    monkeypatch.setattr(naming, "_stem", counting)
+    names = [file_name_for(job, k, None, key_count=len(keys)) for k in keys]
+    assert len({n.casefold() for n in names}) == MAX_KEYS
+    assert [k for k, n in zip(keys, names, strict=True) if re.search(r"--rec-7-[0-9a-f]{8}\.mp4$", n)] == [
+        "calls/rec-7.mp4", "other/rec-7.mp4"]
+    assert len(calls) <= 2 * MAX_KEYS
 
 
 def test_one_key_has_no_stem() -> None:
