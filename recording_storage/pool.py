@@ -47,9 +47,16 @@ def preferred_key_pair(pairs: list[UserKeyPair]) -> UserKeyPair:
 class DracoonPool:
     """Hands out one entered ``DracoonClient`` per account and caches its unlocked key pair."""
 
-    def __init__(self, settings: DracoonConfig, *, metrics_hook: MetricsHook | None = None) -> None:
+    def __init__(
+        self,
+        settings: DracoonConfig,
+        *,
+        metrics_hook: MetricsHook | None = None,
+        retry_hook: Callable[[], None] | None = None,
+    ) -> None:
         self._settings = settings
         self._hook = metrics_hook
+        self._retry_hook = retry_hook
         self._stack = AsyncExitStack()
         self._clients: dict[str, DracoonClient] = {}
         self._keys: dict[str, tuple[UnlockedKeyPair, ...]] = {}
@@ -79,7 +86,9 @@ class DracoonPool:
             found = self._clients.get(key)
             if found is None:
                 found = await self._stack.enter_async_context(
-                    DracoonClient(account, self._settings, metrics_hook=self._hook)
+                    DracoonClient(
+                        account, self._settings, metrics_hook=self._hook, retry_hook=self._retry_hook
+                    )
                 )
                 self._clients[key] = found
             return found

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
-from collections.abc import AsyncGenerator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -88,8 +88,16 @@ class S3Source(ClientOwner):
 
     _what = "S3Source"
 
-    def __init__(self, aws: AwsConfig, s3: S3Config, *, max_connections: int | None = None) -> None:
+    def __init__(
+        self,
+        aws: AwsConfig,
+        s3: S3Config,
+        *,
+        max_connections: int | None = None,
+        on_retry: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__()
+        self._on_retry = on_retry
         self._aws = aws
         self._cfg = s3
         self._max_connections = max_connections or max(10, 4 * s3.parallel_ranges)
@@ -202,6 +210,8 @@ class S3Source(ClientOwner):
                     raise
                 log.warning("s3_range_retry", bucket=info.bucket, key=info.key, first=first, last=last,
                             attempt=attempt, error_code=exc.code, error=str(exc))
+                if self._on_retry is not None:
+                    self._on_retry()
                 await asyncio.sleep(RANGE_RETRY_BASE * 2 ** (attempt - 1) * random.uniform(0.5, 1.0))
         raise AssertionError("unreachable")  # pragma: no cover
 

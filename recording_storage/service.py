@@ -83,11 +83,16 @@ async def open_runtime(config: AppConfig, *, with_health: bool = True) -> AsyncI
                 config.aws,
                 config.s3,
                 max_connections=max(10, config.workers.count * (config.s3.parallel_ranges + 1)),
+                on_retry=lambda: metrics.retry("s3"),
             )
         )
         queue = await stack.enter_async_context(JobQueue(config.aws, config.queue, base_dir=config.base_dir))
         pool = await stack.enter_async_context(
-            DracoonPool(config.dracoon, metrics_hook=metrics.dracoon_request)
+            DracoonPool(
+                config.dracoon,
+                metrics_hook=metrics.dracoon_request,
+                retry_hook=lambda: metrics.retry("dracoon"),
+            )
         )
         runtime = Runtime(config, instances, s3, queue, pool, metrics, health)
         await _register_probes(runtime)

@@ -201,6 +201,9 @@ async def test_metrics_and_health_move_when_jobs_run(stack: Stack) -> None:
 
     await stack.put("met/x.mp4", blob(12_345))
     await stack.send(job_message(stack.bucket, ["met/x.mp4"]))
+    glitch = stack.dracoon.emulator.faults.add(
+        method="GET", path=r"^/api/v4/nodes/missingFileKeys$", status=503, count=1
+    )
     async with service.open_runtime(stack.config, with_health=False) as rt:
         stats = await service._serve(rt, asyncio.Event(), drain=True, max_messages=None)
         samples = {
@@ -215,3 +218,5 @@ async def test_metrics_and_health_move_when_jobs_run(stack: Stack) -> None:
     assert samples[("recording_storage_jobs_in_flight", ())] == 0
     dracoon = sum(v for (name, _), v in samples.items() if name == "recording_storage_dracoon_requests_total")
     assert dracoon >= 4  # token, key pair, rooms, channel, chunk, complete, keys...
+    assert glitch.fired == 1  # retried inside the client, so the job still succeeded at once
+    assert samples[("recording_storage_retries_total", (("system", "dracoon"),))] == 1

@@ -462,6 +462,22 @@ async def test_source_overwritten_before_delete_is_kept(stack: Stack, proxy: Aws
     assert await stack.queue_counts() == (0, 0, 0)
 
 
+async def test_range_retries_are_reported(
+    aws_config: AwsConfig, s3_bucket: str, proxy: AwsFaultProxy
+) -> None:
+    """Each ranged GET our own loop repeats reaches ``on_retry`` (the retries_total metric)."""
+    data = blob(200_000)
+    async with S3Source(aws_config, S3Config()) as s3:
+        await s3.put(s3_bucket, KEY, data)
+    aws = aws_config.model_copy(update={"endpoint_url": proxy.url, "max_attempts": 1})
+    rule = proxy.add("s3:GetObject", "cut", count=2)
+    retries: list[None] = []
+    async with S3Source(aws, S3Config(), on_retry=lambda: retries.append(None)) as s3:
+        info = await s3.head(s3_bucket, KEY)
+        got = b"".join([bytes(c) async for c in s3.iter_chunks(info, chunk_size=65536)])
+    assert got == data and rule.fired == 2 and len(retries) == 2
+
+
 @pytest.mark.parametrize("attempts", [1, 2])
 async def test_aws_max_attempts_counts_the_first_attempt(
     aws_config: AwsConfig, s3_bucket: str, proxy: AwsFaultProxy, attempts: int

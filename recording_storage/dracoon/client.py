@@ -48,6 +48,7 @@ class DracoonClient(NodeOps, KeyOps):
         settings: DracoonConfig,
         *,
         metrics_hook: MetricsHook | None = None,
+        retry_hook: Callable[[], None] | None = None,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         retry_after_cap: float = 60.0,
@@ -62,6 +63,7 @@ class DracoonClient(NodeOps, KeyOps):
         verify = settings.verify_tls if account.verify_tls is None else account.verify_tls
         self._ssl = make_ssl(settings, verify, who=self.who)
         self._hook = metrics_hook
+        self._retry_hook = retry_hook
         self._backoff = (backoff_base, backoff_max, retry_after_cap)
         self._poll_timeout = poll_timeout if poll_timeout is not None else max(settings.request_timeout, 60.0)
         self._system_info: SystemInfo | None = None
@@ -102,6 +104,7 @@ class DracoonClient(NodeOps, KeyOps):
             backoff_max=cap,
             retry_after_cap=ra_cap,
             metrics_hook=self._hook,
+            retry_hook=self._retry_hook,
         )
         return self
 

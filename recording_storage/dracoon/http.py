@@ -189,6 +189,7 @@ class HttpCore:
         backoff_max: float = 30.0,
         retry_after_cap: float = 60.0,
         metrics_hook: MetricsHook | None = None,
+        retry_hook: Callable[[], None] | None = None,
     ) -> None:
         self.session = session
         self.api = base_url + "/api/v4"
@@ -196,6 +197,7 @@ class HttpCore:
         self.max_retries = max_retries
         self.retry_after_cap = retry_after_cap
         self._hook = metrics_hook
+        self._retry_hook = retry_hook
         self._jitter = wait_random_exponential(multiplier=backoff_base, max=backoff_max)
 
     def report(self, method: str, template: str, status: int | None) -> None:
@@ -229,6 +231,11 @@ class HttpCore:
                 error=str(exc),
                 error_code=getattr(exc, "code", None),
             )
+            if self._retry_hook is not None:
+                try:
+                    self._retry_hook()
+                except Exception:  # a metrics bug must never fail a transfer
+                    log.exception("dracoon_metrics_hook_failed")
 
         return AsyncRetrying(
             stop=stop_after_attempt((self.max_retries if attempts is None else attempts) + 1),
