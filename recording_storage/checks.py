@@ -28,6 +28,7 @@ from .crypto import (
     FileDecryptor,
     FileEncryptor,
     UnlockedKeyPair,
+    UserKeyPair,
     WrongPassword,
     encrypt_file_key,
     generate_file_key,
@@ -258,8 +259,9 @@ async def _check_instance(
             except WrongPassword:
                 raise PermanentError(f"the encryption password does not unlock the {version} key pair",
                                      code="wrong_encryption_password") from None
-            others = [p.public_key_container.version.value for p in pairs if p is not pair]
-            also = f" (the account also has: {', '.join(others)})" if others else ""
+            others = [await _other_pair(p, account.encryption_password.get_secret_value())
+                      for p in pairs if p is not pair]
+            also = f"; the account also has {', '.join(others)}" if others else ""
             return f"{version} key pair unlocked with the encryption password{also}"
 
         await run.check(f"{prefix} key pair", key_pair,
@@ -283,6 +285,17 @@ async def _check_instance(
 
         await run.check(f"{prefix} write probe", probe, own_timeouts=True,
                         hint=f"{account.login} needs upload, download and delete rights in the parent room")
+
+
+async def _other_pair(pair: UserKeyPair, password: str) -> str:
+    """An older key pair (DRACOON's migration from "A"): the sharer needs it for old files."""
+    version = pair.public_key_container.version.value
+    try:
+        await asyncio.to_thread(unlock_key_pair, pair, password)
+    except WrongPassword:
+        return (f"{version}, which does not unlock with it: file keys held only for {version} "
+                "(files from before the migration) cannot be shared")
+    return f"{version}, which unlocks too"
 
 
 async def _parent_room(client: DracoonClient, account: DracoonAccount) -> Node:

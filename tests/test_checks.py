@@ -15,6 +15,8 @@ import yaml
 
 from recording_storage.checks import PROBE_PREFIX, run_checks
 from recording_storage.config import AppConfig
+from recording_storage.crypto import KeyPairVersion
+from tests.fixtures.keys import make_test_keypair
 from tests.fixtures.service import DOMAIN, Stack
 
 pytestmark = pytest.mark.integration
@@ -201,3 +203,20 @@ async def test_broken_instances_file_fails_the_instances_check(stack: Stack, tmp
     status, reason = results["instances"]
     assert status == "FAIL" and "password" in reason  # names the missing key
     assert not any(name.startswith("dracoon[") for name in results)
+
+
+@pytest.mark.parametrize(("password", "expected"), [
+    (None, "the account also has A, which unlocks too"),
+    ("An-Older-Password-1", "the account also has A, which does not unlock with it"),
+])
+async def test_key_pair_check_tells_whether_an_older_pair_unlocks(
+    stack: Stack, password: str | None, expected: str
+) -> None:
+    """An account in DRACOON's key migration: the sharer needs the old "A" pair for old files."""
+    older = make_test_keypair(KeyPairVersion.A, *([password] if password else []), index=7)
+    stack.dracoon.state.set_key_pair(stack.dracoon.service_user.id, older.key_pair.to_json())
+    code, results, text = await checked(stack.config)
+    assert code == 0, text  # the strongest pair unlocks: uploads work either way
+    status, detail = results[f"{PREFIX} key pair"]
+    assert status == "PASS" and detail.startswith("RSA-4096 key pair unlocked") and expected in detail
+    assert password is None or password not in text
