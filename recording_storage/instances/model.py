@@ -185,6 +185,18 @@ class _TargetSpecIn(_Model):
     path: str = Field(min_length=1)
     expiration: str | None = None
 
+    @field_validator("path")
+    @classmethod
+    def _path_parses(cls, value: str) -> str:
+        # Like the expiration: a typo'd $variable fails at start-up and in ``check``, instead of
+        # dead-lettering every job that uses the rule.
+        from ..targets.names import check_path_template  # imported late: targets imports instances
+
+        problems = check_path_template(value)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
     @field_validator("expiration")
     @classmethod
     def _expiration_parses(cls, value: str | None) -> str | None:
