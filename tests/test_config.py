@@ -76,13 +76,16 @@ def test_unset_env_reference_names_key_and_variable(tmp_path: Path) -> None:
         ("workers: {count: many}", "workers.count", "valid integer"),
         ("log: {level: loud}", "log.level", "'debug', 'info', 'warning' or 'error'"),
         ("s3: {chunk_size: 1KiB}", "s3.chunk_size", "greater than or equal to 65536"),
-        ("s3: {chunk_size: lots}", "s3.chunk_size", "valid integer"),
+        ("s3: {chunk_size: lots}", "s3.chunk_size", "not a size: write a number of bytes"),
+        ("workers: {shutdown_grace: 15 minutes}", "workers.shutdown_grace", "no combinations such as 1h30m"),
         ("queue: {wait_seconds: 25}", "queue.wait_seconds", "less than or equal to 20"),
         (
             "queue: {visibility_timeout: 30, heartbeat_interval: 45}",
             "queue",
             "must be below visibility_timeout",
         ),
+        ("queue: {retry_backoff_max: 1h30m}", "queue.retry_backoff_max", "not a duration"),
+        ("aws: {access_key_id: AKIAEXAMPLE}", "aws", "must be set together"),
         ("dracoon: {upload_mode: fast}", "dracoon.upload_mode", "'auto', 'proxy' or 's3'"),
         ("dracoon: {name_clash: rename}", "dracoon.name_clash", "'keep_both', 'overwrite' or 'fail'"),
         ("instances: {source: http}", "instances", "instances.url is required"),
@@ -148,7 +151,7 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [(1024, 1024), ("8MiB", 8 * 1024**2), ("20 MB", 20_000_000), ("1.5KiB", 1536), ("7", 7), ("x", "x")],
+    [(1024, 1024), ("8MiB", 8 * 1024**2), ("20 MB", 20_000_000), ("1.5KiB", 1536), ("7", 7), (None, None)],
 )
 def test_sizes(raw: object, expected: object) -> None:
     assert parse_size(raw) == expected
@@ -163,11 +166,23 @@ def test_sizes(raw: object, expected: object) -> None:
         ("5m", 300.0),
         ("1h", 3600.0),
         ("2d", 172800.0),
-        ("soon", "soon"),
+        (None, None),  # left for the field's own type check
     ],
 )
 def test_durations(raw: object, expected: object) -> None:
     assert parse_duration(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["soon", "15 minutes", "1h30m", "-5s"])
+def test_bad_duration_says_how_to_write_one(raw: str) -> None:
+    with pytest.raises(ValueError, match=r"not a duration: .*500ms, 30s, 5m, 1h, 1d"):
+        parse_duration(raw)
+
+
+@pytest.mark.parametrize("raw", ["x", "8 megs", "1 KB of data"])
+def test_bad_size_says_how_to_write_one(raw: str) -> None:
+    with pytest.raises(ValueError, match=r"not a size: .*8MiB"):
+        parse_size(raw)
 
 
 def test_config_is_frozen() -> None:
@@ -175,3 +190,25 @@ def test_config_is_frozen() -> None:
     config = AppConfig()
     with pytest.raises(ValueError):
         config.workers.count = 2  # type: ignore[misc]
+
+
+def test_rule_across_keys_reads_as_our_sentence(tmp_path: Path) -> None:
+    """A rule spanning a section's keys: no pydantic prefix, no dump of the whole section."""
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, "queue: {visibility_timeout: 30, heartbeat_interval: 45}"), env={})
+    message = problems(exc)["queue"]
+    assert message.startswith("heartbeat_interval (45s) must be below visibility_timeout")
+    assert "Value error" not in message and "got {" not in message
+
+
+def test_problems_from_environment_variables_name_the_variable(tmp_path: Path) -> None:
+    """A typo in a variable is not blamed on the file (which may not have that key at all)."""
+    env = {"RECORDING_STORAGE__WORKERS__CONUT": "3", "RECORDING_STORAGE__S3__PROBE_BUCKETS": "recordings"}
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, "workers: {count: 2}\n"), env=env)
+    by_path = {p.path: p for p in exc.value.problems}
+    assert by_path["workers.conut"].source == "environment variable RECORDING_STORAGE__WORKERS__CONUT"
+    assert "unknown key" in by_path["workers.conut"].message
+    probe = by_path["s3.probe_buckets"]
+    assert probe.source == "environment variable RECORDING_STORAGE__S3__PROBE_BUCKETS"
+    assert """'["a", "b"]'""" in probe.message

@@ -64,13 +64,18 @@ def load_yaml_file(path: Path, *, what: str) -> Any:
         raise ConfigError([ConfigProblem("", f"not valid YAML{where}: {problem}", str(path))]) from None
 
 
+def _env_keys(name: str) -> list[str]:
+    """``RECORDING_STORAGE__WORKERS__COUNT`` -> ``["workers", "count"]``; [] for other variables."""
+    if not name.startswith(ENV_PREFIX):
+        return []
+    return [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
+
+
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     """``RECORDING_STORAGE__WORKERS__COUNT=4`` -> ``{"workers": {"count": 4}}`` (YAML-typed)."""
     tree: dict[str, Any] = {}
     for name, raw in env.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
+        keys = _env_keys(name)
         if not keys:
             continue
         # Scalars stay strings (pydantic's lax mode turns "4" into 4 where an int is wanted,
@@ -123,6 +128,12 @@ def _mask(loc: tuple[Any, ...], value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _section_rule(err: Any) -> bool:
+    """A rule across a section's keys: its "input" is the whole section, which says nothing the
+    message does not."""
+    return bool(err["type"] == "value_error" and isinstance(err.get("input"), Mapping))
+
+
 def validation_problems(exc: ValidationError, *, source: str = "", prefix: str = "") -> list[ConfigProblem]:
     """Turn pydantic's errors into key-path problems naming the bad value and what is allowed."""
     problems = []
@@ -132,12 +143,37 @@ def validation_problems(exc: ValidationError, *, source: str = "", prefix: str =
         if prefix:
             path = f"{prefix}.{path}" if path else prefix
         msg = err["msg"]
+        if err["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")  # our own validators' words, not pydantic's
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see conf/app.yaml for every key)"
-        elif err["type"] != "missing" and "input" in err:
+        elif err["type"] != "missing" and "input" in err and not _section_rule(err):
             msg = f"{msg} (got {_mask(loc, err['input'])})"
         problems.append(ConfigProblem(path, msg, source))
     return problems
+
+
+def _env_paths(env: Mapping[str, str]) -> dict[str, str]:
+    """Config key path -> the environment variable that set it."""
+    return {".".join(keys): name for name in env if (keys := _env_keys(name))}
+
+
+def _blame_env(problems: list[ConfigProblem], env: Mapping[str, str]) -> list[ConfigProblem]:
+    """A value that came from an environment variable is reported as that variable's, not the file's
+    (the file may not even have the key)."""
+    paths = _env_paths(env)
+    out = []
+    for problem in problems:
+        name = next((n for p, n in paths.items()
+                     if problem.path == p or problem.path.startswith((p + ".", p + "["))), None)
+        if name is None:
+            out.append(problem)
+            continue
+        message = problem.message
+        if message.startswith(("Input should be a valid tuple", "Input should be a valid list")):
+            message += """; in an environment variable write a list as YAML, e.g. '["a", "b"]'"""
+        out.append(ConfigProblem(problem.path, message, f"environment variable {name}"))
+    return out
 
 
 def load_config(
@@ -172,7 +208,7 @@ def load_config(
     try:
         config = AppConfig.model_validate(data)
     except ValidationError as exc:
-        problems.extend(validation_problems(exc, source=str(cfg_path)))
+        problems.extend(_blame_env(validation_problems(exc, source=str(cfg_path)), env))
         config = None
     if problems or config is None:
         raise ConfigError(problems)

@@ -69,6 +69,8 @@ def parse_size(value: Any) -> Any:
         m = _SIZE_RE.match(value)
         if m and (m.group(2) or "").lower() in _SIZE_UNITS:
             return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()])
+        raise ValueError("not a size: write a number of bytes, or a number and a unit such as "
+                         "64KiB, 8MiB, 20MB, 1GiB")
     return value
 
 
@@ -78,6 +80,8 @@ def parse_duration(value: Any) -> Any:
         m = _DURATION_RE.match(value)
         if m:
             return float(m.group(1)) * _DURATION_UNITS[(m.group(2) or "").lower()]
+        raise ValueError("not a duration: write seconds as a number, or a number and one unit: "
+                         "500ms, 30s, 5m, 1h, 1d (no combinations such as 1h30m: write 90m)")
     return value
 
 
@@ -114,6 +118,13 @@ class AwsConfig(_Section):
     read_timeout: Seconds = 60.0
     # Allow plain http to a non-loopback endpoint (S3-compatible store on a trusted LAN).
     allow_insecure_http: bool = False
+
+    @model_validator(mode="after")
+    def _key_pair_whole(self) -> AwsConfig:
+        # Half a key pair must not fall back silently to whatever identity the default chain finds.
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("access_key_id and secret_access_key must be set together (or neither)")
+        return self
 
 
 class BucketSourceConfig(_Section):
