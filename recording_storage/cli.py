@@ -28,31 +28,32 @@ def _parser() -> argparse.ArgumentParser:
         description="Move recordings from S3 into DRACOON, encrypted client-side.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "-c",
-        "--config",
-        type=Path,
-        default=None,
-        help="configuration file (default: $RECORDING_STORAGE_CONFIG or conf/app.yaml)",
-    )
+    config_help = "configuration file (default: $RECORDING_STORAGE_CONFIG or conf/app.yaml)"
+    parser.add_argument("-c", "--config", type=Path, default=None, help=config_help)
+    # Also accepted after the subcommand (``recording-storage check -c file``), where people put it.
+    with_config = argparse.ArgumentParser(add_help=False)
+    with_config.add_argument("-c", "--config", type=Path, default=argparse.SUPPRESS, help=config_help)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the service (workers, sharer, health server)")
+    run = sub.add_parser("run", parents=[with_config],
+                         help="run the service (workers, sharer, health server)")
     run.add_argument("--drain", action="store_true", help="exit once the queue is empty")
-    run.add_argument("--max-messages", type=int, default=None, help="exit after this many messages")
+    run.add_argument("--max-messages", type=_positive, default=None, help="exit after this many messages")
 
-    check = sub.add_parser("check", help="validate the configuration and prove every dependency works")
+    check = sub.add_parser("check", parents=[with_config],
+                           help="validate the configuration and prove every dependency works")
     check.add_argument(
         "--write-probe",
         action="store_true",
         help="also upload a tiny encrypted file per instance, read it back and delete it",
     )
 
-    send = sub.add_parser("send-job", help="publish a job message (JSON) to the configured queue")
+    send = sub.add_parser("send-job", parents=[with_config],
+                          help="publish a job message (JSON) to the configured queue")
     send.add_argument("file", help="JSON file with the job message, or - for standard input")
     send.add_argument("--no-validate", action="store_true", help="send even if the message does not parse")
 
-    share = sub.add_parser("share", help="serve missing file keys once and exit")
+    share = sub.add_parser("share", parents=[with_config], help="serve missing file keys once and exit")
     share.add_argument("--instance", default=None, help="only this instance domain")
 
     stack = sub.add_parser(
@@ -70,13 +71,24 @@ def _parser() -> argparse.ArgumentParser:
     keypair = sub.add_parser(
         "keypair", help="generate a DRACOON user key pair (JSON) for tests and emulators"
     )
-    keypair.add_argument("--version", dest="kp_version", choices=["A", "RSA-4096"], default="RSA-4096")
+    keypair.add_argument("--version", dest="kp_version", choices=["A", "RSA-4096"], default="RSA-4096",
+                         help="key pair version (default: RSA-4096; A is the legacy RSA-2048)")
     keypair.add_argument(
         "--password-env",
         default="DRACOON_ENCRYPTION_PASSWORD",
         help="environment variable holding the encryption password",
     )
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
 
 
 def _load(args: argparse.Namespace) -> AppConfig:
@@ -90,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args)
     except ConfigError as exc:
         print(f"recording-storage: {exc}", file=sys.stderr)
-        print("Fix the keys above (conf/app.yaml documents every key) and run again.", file=sys.stderr)
+        print("Fix the problems above and run again (conf/app.yaml documents every setting, "
+              "docs/configuration.md the instances file).", file=sys.stderr)
         return EXIT_CONFIG
     except RecordingStorageError as exc:
         print(f"recording-storage: {exc}", file=sys.stderr)
@@ -122,13 +135,22 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return asyncio.run(run_checks(config, write_probe=args.write_probe))
     if command == "send-job":
-        body = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+        body = sys.stdin.read() if args.file == "-" else _read_job_file(Path(args.file))
         return asyncio.run(_send_job(config, body, validate=not args.no_validate))
     if command == "share":
         from .service import share_once
 
         return asyncio.run(share_once(config, only=args.instance))
     raise AssertionError(command)
+
+
+def _read_job_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RecordingStorageError(f"cannot read job file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise RecordingStorageError(f"cannot read job file {path}: not UTF-8 text (a job is JSON)") from None
 
 
 async def _send_job(config: AppConfig, body: str, *, validate: bool) -> int:

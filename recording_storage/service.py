@@ -209,7 +209,9 @@ async def share_once(config: AppConfig, *, only: str | None = None) -> int:
     async with open_runtime(config, with_health=False) as rt:
         sharer = Sharer(rt.instances, rt.pool, config.sharer)
         results = await sharer.run_once(only=only)
-        domains = [only] if only else await rt.instances.list_domains()
     served = sum(s.served for s in results.values())
-    print(f"served {served} file key(s) for {len(results)} of {len(domains)} instance(s)")
-    return 0 if len(results) == len(domains) else 1
+    total = len(results) + len([d for d in sharer.failures if d])
+    print(f"served {served} file key(s) for {len(results)} of {total} instance(s)")
+    for domain, reason in sharer.failures.items():
+        print(f"failed: {domain or 'instances'}: {reason}")
+    return 1 if sharer.failures else 0

@@ -275,6 +275,9 @@ class Sharer:
         self._cfg = cfg
         self._metrics = metrics
         self._on_pass = on_pass
+        # Why each instance of the last pass failed (or "" if the listing itself failed), for
+        # ``recording-storage share`` to print; the log has the same lines.
+        self.failures: dict[str, str] = {}
 
     async def run_once(self, *, only: str | None = None) -> dict[str, ShareStats]:
         """One pass; per-instance stats. Instances that failed are logged and absent.
@@ -292,10 +295,12 @@ class Sharer:
 
     async def _pass(self, only: str | None) -> tuple[dict[str, ShareStats], SharerOutcome]:
         results: dict[str, ShareStats] = {}
+        self.failures = {}
         try:
             domains = [only] if only else await self._instances.list_domains()
         except RecordingStorageError as exc:
             log.error("sharer_instances_unavailable", error=str(exc), code=Code.SHARER_ERROR)
+            self.failures[""] = f"listing instances failed: {exc}"
             return results, "failure"
         # Several domains may share one account: serve it once; a failure fails them all.
         accounts: dict[str, bool] = {}
@@ -305,11 +310,13 @@ class Sharer:
                 stats = await self._serve_instance(domain, accounts)
             except RecordingStorageError as exc:
                 failed += 1
+                self.failures[domain] = str(exc)
                 log.error("sharer_instance_failed", instance=domain, error=str(exc), error_code=exc.code,
                           permanent=isinstance(exc, PermanentError), code=Code.SHARER_ERROR)
                 continue
             except Exception as exc:  # a bug for one instance must not starve the others
                 failed += 1
+                self.failures[domain] = f"unexpected error {type(exc).__name__} (details in the log)"
                 log.error("sharer_instance_failed", instance=domain, error=repr(exc), error_code="unexpected",
                           exc_info=exc, code=Code.SHARER_ERROR)
                 continue

@@ -96,6 +96,34 @@ def test_missing_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert str(missing) in capsys.readouterr().err
 
 
+def test_config_option_also_after_the_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "after.yaml"
+    assert cli.main(["share", "-c", str(missing)]) == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_max_messages_below_one_is_refused(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", "--max-messages", value])
+    assert info.value.code == 2
+    assert "at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("what", ["missing", "directory", "binary"])
+def test_unreadable_job_file_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], what: str
+) -> None:
+    config = tmp_path / "app.yaml"
+    config.write_text("{}\n", encoding="utf-8")
+    job = {"missing": tmp_path / "nope.json", "directory": tmp_path, "binary": tmp_path / "job.bin"}[what]
+    if what == "binary":
+        job.write_bytes(b"\xbe\xef\x00\xff")
+    assert cli.main(["-c", str(config), "send-job", str(job)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"recording-storage: cannot read job file {job}") and "Traceback" not in err
+
+
 def test_config_secret_is_masked_in_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "app.yaml"
     path.write_text("aws: {secret_access_key: [Not-A-String-Secret-9]}\n", encoding="utf-8")
@@ -171,7 +199,9 @@ async def test_share_serves_missing_keys(
     assert late.id in env.state.file_keys(node.id)
 
     assert await main_in_thread("-c", str(config), "share", "--instance", "unknown.example.com") == 1
-    assert "for 0 of 1 instance(s)" in capsys.readouterr().out
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "served 0 file key(s) for 0 of 1 instance(s)"
+    assert out[1].startswith("failed: unknown.example.com: ") and "unknown.example.com" in out[1][30:]
 
 
 @pytest.mark.integration
