@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import math
+import shutil
 import signal
 import struct
 import sys
@@ -20,15 +21,17 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
 
 from .config import AppConfig, load_config
 from .errors import PermanentError
 
-__all__ = ["LocalStack", "demo", "sample_recording", "serve", "start_local_stack"]
+__all__ = ["LocalStack", "demo", "example_job", "sample_recording", "serve", "start_local_stack"]
 
 BUCKET = "recordings"
 QUEUE = "recordings-transferring"
@@ -179,29 +182,79 @@ async def start_local_stack(
         moto.stop()
 
 
-async def serve(directory: Path) -> int:
-    """``recording-storage local-stack``: run until Ctrl-C, printing how to use it."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+async def serve(directory: Path, *, stop: asyncio.Event | None = None) -> int:
+    """``recording-storage local-stack``: run until Ctrl-C, printing how to use it.
+
+    It also puts an example recording into the bucket and writes the job naming it, so the
+    printed walkthrough (check, send-job, run) moves a file without any S3 tool at hand.
+    """
+    from .s3 import S3Source
+
+    if stop is None:  # the command: Ctrl-C / SIGTERM stop it (tests pass their own event)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
     async with start_local_stack(directory) as stack:
+        config = stack.config()
+        async with S3Source(config.aws, config.s3) as s3:
+            await s3.put(BUCKET, EXAMPLE_KEY, sample_recording(), content_type="audio/wav")
+        job_path = directory / "example-job.json"
+        job_path.write_text(json.dumps(example_job(EXAMPLE_KEY, 4712), indent=2) + "\n", encoding="utf-8")
+        cli = _cli_name()
         print(
             f"""local stack running
   S3 + SQS (moto):   {stack.aws_endpoint}   bucket {BUCKET!r}, queues {QUEUE!r} and {DLQ!r}
   DRACOON emulator:  {stack.dracoon_url}   instance {DOMAIN!r}, parent room id {stack.parent_room_id}
   configuration:     {stack.config_path}
+  example job:       {job_path} (its recording is already at s3://{BUCKET}/{EXAMPLE_KEY})
 
 In another terminal:
   export RECORDING_STORAGE_CONFIG={stack.config_path}
-  recording-storage check
-  recording-storage run
+  {cli} check
+  {cli} send-job {job_path}
+  {cli} run --drain     # moves the example recording into DRACOON, then exits
 
-Ctrl-C stops the stack.""",
+The job deletes its source; restart the stack to try it again. Ctrl-C stops the stack.""",
             flush=True,
         )
         await stop.wait()
     return 0
+
+
+EXAMPLE_KEY = "meetings/example/meeting-4712.wav"
+
+
+def _cli_name() -> str:
+    """How to call the console script from here: its bare name only if that is on PATH."""
+    script = Path(sys.executable).with_name("recording-storage")
+    found = shutil.which("recording-storage")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "recording-storage"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
+def example_job(key: str, meeting_id: int) -> dict[str, Any]:
+    """A job for ``key`` in the local bucket, held an hour ago (targets come from instances.yml).
+
+    Not a fixed date: the instance rule's expiration counts from the meeting, and a date that
+    ages would one day be dead-lettered as already expired.
+    """
+    held = datetime.now(ZoneInfo("Europe/Berlin")).replace(microsecond=0) - timedelta(hours=1)
+    return {
+        "storage": {"type": "dracoon", "extra": {"aws.s3": {"bucket": BUCKET, "keys": [key]}}},
+        "meeting": {
+            "id": meeting_id,
+            "date": held.isoformat(),
+            "timezone": "Europe/Berlin",
+            "type": {"name": "Demo", "duration": 20, "id": 1},
+            "user": {"name": "Demo Host", "email": "host@demo.local"},
+        },
+        "instance": {"domain": DOMAIN},
+    }
 
 
 def sample_recording(seconds: float = 20.0, rate: int = 16_000) -> bytes:
@@ -259,18 +312,8 @@ async def _demo_job(stack: LocalStack, config: AppConfig) -> bool:
 
     recording = sample_recording()
     digest = hashlib.sha256(recording).hexdigest()
-    key = "meetings/2026/11/meeting-4711.wav"
-    job = {
-        "storage": {"type": "dracoon", "extra": {"aws.s3": {"bucket": BUCKET, "keys": [key]}}},
-        "meeting": {
-            "id": 4711,
-            "date": "2026-11-25T09:30:00+01:00",
-            "timezone": "Europe/Berlin",
-            "type": {"name": "Demo", "duration": 20, "id": 1},
-            "user": {"name": "Demo Host", "email": "host@demo.local"},
-        },
-        "instance": {"domain": DOMAIN},
-    }
+    key = "meetings/demo/meeting-4711.wav"
+    job = example_job(key, 4711)
     async with (
         S3Source(config.aws, config.s3) as s3,
         JobQueue(config.aws, config.queue, base_dir=config.base_dir) as queue,
