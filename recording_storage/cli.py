@@ -125,7 +125,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     config = _load(args)
     from .logs import configure_logging
 
-    configure_logging(config.log)
+    log_cfg = config.log
+    if command in ("check", "send-job") and log_cfg.level == "info":
+        # Their own output is the report; progress lines between its lines only hide it.
+        log_cfg = log_cfg.model_copy(update={"level": "warning"})
+    configure_logging(log_cfg)
     if command == "run":
         from .service import run
 

@@ -170,11 +170,12 @@ def test_real_processes_show_help() -> None:
 async def test_check_good_and_broken(
     stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    good = write_config(stack, tmp_path, s3={"probe_buckets": [stack.bucket]})
+    good = write_config(stack, tmp_path, s3={"probe_buckets": [stack.bucket]}, log={"level": "info"})
     assert await main_in_thread("-c", str(good), "check", "--write-probe") == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert f"PASS dracoon[{DOMAIN}] write probe:" in out and f"PASS s3 {stack.bucket}:" in out
     assert "FAIL" not in out
+    assert "instances_loaded" not in err and "sqs_queue_resolved" not in err  # no info lines in the report
 
     broken = write_config(stack, tmp_path, queue={"name": "rs-cli-no-such-queue"})
     assert await main_in_thread("-c", str(broken), "check") == 1

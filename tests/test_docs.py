@@ -600,7 +600,7 @@ async def test_documented_health_bodies_are_served() -> None:
     cfg = HealthConfig(host="127.0.0.1", port=0, cache_seconds=0)
     async with serve_health(state, Metrics(), cfg) as url, aiohttp.ClientSession() as http:
         async with http.get(f"{url}/livez") as resp:
-            assert (resp.status, await resp.json()) == (200, {"status": "ok", "workers": 1})
+            assert (resp.status, await resp.json()) == (200, {"status": "ok", "worker_pools": 1})
         async with http.get(f"{url}/readyz") as resp:
             assert (resp.status, await resp.json()) == (200, {"status": "ok"})
         async with http.get(f"{url}/healthcheck") as resp:
@@ -612,7 +612,7 @@ async def test_documented_health_bodies_are_served() -> None:
             assert resp.status == 500 and set(body) == {"status", "error", "description"}
             assert (body["status"], body["error"]) == ("error", ERROR_DRACOON)
     assert '`200 {"status":"success"}`' in _ops_doc()
-    assert '`200 {"status":"ok","workers":1}`' in _ops_doc()
+    assert '`200 {"status":"ok","worker_pools":1}`' in _ops_doc()
 
 
 # -- deploy manifests -----------------------------------------------------------------------

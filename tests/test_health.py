@@ -377,14 +377,14 @@ async def test_livez(http: Http, state: HealthState) -> None:
     """
     probes = healthy(state)
     reply = await http.get("/livez")
-    assert (reply.status, reply.json()) == (200, {"status": "ok", "workers": 1})
+    assert (reply.status, reply.json()) == (200, {"status": "ok", "worker_pools": 1})
     probes[DEP_S3].error = RuntimeError("down")
     assert (await http.get("/livez")).status == 200
     state.worker_stopped("w1")
     reply = await http.get("/livez")
     assert reply.status == 503
     assert reply.json() == {
-        "status": "error", "error": "workers_dead", "reason": "No running workers", "workers": 0,
+        "status": "error", "error": "workers_dead", "reason": "No running workers", "worker_pools": 0,
     }
     state.shutting_down = True
     assert (await http.get("/livez")).status == 200

@@ -234,7 +234,7 @@ def test_describe_has_summary_fields_only() -> None:
         "meeting_type_id": "14",
         "bucket": "24s-public",
         "key_count": 1,
-        "target_count": 1,
+        "message_targets": 1,
     }
 
 

@@ -68,7 +68,8 @@ def _probe_response(result: CheckResult, **extra: Any) -> web.Response:
 
 async def _livez(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
-    return _probe_response(state.liveness(), workers=state.running_workers)
+    # Pools, not job slots: one pool runs workers.count jobs at a time.
+    return _probe_response(state.liveness(), worker_pools=state.running_workers)
 
 
 async def _readyz(request: web.Request) -> web.Response:

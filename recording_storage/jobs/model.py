@@ -100,7 +100,8 @@ class JobMessage:
             "meeting_type_id": self.meeting.type.id,
             "bucket": self.s3.bucket,
             "key_count": len(self.s3.keys),
-            "target_count": len(self.targets),
+            # Named in the message; 0 when the instance's rules choose the rooms ("targets" below).
+            "message_targets": len(self.targets),
         }
 
 
