@@ -173,6 +173,14 @@ def test_durations(raw: object, expected: object) -> None:
     assert parse_duration(raw) == expected
 
 
+def test_number_texts_still_load_as_before(tmp_path: Path) -> None:
+    """Strings pydantic itself reads as numbers (YAML's 1e3, env's .5 or 1_000) keep working."""
+    env = {"RECORDING_STORAGE__HEALTH__CACHE_SECONDS": ".5", "RECORDING_STORAGE__S3__CHUNK_SIZE": "1_048_576"}
+    config = load_config(write(tmp_path, "queue: {retry_backoff_max: 1e3}\n"), env=env)
+    assert config.queue.retry_backoff_max == 1000.0 and config.health.cache_seconds == 0.5
+    assert config.s3.chunk_size == 1_048_576
+
+
 @pytest.mark.parametrize("raw", ["soon", "15 minutes", "1h30m", "-5s"])
 def test_bad_duration_says_how_to_write_one(raw: str) -> None:
     with pytest.raises(ValueError, match=r"not a duration: .*500ms, 30s, 5m, 1h, 1d"):
@@ -212,3 +220,19 @@ def test_problems_from_environment_variables_name_the_variable(tmp_path: Path) -
     probe = by_path["s3.probe_buckets"]
     assert probe.source == "environment variable RECORDING_STORAGE__S3__PROBE_BUCKETS"
     assert """'["a", "b"]'""" in probe.message
+
+
+def test_environment_blame_is_as_specific_as_the_variables(tmp_path: Path) -> None:
+    """A section set as YAML owns only the keys it names; a rule across a section names the
+    variables that fed it; the most specific variable wins."""
+    env = {"RECORDING_STORAGE__S3": "{parallel_ranges: 4}", "RECORDING_STORAGE__AWS__ACCESS_KEY_ID": "AKIA",
+           "RECORDING_STORAGE__QUEUE": "{heartbeat_interval: 90}",
+           "RECORDING_STORAGE__QUEUE__WAIT_SECONDS": "99"}
+    file = write(tmp_path, "s3: {chunk_size: lots}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(file, env=env)
+    by_path = {p.path: p for p in exc.value.problems}
+    assert by_path["s3.chunk_size"].source == str(file)  # the file's value, not the variable's
+    wait, aws = by_path["queue.wait_seconds"], by_path["aws"]
+    assert wait.source == "environment variable RECORDING_STORAGE__QUEUE__WAIT_SECONDS"
+    assert aws.source == f"{file} with environment variable(s) RECORDING_STORAGE__AWS__ACCESS_KEY_ID"

@@ -71,6 +71,17 @@ def _env_keys(name: str) -> list[str]:
     return [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
 
 
+def _env_value(raw: str) -> Any:
+    """Scalars stay strings (pydantic's lax mode turns "4" into 4 where an int is wanted, and a
+    numeric-looking password stays a string); lists and mappings are YAML."""
+    if raw.lstrip().startswith(("[", "{")):
+        try:
+            return yaml.safe_load(raw)
+        except yaml.YAMLError:
+            return raw
+    return raw
+
+
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     """``RECORDING_STORAGE__WORKERS__COUNT=4`` -> ``{"workers": {"count": 4}}`` (YAML-typed)."""
     tree: dict[str, Any] = {}
@@ -78,14 +89,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         keys = _env_keys(name)
         if not keys:
             continue
-        # Scalars stay strings (pydantic's lax mode turns "4" into 4 where an int is wanted,
-        # and a numeric-looking password stays a string); lists and mappings are YAML.
-        value: Any = raw
-        if raw.lstrip().startswith(("[", "{")):
-            try:
-                value = yaml.safe_load(raw)
-            except yaml.YAMLError:
-                value = raw
+        value = _env_value(raw)
         node = tree
         for key in keys[:-1]:
             nxt = node.setdefault(key, {})
@@ -153,26 +157,45 @@ def validation_problems(exc: ValidationError, *, source: str = "", prefix: str =
     return problems
 
 
-def _env_paths(env: Mapping[str, str]) -> dict[str, str]:
-    """Config key path -> the environment variable that set it."""
-    return {".".join(keys): name for name in env if (keys := _env_keys(name))}
+def _env_leaves(env: Mapping[str, str]) -> dict[str, str]:
+    """Config key path -> the environment variable that set it, down to the leaves a mapping
+    value sets (``RECORDING_STORAGE__S3='{parallel_ranges: 4}'`` sets only s3.parallel_ranges)."""
+    leaves: dict[str, str] = {}
+
+    def walk(path: str, value: Any, name: str) -> None:
+        if isinstance(value, Mapping) and value:
+            for key, item in value.items():
+                walk(f"{path}.{key}", item, name)
+        else:
+            leaves[path] = name
+
+    for name, raw in env.items():
+        if keys := _env_keys(name):
+            walk(".".join(keys), _env_value(raw), name)
+    return leaves
 
 
 def _blame_env(problems: list[ConfigProblem], env: Mapping[str, str]) -> list[ConfigProblem]:
     """A value that came from an environment variable is reported as that variable's, not the file's
-    (the file may not even have the key)."""
-    paths = _env_paths(env)
+    (the file may not even have the key); a rule across a section names the variables in it too."""
+    leaves = _env_leaves(env)
     out = []
     for problem in problems:
-        name = next((n for p, n in paths.items()
-                     if problem.path == p or problem.path.startswith((p + ".", p + "["))), None)
-        if name is None:
-            out.append(problem)
+        path = problem.path
+        owners = [p for p in leaves if path == p or path.startswith((p + ".", p + "["))]
+        if owners:
+            name = leaves[max(owners, key=len)]  # the most specific variable
+            message = problem.message
+            if message.startswith(("Input should be a valid tuple", "Input should be a valid list")):
+                message += """; in an environment variable write a list as YAML, e.g. '["a", "b"]'"""
+            out.append(ConfigProblem(path, message, f"environment variable {name}"))
             continue
-        message = problem.message
-        if message.startswith(("Input should be a valid tuple", "Input should be a valid list")):
-            message += """; in an environment variable write a list as YAML, e.g. '["a", "b"]'"""
-        out.append(ConfigProblem(problem.path, message, f"environment variable {name}"))
+        inside = sorted({n for p, n in leaves.items() if path and p.startswith(path + ".")})
+        if inside:
+            source = f"{problem.source} with environment variable(s) {', '.join(inside)}"
+            out.append(ConfigProblem(path, problem.message, source))
+            continue
+        out.append(problem)
     return out
 
 

@@ -63,12 +63,23 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, 
 _BUCKET_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,255}", re.ASCII)
 
 
+def _number_text(value: str) -> bool:
+    """Text pydantic reads as a number itself (``1e3``, ``.5``, ``1_000`` from YAML or env)."""
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_size(value: Any) -> Any:
-    """Accept ``8388608``, ``"8MiB"``, ``"20 MB"``; leave anything else for pydantic to reject."""
+    """Accept ``8388608``, ``"8MiB"``, ``"20 MB"``; plain numbers go on to pydantic as they are."""
     if isinstance(value, str):
         m = _SIZE_RE.match(value)
         if m and (m.group(2) or "").lower() in _SIZE_UNITS:
             return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()])
+        if _number_text(value):
+            return value
         raise ValueError("not a size: write a number of bytes, or a number and a unit such as "
                          "64KiB, 8MiB, 20MB, 1GiB")
     return value
@@ -80,6 +91,8 @@ def parse_duration(value: Any) -> Any:
         m = _DURATION_RE.match(value)
         if m:
             return float(m.group(1)) * _DURATION_UNITS[(m.group(2) or "").lower()]
+        if _number_text(value):
+            return value
         raise ValueError("not a duration: write seconds as a number, or a number and one unit: "
                          "500ms, 30s, 5m, 1h, 1d (no combinations such as 1h30m: write 90m)")
     return value
