@@ -35,7 +35,7 @@ from .crypto import (
     unlock_key_pair,
 )
 from .dracoon import DracoonClient, Node, NotFound
-from .errors import ConfigError, PermanentError, RecordingStorageError
+from .errors import ConfigError, CryptoError, PermanentError, RecordingStorageError
 from .instances import DracoonAccount, InstanceProvider, open_instance_provider
 from .logs import redact_text, register_secrets
 from .pool import preferred_key_pair
@@ -295,6 +295,8 @@ async def _other_pair(pair: UserKeyPair, password: str) -> str:
     except WrongPassword:
         return (f"{version}, which does not unlock with it: file keys held only for {version} "
                 "(files from before the migration) cannot be shared")
+    except CryptoError as exc:  # a damaged old pair costs its files, not the account
+        return f"{version}, which is unusable ({exc}): file keys held only for {version} cannot be shared"
     return f"{version}, which unlocks too"
 
 

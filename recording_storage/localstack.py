@@ -228,6 +228,8 @@ EXAMPLE_KEY = "meetings/example/meeting-4712.wav"
 def _cli_name() -> str:
     """How to call the console script from here: its bare name only if that is on PATH."""
     script = Path(sys.executable).with_name("recording-storage")
+    if not script.exists():  # not installed next to this interpreter: the module always works
+        return f"{sys.executable} -m recording_storage"
     found = shutil.which("recording-storage")
     if found is not None and Path(found).resolve() == script.resolve():
         return "recording-storage"

@@ -59,7 +59,9 @@ class DracoonPool:
         self._retry_hook = retry_hook
         self._stack = AsyncExitStack()
         self._clients: dict[str, DracoonClient] = {}
-        self._keys: dict[str, tuple[UnlockedKeyPair, ...]] = {}
+        self._keys: dict[str, UnlockedKeyPair] = {}
+        self._older: dict[str, list[UserKeyPair]] = {}  # still locked; see key_ring
+        self._rings: dict[str, tuple[UnlockedKeyPair, ...]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def __aenter__(self) -> DracoonPool:
@@ -70,7 +72,8 @@ class DracoonPool:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._clients.clear()
-        self._keys.clear()
+        for cache in (self._keys, self._older, self._rings):
+            cache.clear()
         await self._stack.__aexit__(exc_type, exc, tb)
 
     def _lock(self, key: str) -> asyncio.Lock:
@@ -94,16 +97,8 @@ class DracoonPool:
             return found
 
     async def key_pair(self, account: DracoonAccount) -> UnlockedKeyPair:
-        """The key pair new file keys are wrapped for: the strongest one the account has."""
-        return (await self.key_ring(account))[0]
-
-    async def key_ring(self, account: DracoonAccount) -> tuple[UnlockedKeyPair, ...]:
-        """Every key pair of the account, unlocked once and off the event loop, strongest first.
-
-        The strongest must unlock (else the account is unusable and this raises). Another pair
-        that does not, e.g. one left with an older encryption password, is logged and left out:
-        only the old files whose keys it holds stay unserved.
-        """
+        """The key pair new file keys are wrapped for: the strongest one the account has,
+        unlocked once and off the event loop (the other pairs wait for ``key_ring``)."""
         key = account.account_key
         found = self._keys.get(key)
         if found is not None:
@@ -115,20 +110,39 @@ class DracoonPool:
                 pairs = await client.get_key_pairs()
                 first = preferred_key_pair(pairs)
                 password = account.encryption_password.get_secret_value()
-                ring = [await asyncio.to_thread(unlock_key_pair, first, password)]
-                for pair in pairs:
-                    if pair is first:
-                        continue
+                found = await asyncio.to_thread(unlock_key_pair, first, password)
+                self._keys[key] = found
+                self._older[key] = [p for p in pairs if p is not first]
+            return found
+
+    async def key_ring(self, account: DracoonAccount) -> tuple[UnlockedKeyPair, ...]:
+        """``key_pair`` first, then every other pair of the account that unlocks.
+
+        Only the sharer needs the others (files from before a migration), so uploads never wait
+        for their PBKDF2. One that does not unlock, e.g. left with an older encryption password,
+        is logged once and left out: only the old files whose keys it holds stay unserved.
+        """
+        key = account.account_key
+        found = self._rings.get(key)
+        if found is not None:
+            return found
+        first = await self.key_pair(account)
+        async with self._lock("ring:" + key):
+            found = self._rings.get(key)
+            if found is None:
+                password = account.encryption_password.get_secret_value()
+                ring = [first]
+                for pair in self._older.get(key, []):
                     try:
                         ring.append(await asyncio.to_thread(unlock_key_pair, pair, password))
                     except CryptoError as exc:
-                        # Only the sharer needs the other pairs, for files from before a migration.
                         log.warning("key_pair_unlock_failed", instance=account.domain,
                                     version=pair.public_key_container.version.value,
                                     error=str(exc), code=Code.SHARER_ERROR)
-                found = self._keys[key] = tuple(ring)
+                found = self._rings[key] = tuple(ring)
             return found
 
     def forget(self, account: DracoonAccount) -> None:
-        """Drop the cached key pair (e.g. after the account's key pair changed on the server)."""
-        self._keys.pop(account.account_key, None)
+        """Drop the cached key pairs (e.g. after the account's key pair changed on the server)."""
+        for cache in (self._keys, self._older, self._rings):
+            cache.pop(account.account_key, None)

@@ -208,15 +208,20 @@ async def test_broken_instances_file_fails_the_instances_check(stack: Stack, tmp
 @pytest.mark.parametrize(("password", "expected"), [
     (None, "the account also has A, which unlocks too"),
     ("An-Older-Password-1", "the account also has A, which does not unlock with it"),
+    ("damaged", "the account also has A, which is unusable (private key does not belong"),
 ])
 async def test_key_pair_check_tells_whether_an_older_pair_unlocks(
     stack: Stack, password: str | None, expected: str
 ) -> None:
     """An account in DRACOON's key migration: the sharer needs the old "A" pair for old files."""
-    older = make_test_keypair(KeyPairVersion.A, *([password] if password else []), index=7)
-    stack.dracoon.state.set_key_pair(stack.dracoon.service_user.id, older.key_pair.to_json())
+    older = make_test_keypair(KeyPairVersion.A, *([password] if password not in (None, "damaged") else []),
+                              index=7).key_pair.to_json()
+    if password == "damaged":  # another pair's private key under this public key
+        other = make_test_keypair(KeyPairVersion.A, index=8).key_pair.to_json()
+        older = {**older, "privateKeyContainer": other["privateKeyContainer"]}
+    stack.dracoon.state.set_key_pair(stack.dracoon.service_user.id, older)
     code, results, text = await checked(stack.config)
     assert code == 0, text  # the strongest pair unlocks: uploads work either way
     status, detail = results[f"{PREFIX} key pair"]
     assert status == "PASS" and detail.startswith("RSA-4096 key pair unlocked") and expected in detail
-    assert password is None or password not in text
+    assert password in (None, "damaged") or password not in text

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -284,7 +285,8 @@ async def test_file_edits_are_picked_up(tmp_path: Path) -> None:
 
 
 async def test_broken_edit_keeps_last_good_accounts(tmp_path: Path) -> None:
-    """Unparsable edits are logged and ignored; an instance made invalid fails alone."""
+    """Unparsable edits are logged and ignored; an instance made invalid keeps its last good
+    entry, one added invalid fails alone."""
     file = _write(tmp_path / "i.yml", {"a.example": GOOD, "b.example": GOOD})
     provider = FileInstanceProvider(file, defaults=DEFAULTS, env=ENV)
     file.write_text("instances: {oops: [\n", encoding="utf-8")
@@ -292,12 +294,21 @@ async def test_broken_edit_keeps_last_good_accounts(tmp_path: Path) -> None:
     os.utime(file, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert (await provider.get("a.example")).login == "recordings-bot"
 
-    _touch(file, {"a.example": GOOD, "b.example": _entry(login="")}, 2)
-    assert (await provider.get("a.example")).login == "recordings-bot"
-    with pytest.raises(InstanceConfigInvalid) as info:
-        await provider.get("b.example")
-    assert info.value.problems[0].path == "instances[b.example].dracoon.login"
-    assert await provider.list_domains() == ["a.example", "b.example"]
+    bad_rule = {**GOOD, "targets": [{"meetingTypeId": 1, "copyTo": [{"path": "$yaer"}]}]}
+    with structlog.testing.capture_logs() as logs:
+        _touch(file, {"a.example": GOOD, "b.example": bad_rule, "c.example": _entry(login="")}, 2)
+        assert (await provider.get("a.example")).login == "recordings-bot"
+        kept = await provider.get("b.example")  # the last good entry, not the typo
+        assert [spec.path for rule in kept.targets for spec in rule.copy_to][0] == "$instance/Sales"
+        with pytest.raises(InstanceConfigInvalid) as info:
+            await provider.get("c.example")
+    assert info.value.problems[0].path == "instances[c.example].dracoon.login"
+    assert await provider.list_domains() == ["a.example", "b.example", "c.example"]
+    (invalid,) = [e for e in logs if e["event"] == "instances_invalid"]
+    assert invalid["domains"] == ["b.example", "c.example"] and invalid["kept_previous"] == ["b.example"]
+
+    _touch(file, {"a.example": GOOD, "b.example": _entry(login="fixed-bot")}, 3)
+    assert (await provider.get("b.example")).login == "fixed-bot"  # a fixed entry takes over
 
 
 # --- HTTP configurator ------------------------------------------------------------------------

@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 import pytest
 import structlog
 
-from recording_storage.crypto import KeyPairVersion
+from recording_storage import pool as pool_module
+from recording_storage.crypto import KeyPairVersion, UnlockedKeyPair, UserKeyPair
 from recording_storage.pool import DracoonPool
 from recording_storage.sharer import Sharer
 from tests.fixtures.dracoon import DracoonEnv
@@ -72,3 +73,26 @@ async def test_an_old_pair_that_does_not_unlock_only_costs_its_files(
     (failed,) = [e for e in logs if e["event"] == "key_pair_unlock_failed"]
     assert failed["version"] == "A" and failed["log_level"] == "warning"
     assert stats.files_unusable == set(old) and stats.served == 0
+
+
+@pytest.mark.parametrize("dracoon_key_version", ["A"])
+async def test_uploads_do_not_wait_for_the_older_pair(
+    dracoon_emulator: DracoonEnv, pool: DracoonPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The upload path unlocks only the strongest pair; the older one only when the sharer asks."""
+    env = dracoon_emulator
+    env.state.set_key_pair(env.service_user.id, make_test_keypair(KeyPairVersion.RSA_4096).key_pair.to_json())
+    unlocked: list[str] = []
+    real = pool_module.unlock_key_pair
+
+    def counting(pair: UserKeyPair, password: str) -> UnlockedKeyPair:
+        unlocked.append(pair.public_key_container.version.value)
+        return real(pair, password)
+
+    monkeypatch.setattr(pool_module, "unlock_key_pair", counting)
+    account = env.account(DOMAIN)
+    assert (await pool.key_pair(account)).version is KeyPairVersion.RSA_4096
+    assert unlocked == ["RSA-4096"]
+    assert [k.version.value for k in await pool.key_ring(account)] == ["RSA-4096", "A"]
+    await pool.key_ring(account)
+    assert unlocked == ["RSA-4096", "A"]  # each unlocked once

@@ -3,8 +3,10 @@
 The file is validated completely when the provider is created, so a typo stops the service at
 start-up with every problem listed. Afterwards it is re-read when its modification time, size
 or inode changes (checked on each look-up, which the cache makes rare). A reload that cannot
-be parsed at all is logged and the previous accounts stay in use; an instance that became
-invalid answers InstanceConfigInvalid until fixed, while the others keep working.
+be parsed at all is logged and the previous accounts stay in use. So does an instance whose
+entry became invalid: its last good entry serves its jobs (an error is logged) until the entry is
+fixed, so a typo in one edit does not dead-letter the instance's recordings. An instance that
+was never valid answers InstanceConfigInvalid.
 """
 
 from __future__ import annotations
@@ -129,9 +131,13 @@ class FileInstanceProvider:
                           problems=[str(p) for p in exc.problems])
                 self._snapshot = _Snapshot(signature, current.accounts, current.invalid)
                 return self._snapshot
+            kept = {d: current.accounts[d] for d in invalid if d in current.accounts}
             if invalid:
                 log.error("instances_invalid", code=Code.CONFIG_ERROR, source=str(self._path),
-                          domains=sorted(invalid), problems=[str(p) for ps in invalid.values() for p in ps])
+                          domains=sorted(invalid), kept_previous=sorted(kept),
+                          problems=[str(p) for ps in invalid.values() for p in ps])
+            accounts = {**accounts, **kept}
+            invalid = {d: ps for d, ps in invalid.items() if d not in kept}
             log.info("instances_reloaded", source=str(self._path), count=len(accounts))
             self._snapshot = _Snapshot(signature, accounts, invalid)
             return self._snapshot
