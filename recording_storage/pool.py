@@ -14,9 +14,10 @@ unlocks every pair the account has.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
+from typing import TypeVar
 
 import structlog
 
@@ -28,6 +29,7 @@ from .instances import DracoonAccount
 from .logs import Code
 
 log = structlog.get_logger(__name__)
+_T = TypeVar("_T")
 
 __all__ = ["DracoonPool", "preferred_key_pair"]
 
@@ -76,44 +78,41 @@ class DracoonPool:
             cache.clear()
         await self._stack.__aexit__(exc_type, exc, tb)
 
-    def _lock(self, key: str) -> asyncio.Lock:
-        return self._locks.setdefault(key, asyncio.Lock())
+    async def _once(self, cache: dict[str, _T], lock: str, make: Callable[[], Awaitable[_T]]) -> _T:
+        """``cache[lock]``, made at most once however many workers ask at the same moment."""
+        found = cache.get(lock)
+        if found is not None:
+            return found
+        async with self._locks.setdefault(f"{id(cache)}:{lock}", asyncio.Lock()):
+            found = cache.get(lock)
+            if found is None:
+                found = cache[lock] = await make()
+            return found
 
     async def client(self, account: DracoonAccount) -> DracoonClient:
         """The account's client, created and entered on first use."""
-        key = account.account_key
-        found = self._clients.get(key)
-        if found is not None:
-            return found
-        async with self._lock(key):
-            found = self._clients.get(key)
-            if found is None:
-                found = await self._stack.enter_async_context(
-                    DracoonClient(
-                        account, self._settings, metrics_hook=self._hook, retry_hook=self._retry_hook
-                    )
-                )
-                self._clients[key] = found
-            return found
+
+        async def make() -> DracoonClient:
+            client = DracoonClient(
+                account, self._settings, metrics_hook=self._hook, retry_hook=self._retry_hook
+            )
+            return await self._stack.enter_async_context(client)
+
+        return await self._once(self._clients, account.account_key, make)
 
     async def key_pair(self, account: DracoonAccount) -> UnlockedKeyPair:
         """The key pair new file keys are wrapped for: the strongest one the account has,
         unlocked once and off the event loop (the other pairs wait for ``key_ring``)."""
-        key = account.account_key
-        found = self._keys.get(key)
-        if found is not None:
-            return found
-        client = await self.client(account)
-        async with self._lock("keys:" + key):
-            found = self._keys.get(key)
-            if found is None:
-                pairs = await client.get_key_pairs()
-                first = preferred_key_pair(pairs)
-                password = account.encryption_password.get_secret_value()
-                found = await asyncio.to_thread(unlock_key_pair, first, password)
-                self._keys[key] = found
-                self._older[key] = [p for p in pairs if p is not first]
-            return found
+
+        async def make() -> UnlockedKeyPair:
+            pairs = await (await self.client(account)).get_key_pairs()
+            first = preferred_key_pair(pairs)
+            password = account.encryption_password.get_secret_value()
+            unlocked = await asyncio.to_thread(unlock_key_pair, first, password)
+            self._older[account.account_key] = [p for p in pairs if p is not first]
+            return unlocked
+
+        return await self._once(self._keys, account.account_key, make)
 
     async def key_ring(self, account: DracoonAccount) -> tuple[UnlockedKeyPair, ...]:
         """``key_pair`` first, then every other pair of the account that unlocks.
@@ -122,25 +121,20 @@ class DracoonPool:
         for their PBKDF2. One that does not unlock, e.g. left with an older encryption password,
         is logged once and left out: only the old files whose keys it holds stay unserved.
         """
-        key = account.account_key
-        found = self._rings.get(key)
-        if found is not None:
-            return found
-        first = await self.key_pair(account)
-        async with self._lock("ring:" + key):
-            found = self._rings.get(key)
-            if found is None:
-                password = account.encryption_password.get_secret_value()
-                ring = [first]
-                for pair in self._older.get(key, []):
-                    try:
-                        ring.append(await asyncio.to_thread(unlock_key_pair, pair, password))
-                    except CryptoError as exc:
-                        log.warning("key_pair_unlock_failed", instance=account.domain,
-                                    version=pair.public_key_container.version.value,
-                                    error=str(exc), code=Code.SHARER_ERROR)
-                found = self._rings[key] = tuple(ring)
-            return found
+
+        async def make() -> tuple[UnlockedKeyPair, ...]:
+            ring = [await self.key_pair(account)]
+            password = account.encryption_password.get_secret_value()
+            for pair in self._older.get(account.account_key, []):
+                try:
+                    ring.append(await asyncio.to_thread(unlock_key_pair, pair, password))
+                except CryptoError as exc:
+                    log.warning("key_pair_unlock_failed", instance=account.domain,
+                                version=pair.public_key_container.version.value,
+                                error=str(exc), code=Code.SHARER_ERROR)
+            return tuple(ring)
+
+        return await self._once(self._rings, account.account_key, make)
 
     def forget(self, account: DracoonAccount) -> None:
         """Drop the cached key pairs (e.g. after the account's key pair changed on the server)."""

@@ -7,6 +7,7 @@ Real emulator over a socket, the real pool unlocking the account's pairs.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -91,8 +92,10 @@ async def test_uploads_do_not_wait_for_the_older_pair(
 
     monkeypatch.setattr(pool_module, "unlock_key_pair", counting)
     account = env.account(DOMAIN)
-    assert (await pool.key_pair(account)).version is KeyPairVersion.RSA_4096
+    firsts = await asyncio.gather(*(pool.key_pair(account) for _ in range(4)))  # workers at once
+    assert len({id(k) for k in firsts}) == 1 and firsts[0].version is KeyPairVersion.RSA_4096
     assert unlocked == ["RSA-4096"]
+    assert len({id(c) for c in await asyncio.gather(*(pool.client(account) for _ in range(3)))}) == 1
     assert [k.version.value for k in await pool.key_ring(account)] == ["RSA-4096", "A"]
     await pool.key_ring(account)
     assert unlocked == ["RSA-4096", "A"]  # each unlocked once
