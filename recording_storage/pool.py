@@ -78,15 +78,15 @@ class DracoonPool:
             cache.clear()
         await self._stack.__aexit__(exc_type, exc, tb)
 
-    async def _once(self, cache: dict[str, _T], lock: str, make: Callable[[], Awaitable[_T]]) -> _T:
-        """``cache[lock]``, made at most once however many workers ask at the same moment."""
-        found = cache.get(lock)
+    async def _once(self, cache: dict[str, _T], key: str, make: Callable[[], Awaitable[_T]]) -> _T:
+        """``cache[key]``, made at most once however many workers ask at the same moment."""
+        found = cache.get(key)
         if found is not None:
             return found
-        async with self._locks.setdefault(f"{id(cache)}:{lock}", asyncio.Lock()):
-            found = cache.get(lock)
+        async with self._locks.setdefault(f"{id(cache)}:{key}", asyncio.Lock()):
+            found = cache.get(key)
             if found is None:
-                found = cache[lock] = await make()
+                found = cache[key] = await make()
             return found
 
     async def client(self, account: DracoonAccount) -> DracoonClient:

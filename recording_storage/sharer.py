@@ -24,7 +24,6 @@ from .config import SharerConfig
 from .crypto import (
     CryptoError,
     EncryptedFileKey,
-    InvalidFileKey,
     PlainFileKey,
     PublicKeyContainer,
     UnlockedKeyPair,
@@ -132,10 +131,9 @@ def _unwrap(
     if enc is None:
         stats.files_without_key.add(file_id)
         return None
-    fitting = next((k for k in keys if k.version is enc.version.key_pair_version), None)
+    # Without a pair of that version, the strongest one refuses the copy with the reason.
+    fitting = next((k for k in keys if k.version is enc.version.key_pair_version), keys[0])
     try:
-        if fitting is None:
-            raise InvalidFileKey(f"no unlocked key pair of version {enc.version.key_pair_version.value!r}")
         return fitting.decrypt_file_key(enc)
     except CryptoError as exc:
         log.debug("file_key_unusable", file_id=file_id, error=str(exc))
@@ -304,26 +302,23 @@ class Sharer:
             return results, "failure"
         # Several domains may share one account: serve it once; a failure fails them all.
         accounts: dict[str, bool] = {}
-        failed = 0
         for domain in domains:
             try:
                 stats = await self._serve_instance(domain, accounts)
             except RecordingStorageError as exc:
-                failed += 1
                 self.failures[domain] = str(exc)
                 log.error("sharer_instance_failed", instance=domain, error=str(exc), error_code=exc.code,
                           permanent=isinstance(exc, PermanentError), code=Code.SHARER_ERROR)
                 continue
             except Exception as exc:  # a bug for one instance must not starve the others
-                failed += 1
                 self.failures[domain] = f"unexpected error {type(exc).__name__} (details in the log)"
                 log.error("sharer_instance_failed", instance=domain, error=repr(exc), error_code="unexpected",
                           exc_info=exc, code=Code.SHARER_ERROR)
                 continue
             results[domain] = stats
-        if failed and failed == len(domains):
+        if self.failures and not results:
             return results, "failure"
-        if failed or any(s.failed for s in results.values()):
+        if self.failures or any(s.failed for s in results.values()):
             return results, "partial"
         return results, "success"
 

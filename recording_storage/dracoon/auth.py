@@ -44,6 +44,16 @@ _DEFAULT_LIFETIME = 600.0
 MetricsHook = Callable[[str, str, int | None], None]
 
 
+def notify(hook: Callable[..., None] | None, *args: Any) -> None:
+    """Call a metrics hook, if any; a metrics bug must never break a request or a transfer."""
+    if hook is None:
+        return
+    try:
+        hook(*args)
+    except Exception:
+        log.exception("dracoon_metrics_hook_failed")
+
+
 @dataclass(frozen=True)
 class Credentials:
     """What the password grant needs; ``repr`` hides the secrets (dataclass fields are SecretStr)."""
@@ -195,8 +205,4 @@ class TokenManager:
         self._renew_at = self._expires_at - min(_EARLY_MAX, _EARLY_FRACTION * float(lifetime))
 
     def _report(self, status: int | None) -> None:
-        if self._on_response is not None:
-            try:
-                self._on_response("POST", TOKEN_PATH, status)
-            except Exception:  # a metrics bug must never break authentication
-                log.exception("dracoon_metrics_hook_failed")
+        notify(self._on_response, "POST", TOKEN_PATH, status)

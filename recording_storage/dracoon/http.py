@@ -32,7 +32,7 @@ from tenacity import (
 from yarl import URL
 
 from ..config import DracoonConfig
-from .auth import TokenManager
+from .auth import MetricsHook, TokenManager, notify
 from .errors import (
     AuthenticationFailed,
     DracoonPermanentError,
@@ -76,7 +76,6 @@ class SlicedBytes(aiohttp.payload.Payload):
             await writer.write(view[start : start + _SLICE])
 
 
-MetricsHook = Callable[[str, str, int | None], None]
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
 _insecure_warned: set[str] = set()
 
@@ -201,11 +200,7 @@ class HttpCore:
         self._jitter = wait_random_exponential(multiplier=backoff_base, max=backoff_max)
 
     def report(self, method: str, template: str, status: int | None) -> None:
-        if self._hook is not None:
-            try:
-                self._hook(method, template, status)
-            except Exception:  # a metrics bug must never fail a transfer
-                log.exception("dracoon_metrics_hook_failed")
+        notify(self._hook, method, template, status)
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None
@@ -231,11 +226,7 @@ class HttpCore:
                 error=str(exc),
                 error_code=getattr(exc, "code", None),
             )
-            if self._retry_hook is not None:
-                try:
-                    self._retry_hook()
-                except Exception:  # a metrics bug must never fail a transfer
-                    log.exception("dracoon_metrics_hook_failed")
+            notify(self._retry_hook)
 
         return AsyncRetrying(
             stop=stop_after_attempt((self.max_retries if attempts is None else attempts) + 1),

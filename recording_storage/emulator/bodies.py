@@ -66,7 +66,7 @@ async def digest(
     running digest and adopt it only on success.
     """
     body_md5 = hashlib.md5() if md5 else None
-    hashers = [*([body_md5] if body_md5 is not None else []), *also]
+    hashers = [body_md5, *also] if body_md5 is not None else list(also)
 
     def hash_inline(piece: bytes) -> None:
         for hasher in hashers:
