@@ -35,6 +35,7 @@ from .sqs import QueueMessage
 from .targets import (
     ResolvedTarget,
     file_name_for,
+    node_name_key,
     parse_source_marker,
     resolve_targets,
     source_marker,
@@ -221,10 +222,10 @@ class Transferer:
         """Every target holds a file made from ``key`` (any version; its name may carry a clash suffix)."""
         src = source_marker(job.bucket, key, "").partition(":etag=")[0] + ":etag="
         name = job.file_name(key, None)
-        stem = (name.rpartition(".")[0] or name).casefold()
+        stem = node_name_key(name.rpartition(".")[0] or name)
         for room in rooms:
             async for node in client.iter_children(room.id, types=("file",)):
-                if node.name.casefold().startswith(stem):
+                if node_name_key(node.name).startswith(stem):
                     full = node if node.notes is not None else await client.get_node(node.id)
                     if (parse_source_marker(full.notes) or "").startswith(src):
                         break

@@ -99,6 +99,20 @@ async def test_redelivered_job_creates_no_duplicate(stack: Stack) -> None:
     assert await stack.exists("r/x.mp4")
 
 
+async def test_one_room_spelt_in_two_cases_keeps_the_longest_retention(stack: Stack) -> None:
+    """Issue 13 item 1: "R2" with 10 days and "r2" without expiry are one DRACOON room; the file
+    lands there once and never expires (no expiry beats any expiry)."""
+    await stack.put("c/x.mp4", blob(3_000))
+    targets = [{"path": "R2", "expiration": "10 days"}, {"path": "r2"}]
+    await stack.send(job_message(stack.bucket, ["c/x.mp4"], targets))
+    stats = await stack.drain()
+    assert stats.outcomes == {"success": 1}
+    (file,) = stack.files("R2")
+    assert file.expire_at is None
+    rooms = [n.name for n in stack.dracoon.state.nodes.values() if n.type == "room"]
+    assert [r for r in rooms if r.lower() == "r2"] == ["R2"]
+
+
 async def test_permanent_failures_go_to_dlq_with_reason_and_others_still_complete(stack: Stack) -> None:
     """Invalid and missing-source jobs are dead-lettered with a reason; a good job around them lands."""
     await stack.send("this is not json")

@@ -35,6 +35,7 @@ from .names import (
     is_bad_char,
     is_control_char,
     name_length,
+    node_name_key,
     sanitize_node_name,
     truncate_name,
 )
@@ -113,12 +114,12 @@ def _stem(key: str) -> str:
 
 @functools.lru_cache(maxsize=16)
 def _shared_stems(keys: tuple[str, ...]) -> frozenset[str]:
-    """Stems (casefolded) that several keys of one job share, worked out once per job: comparing
-    every key with every other took seconds for a 1,000-key job."""
+    """Stems (as ``node_name_key``) that several keys of one job share, worked out once per job:
+    comparing every key with every other took seconds for a 1,000-key job."""
     seen: set[str] = set()
     shared: set[str] = set()
     for key in keys:
-        stem = _stem(key).casefold()
+        stem = node_name_key(_stem(key))
         (shared if stem in seen else seen).add(stem)
     return frozenset(shared)
 
@@ -135,7 +136,7 @@ def file_name_for(job: JobMessage, key: str, content_type: str | None, *, key_co
     suffix = ""
     if key_count > 1:
         stem = _stem(key)
-        clash = stem.casefold() in _shared_stems(job.s3.keys)
+        clash = node_name_key(stem) in _shared_stems(job.s3.keys)
         if clash or not stem:
             stem = f"{stem}-{hashlib.sha256(key.encode()).hexdigest()[:8]}".lstrip("-")
         suffix = f"--{stem}"
