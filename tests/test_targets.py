@@ -24,6 +24,7 @@ from recording_storage.targets import (
     NoTargets,
     ResolvedTarget,
     check_path_template,
+    earlier_file_names_for,
     expand_path_template,
     extension_for,
     file_name_for,
@@ -530,9 +531,9 @@ def test_naming_a_full_job_stems_each_key_a_few_times(monkeypatch: pytest.Monkey
     job = make_job(keys=keys)
     real, calls = naming._stem, []
 
-    def counting(key: str) -> str:
+    def counting(key: str, *space: str) -> str:
         calls.append(key)
-        return real(key)
+        return real(key, *space)
 
     monkeypatch.setattr(naming, "_stem", counting)
     names = [file_name_for(job, k, None, key_count=len(keys)) for k in keys]
@@ -549,6 +550,43 @@ def test_stems_differing_in_case_or_normalisation_get_distinct_names() -> None:
     names = [file_name_for(job, k, None, key_count=2) for k in keys]
     assert len({node_name_key(n) for n in names}) == 2
     assert all(re.search(r"--(Caf\u00e9|CAF\u00c9)-[0-9a-f]{8}\.mp4$", n) for n in names), names
+
+
+def test_key_stems_keep_their_spaces() -> None:
+    """Issue 13 item 7: the stem is used as it is (DRACOON allows spaces); only characters DRACOON
+    forbids go, and no name ends in a space."""
+    keys = ["rec/Notes v1.mp3", "rec/ lead  two  spaces .mp4", "rec/" + "x" * 39 + " y.mp4", "a/b<c>.mp4"]
+    job = make_job(keys=keys)
+    names = [file_name_for(job, k, None, key_count=len(keys)) for k in keys]
+    base = "support@24sessions.com--C-1234--2018-12-13_15-15_CET--"
+    assert names == [
+        base + "Notes v1.mp3",
+        base + "lead  two  spaces.mp4",
+        base + "x" * 39 + ".mp4",
+        base + "bc.mp4",
+    ]
+    assert all(validate_node_name(n) == [] for n in names)
+
+
+def test_earlier_names_are_what_the_previous_release_called_each_key() -> None:
+    """Redelivery after an upgrade must recognise files uploaded under the old names, which
+    turned spaces in a stem into '_' (and so could make two stems clash). The expected names
+    below were produced by the previous release."""
+    keys = ["a/Notes v1.mp3", "b/Notes_v1.mp3", "c/ lead  two  spaces .mp4", "d/plain.mp4",
+            "e/" + "x" * 39 + " y.mp4"]
+    job = make_job(keys=keys)
+    base = "support@24sessions.com--C-1234--2018-12-13_15-15_CET--"
+    old = {
+        "a/Notes v1.mp3": (base + "Notes_v1-dbdf886c.mp3",),
+        "b/Notes_v1.mp3": (base + "Notes_v1-c91714d8.mp3",),
+        "c/ lead  two  spaces .mp4": (base + "lead__two__spaces.mp4",),
+        "d/plain.mp4": (),
+        "e/" + "x" * 39 + " y.mp4": (base + "x" * 39 + "_.mp4",),
+    }
+    assert {k: earlier_file_names_for(job, k, None, key_count=len(keys)) for k in keys} == old
+    assert file_name_for(job, "b/Notes_v1.mp3", None, key_count=len(keys)) == base + "Notes_v1.mp3"
+    single = make_job(keys=["a/Notes v1.mp3"])
+    assert earlier_file_names_for(single, "a/Notes v1.mp3", None, key_count=1) == ()
 
 
 def test_one_key_has_no_stem() -> None:

@@ -107,6 +107,10 @@ class EventJob:
             raise InvalidRoute(f"{self.match.rule.where}: file_name: " + "; ".join(problems))
         return name
 
+    def earlier_file_names(self, key: str, content_type: str | None) -> tuple[str, ...]:
+        """None: routed names have not changed between releases."""
+        return ()
+
     def notes(self, key: str, bucket: str, etag: str) -> str:
         """A short human summary, then the source marker line (at most 255 characters)."""
         lines = [f"S3 object routed by rule {self.match.rule.name}."]

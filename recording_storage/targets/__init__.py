@@ -22,6 +22,7 @@ from .names import (
 from .naming import (
     DEFAULT_EXTENSION,
     MAX_NOTES_LENGTH,
+    earlier_file_names_for,
     extension_for,
     file_name_for,
     parse_source_marker,
@@ -49,6 +50,7 @@ __all__ = [
     "NoTargets",
     "ResolvedTarget",
     "check_path_template",
+    "earlier_file_names_for",
     "expand_path_template",
     "extension_for",
     "file_name_for",
