@@ -34,7 +34,9 @@ from .sharer import serve_missing_keys
 from .sqs import QueueMessage
 from .targets import (
     ResolvedTarget,
+    earlier_file_names_for,
     file_name_for,
+    node_name_key,
     parse_source_marker,
     resolve_targets,
     source_marker,
@@ -65,6 +67,9 @@ class TransferJob(Protocol):
     def describe(self) -> dict[str, object]: ...
     def targets(self, account: DracoonAccount, now: datetime) -> list[ResolvedTarget]: ...
     def file_name(self, key: str, content_type: str | None) -> str: ...
+    def earlier_file_names(self, key: str, content_type: str | None) -> tuple[str, ...]:
+        """Names earlier releases gave this key, so their uploads are still recognised (by marker)."""
+        ...
     def notes(self, key: str, bucket: str, etag: str) -> str: ...
 
 
@@ -95,6 +100,9 @@ class MessageJob:
 
     def file_name(self, key: str, content_type: str | None) -> str:
         return file_name_for(self.job, key, content_type, key_count=len(self.job.keys))
+
+    def earlier_file_names(self, key: str, content_type: str | None) -> tuple[str, ...]:
+        return earlier_file_names_for(self.job, key, content_type, key_count=len(self.job.keys))
 
     def notes(self, key: str, bucket: str, etag: str) -> str:
         return upload_notes(self.job, key, bucket, etag, include_pii=self.include_pii)
@@ -218,13 +226,14 @@ class Transferer:
     async def _landed_earlier(
         self, job: TransferJob, key: str, client: DracoonClient, rooms: Sequence[Node]
     ) -> bool:
-        """Every target holds a file made from ``key`` (any version; its name may carry a clash suffix)."""
+        """Every target holds a file made from ``key`` (any version; its name may carry a clash
+        suffix, or be the name an earlier release gave it)."""
         src = source_marker(job.bucket, key, "").partition(":etag=")[0] + ":etag="
-        name = job.file_name(key, None)
-        stem = (name.rpartition(".")[0] or name).casefold()
+        names = (job.file_name(key, None), *job.earlier_file_names(key, None))
+        stems = tuple(node_name_key(name.rpartition(".")[0] or name) for name in names)
         for room in rooms:
             async for node in client.iter_children(room.id, types=("file",)):
-                if node.name.casefold().startswith(stem):
+                if node_name_key(node.name).startswith(stems):
                     full = node if node.notes is not None else await client.get_node(node.id)
                     if (parse_source_marker(full.notes) or "").startswith(src):
                         break
@@ -251,11 +260,12 @@ class Transferer:
         report: TransferReport,
     ) -> None:
         name = job.file_name(info.key, info.content_type)
+        earlier = job.earlier_file_names(info.key, info.content_type)
         marker = source_marker(info.bucket, info.key, info.etag)
         done: list[Node] = []
         plans: list[_Plan] = []
         for room, target in rooms:
-            existing, plan = await self._plan(client, room, target, name, marker, info.size)
+            existing, plan = await self._plan(client, room, target, (name, *earlier), marker, info.size)
             if existing is not None:
                 done.append(existing)
                 report.already_present += 1
@@ -286,11 +296,26 @@ class Transferer:
                 ) from exc
 
     async def _plan(
-        self, client: DracoonClient, room: Node, target: ResolvedTarget, name: str, marker: str, size: int
+        self,
+        client: DracoonClient,
+        room: Node,
+        target: ResolvedTarget,
+        names: tuple[str, ...],
+        marker: str,
+        size: int,
     ) -> tuple[Node | None, _Plan | None]:
-        """Decide per target: already ours (done), upload under ``name``, or resolve a clash."""
+        """Decide per target: already ours (done), upload under ``names[0]``, or resolve a clash.
+
+        ``names[1:]`` are earlier releases' names for this source: a file there counts as done
+        when it is ours, and is otherwise no concern of this upload.
+        """
+        name = names[0]
         node = await self._child(client, room.id, name)
         if node is None:
+            for earlier in names[1:]:
+                found = await self._child(client, room.id, earlier)
+                if found is not None and self._is_ours(found, marker, size):
+                    return found, None
             return None, _Plan(room, target, name, "fail")
         if self._is_ours(node, marker, size):
             return node, None

@@ -150,6 +150,18 @@ async def test_room_path_created_then_reused(client: DracoonClient, dracoon_emul
     assert (await client.ensure_room_path(parent, [])).id == parent
 
 
+async def test_room_lookup_follows_dracoon_name_identity(dracoon_emulator: DracoonEnv) -> None:
+    """A room spelt in another case or in decomposed Unicode is the same room: found, not created
+    again beside it (names go out NFC; DRACOON compares ignoring case, without normalising)."""
+    parent = dracoon_emulator.parent_room_id
+    existing = dracoon_emulator.state.add_room("Caf\u00e9 R2", parent_id=parent)
+    count = len(dracoon_emulator.state.nodes)
+    async with client_for(dracoon_emulator) as c:
+        for spelling in ("caf\u00e9 r2", "CAFE\u0301 R2"):
+            assert (await c.ensure_room_path(parent, [spelling])).id == existing.id
+    assert len(dracoon_emulator.state.nodes) == count
+
+
 async def test_concurrent_creates_yield_one_room(dracoon_emulator: DracoonEnv) -> None:
     """Five workers (one client) plus a second process (another client) racing: one room per name."""
     parent = dracoon_emulator.parent_room_id

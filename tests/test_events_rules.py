@@ -146,6 +146,13 @@ def test_expirations_count_from_the_event_time_and_merge_duplicates() -> None:
     assert no_time.targets(ACC, NOW)[1].expire_at == datetime(2026, 5, 22, 9, 15, 2, tzinfo=UTC)
 
 
+def test_one_room_spelt_in_two_cases_is_one_target_keeping_no_expiry() -> None:
+    """Routes use the same room identity as job messages: DRACOON ignores case."""
+    r = routes(rule(targets=[{"path": "R2", "expiration": "10 days"}, {"path": "r2"}]))
+    (target,) = job(r, "x").targets(ACC, NOW)
+    assert target.segments == ("R2",) and target.expire_at is None
+
+
 def test_long_file_names_keep_their_extension_and_notes_fit() -> None:
     """Names are cut to 150 characters before the extension; notes stay within 255 with the marker."""
     r = routes(rule(key="*"))

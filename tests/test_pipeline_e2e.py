@@ -15,6 +15,7 @@ import pytest
 
 from recording_storage.expiration import parse_expiration
 from recording_storage.service import serve
+from recording_storage.transfer import MessageJob
 from tests.fixtures.service import MEETING_DATE, Stack, job_message
 
 pytestmark = pytest.mark.integration
@@ -97,6 +98,57 @@ async def test_redelivered_job_creates_no_duplicate(stack: Stack) -> None:
         names = [f.name for f in stack.files(room)]
         assert len(names) == 1 and "(1)" not in names[0]
     assert await stack.exists("r/x.mp4")
+
+
+async def test_one_room_spelt_in_two_cases_keeps_the_longest_retention(stack: Stack) -> None:
+    """Issue 13 item 1: "R2" with 10 days and "r2" without expiry are one DRACOON room; the file
+    lands there once and never expires (no expiry beats any expiry)."""
+    await stack.put("c/x.mp4", blob(3_000))
+    targets = [{"path": "R2", "expiration": "10 days"}, {"path": "r2"}]
+    await stack.send(job_message(stack.bucket, ["c/x.mp4"], targets))
+    stats = await stack.drain()
+    assert stats.outcomes == {"success": 1}
+    (file,) = stack.files("R2")
+    assert file.expire_at is None
+    rooms = [n.name for n in stack.dracoon.state.nodes.values() if n.type == "room"]
+    assert [r for r in rooms if r.lower() == "r2"] == ["R2"]
+
+
+@pytest.mark.parametrize("source_left", [True, False], ids=["source-still-there", "source-deleted"])
+async def test_files_named_by_the_previous_release_are_recognised_on_redelivery(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, source_left: bool
+) -> None:
+    """Issue 13 item 7: stems now keep their spaces. A job the previous release uploaded (stem
+    "Notes_v1") and that is delivered again after the upgrade is recognised by its marker under
+    the old name: no second file named "Notes v1", and no false source_missing when the previous
+    release had already deleted the source."""
+    keys = ["n/Notes v1.mp3", "n/other.mp3"]
+    data = {k: blob(4_000 + i, i) for i, k in enumerate(keys)}
+    for k in keys:
+        await stack.put(k, data[k], content_type="audio/mpeg")
+    body = job_message(stack.bucket, keys, [{"path": "Old"}, {"path": "Names"}])
+    new_name = MessageJob.file_name
+
+    def old_name(job: MessageJob, key: str, content_type: str | None) -> str:
+        return new_name(job, key, content_type).replace("Notes v1", "Notes_v1")
+
+    with monkeypatch.context() as previous_release:  # spaces in a stem became '_'
+        previous_release.setattr(MessageJob, "file_name", old_name)
+        await stack.send(body)
+        assert (await stack.drain()).outcomes == {"success": 1}
+    old_names = sorted(f.name for f in stack.files("Old"))
+    assert any("--Notes_v1.mp3" in n for n in old_names)
+
+    if source_left:  # a crash before the delete: the same objects are still there
+        for k in keys:
+            await stack.put(k, data[k], content_type="audio/mpeg")
+    await stack.send(body)
+    stats = await stack.drain()
+
+    assert stats.outcomes == {"success": 1}
+    for room in ("Old", "Names"):
+        assert sorted(f.name for f in stack.files(room)) == old_names
+    assert await stack.queue_counts() == (0, 0, 0)
 
 
 async def test_permanent_failures_go_to_dlq_with_reason_and_others_still_complete(stack: Stack) -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
@@ -23,11 +24,13 @@ from recording_storage.targets import (
     NoTargets,
     ResolvedTarget,
     check_path_template,
+    earlier_file_names_for,
     expand_path_template,
     extension_for,
     file_name_for,
     name_length,
     naming,
+    node_name_key,
     parse_source_marker,
     resolve_targets,
     sanitize_node_name,
@@ -372,6 +375,51 @@ def test_duplicates_merge_keeping_the_longest_retention() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "targets",
+    [
+        [{"path": "R2", "expiration": "10 days"}, {"path": "r2"}],
+        [{"path": "r2"}, {"path": "R2", "expiration": "10 days"}],
+        [{"path": "Caf\u00e9/R2", "expiration": "10 days"}, {"path": "CAFE\u0301/r2"}],  # NFC vs NFD
+    ],
+)
+def test_one_room_spelt_two_ways_is_one_target_keeping_no_expiry(targets: list[dict[str, Any]]) -> None:
+    """DRACOON compares names ignoring case (and we send NFC), so these are one room: uploaded once,
+    and "no expiry beats any expiry" whichever spelling or order carries it (issue 13 item 1)."""
+    with structlog.testing.capture_logs() as logs:
+        resolved = resolve_targets(make_job(targets=targets), account(), now=SOON_AFTER)
+    assert len(resolved) == 1
+    assert resolved[0].expire_at is None and resolved[0].expiration_text is None
+    assert resolved[0].segments == tuple(targets[0]["path"].split("/"))  # the first spelling is used
+    (merged,) = [e for e in logs if e["event"] == "targets_merged"]
+    assert merged["log_level"] == "info"
+    assert merged["kept_expiration"] is None and merged["dropped_expiration"] == "10 days"
+
+
+def test_same_room_with_same_retention_merges_silently() -> None:
+    job = make_job(targets=[{"path": "A"}, {"path": "a"}])
+    with structlog.testing.capture_logs() as logs:
+        resolved = resolve_targets(job, account(), now=SOON_AFTER)
+    assert [t.segments for t in resolved] == [("A",)]
+    assert [e for e in logs if e["event"] == "targets_merged"] == []
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("R2", "r2", True),
+        ("Caf\u00e9", "CAFE\u0301", True),  # canonically equivalent spellings
+        ("\u00c4rzte", "\u00e4RZTE", True),
+        ("\u03a3\u03bf\u03c6\u03af\u03b1", "\u03c3\u03bf\u03c6\u03af\u03b1", True),
+        ("Stra\u00dfe", "STRASSE", False),  # no length-changing folds: never merge rooms DRACOON keeps apart
+        ("R2", "R2 ", False),
+        ("a", "b", False),
+    ],
+)
+def test_node_name_identity(a: str, b: str, same: bool) -> None:
+    assert (node_name_key(a) == node_name_key(b)) is same
+
+
 def test_expiry_counts_from_the_meeting_date_and_passed_ones_fail() -> None:
     job = make_job(targets=[{"path": "a", "expiration": "1 day"}, {"path": "b", "expiration": "1 year"}])
     ok = resolve_targets(job, account(), now=datetime(2018, 12, 14, 14, 14, tzinfo=UTC))
@@ -483,9 +531,9 @@ def test_naming_a_full_job_stems_each_key_a_few_times(monkeypatch: pytest.Monkey
     job = make_job(keys=keys)
     real, calls = naming._stem, []
 
-    def counting(key: str) -> str:
+    def counting(key: str, *space: str) -> str:
         calls.append(key)
-        return real(key)
+        return real(key, *space)
 
     monkeypatch.setattr(naming, "_stem", counting)
     names = [file_name_for(job, k, None, key_count=len(keys)) for k in keys]
@@ -493,6 +541,52 @@ def test_naming_a_full_job_stems_each_key_a_few_times(monkeypatch: pytest.Monkey
     assert [k for k, n in zip(keys, names, strict=True) if re.search(r"--rec-7-[0-9a-f]{8}\.mp4$", n)] == [
         "calls/rec-7.mp4", "other/rec-7.mp4"]
     assert len(calls) <= 2 * MAX_KEYS
+
+
+def test_stems_differing_in_case_or_normalisation_get_distinct_names() -> None:
+    """Names go out NFC and DRACOON ignores case, so these two stems would clash in one room."""
+    keys = ["a/Caf\u00e9.mp4", "b/CAFE\u0301.mp4"]
+    job = make_job(keys=keys)
+    names = [file_name_for(job, k, None, key_count=2) for k in keys]
+    assert len({node_name_key(n) for n in names}) == 2
+    assert all(re.search(r"--(Caf\u00e9|CAF\u00c9)-[0-9a-f]{8}\.mp4$", n) for n in names), names
+
+
+def test_key_stems_keep_their_spaces() -> None:
+    """Issue 13 item 7: the stem is used as it is (DRACOON allows spaces); only characters DRACOON
+    forbids go, and no name ends in a space."""
+    keys = ["rec/Notes v1.mp3", "rec/ lead  two  spaces .mp4", "rec/" + "x" * 39 + " y.mp4", "a/b<c>.mp4"]
+    job = make_job(keys=keys)
+    names = [file_name_for(job, k, None, key_count=len(keys)) for k in keys]
+    base = "support@24sessions.com--C-1234--2018-12-13_15-15_CET--"
+    assert names == [
+        base + "Notes v1.mp3",
+        base + "lead  two  spaces.mp4",
+        base + "x" * 39 + ".mp4",
+        base + "bc.mp4",
+    ]
+    assert all(validate_node_name(n) == [] for n in names)
+
+
+def test_earlier_names_are_what_the_previous_release_called_each_key() -> None:
+    """Redelivery after an upgrade must recognise files uploaded under the old names, which
+    turned spaces in a stem into '_' (and so could make two stems clash). The expected names
+    below were produced by the previous release."""
+    keys = ["a/Notes v1.mp3", "b/Notes_v1.mp3", "c/ lead  two  spaces .mp4", "d/plain.mp4",
+            "e/" + "x" * 39 + " y.mp4"]
+    job = make_job(keys=keys)
+    base = "support@24sessions.com--C-1234--2018-12-13_15-15_CET--"
+    old = {
+        "a/Notes v1.mp3": (base + "Notes_v1-dbdf886c.mp3",),
+        "b/Notes_v1.mp3": (base + "Notes_v1-c91714d8.mp3",),
+        "c/ lead  two  spaces .mp4": (base + "lead__two__spaces.mp4",),
+        "d/plain.mp4": (),
+        "e/" + "x" * 39 + " y.mp4": (base + "x" * 39 + "_.mp4",),
+    }
+    assert {k: earlier_file_names_for(job, k, None, key_count=len(keys)) for k in keys} == old
+    assert file_name_for(job, "b/Notes_v1.mp3", None, key_count=len(keys)) == base + "Notes_v1.mp3"
+    single = make_job(keys=["a/Notes v1.mp3"])
+    assert earlier_file_names_for(single, "a/Notes v1.mp3", None, key_count=1) == ()
 
 
 def test_one_key_has_no_stem() -> None:

@@ -18,8 +18,8 @@ from pydantic import ValidationError
 from ..errors import ConfigError, ConfigProblem
 from .model import AppConfig
 
-__all__ = ["DEFAULT_CONFIG_PATH", "ENV_PREFIX", "expand_env", "load_config", "load_yaml_file",
-           "validation_problems"]
+__all__ = ["DEFAULT_CONFIG_PATH", "ENV_PREFIX", "DuplicateKeys", "expand_env", "load_config",
+           "load_yaml_file", "load_yaml_text", "validation_problems"]
 
 ENV_PREFIX = "RECORDING_STORAGE__"
 DEFAULT_CONFIG_PATH = Path("conf/app.yaml")
@@ -47,8 +47,69 @@ def expand_env(value: Any, env: Mapping[str, str], path: str, problems: list[Con
     return value
 
 
+class DuplicateKeys(yaml.YAMLError):
+    """Keys given twice in one mapping: (key path, line, line of the first) for each."""
+
+    def __init__(self, found: list[tuple[str, int, int]]) -> None:
+        self.found = found
+        super().__init__(f"{len(found)} duplicate key(s)")
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def load_yaml_text(text: str) -> Any:
+    """``yaml.safe_load`` that refuses a key given twice in one mapping, at any depth.
+
+    YAML requires unique keys, but PyYAML silently keeps the last: a second ``instances:`` block
+    dropped every instance of the first. Every YAML the service reads comes through here. Merge
+    keys are no duplicates: ``<<: *defaults`` then ``bucket: x`` overrides on purpose.
+    Raises ``DuplicateKeys`` listing every one, or PyYAML's own ``YAMLError``.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        found: list[tuple[str, int, int]] = []
+        _find_duplicates(loader, node, "", found, set())
+        if found:
+            raise DuplicateKeys(found)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _find_duplicates(
+    loader: yaml.SafeLoader, node: yaml.Node, path: str, found: list[tuple[str, int, int]], seen: set[int]
+) -> None:
+    if id(node) in seen:  # an alias: checked where its anchor is (and no endless loop on cycles)
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _find_duplicates(loader, item, f"{path}[{i}]", found, seen)
+    elif isinstance(node, yaml.MappingNode):
+        first: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                _find_duplicates(loader, value_node, path, found, seen)
+                continue
+            key = loader.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            text = str(key)
+            child = f"{path}.{text}" if _PLAIN_KEY.fullmatch(text) else f"{path}[{text}]"
+            child = child.removeprefix(".")
+            line = key_node.start_mark.line + 1
+            if key is not None and key in first:
+                found.append((child, line, first[key]))
+            elif key is not None:
+                first[key] = line
+            _find_duplicates(loader, value_node, child, found, seen)
+
+
 def load_yaml_file(path: Path, *, what: str) -> Any:
-    """Read one YAML file with ``safe_load``, turning every failure into a ConfigError."""
+    """Read one YAML file (``load_yaml_text``), turning every failure into a ConfigError."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -56,7 +117,13 @@ def load_yaml_file(path: Path, *, what: str) -> Any:
     except OSError as exc:
         raise ConfigError([ConfigProblem("", f"cannot read {what}: {exc.strerror}", str(path))]) from None
     try:
-        return yaml.safe_load(text)
+        return load_yaml_text(text)
+    except DuplicateKeys as exc:
+        raise ConfigError([
+            ConfigProblem(key, f"duplicate key at line {line} (first at line {first}); YAML keeps only "
+                          "the last, so the first is silently lost: merge them or delete one", str(path))
+            for key, line, first in exc.found
+        ]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -76,8 +143,8 @@ def _env_value(raw: str) -> Any:
     numeric-looking password stays a string); lists and mappings are YAML."""
     if raw.lstrip().startswith(("[", "{")):
         try:
-            return yaml.safe_load(raw)
-        except yaml.YAMLError:
+            return load_yaml_text(raw)
+        except yaml.YAMLError:  # duplicate keys too: validation then blames the variable
             return raw
     return raw
 

@@ -1,16 +1,20 @@
 """Node endpoints: lookups with full pagination, and room paths created on demand.
 
 DRACOON names are case-insensitive, and several workers (in several processes) may create
-the same room at the same moment; both are handled here so callers just ask for a path.
+the same room at the same moment; both are handled here so callers just ask for a path. Names
+are compared with ``node_name_key``, the one node identity the service uses, and room names go
+out in NFC, so a decomposed spelling finds the room instead of creating a look-alike beside it.
 """
 
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import AsyncIterator, Sequence
 
 import structlog
 
+from ..targets.names import node_name_key
 from .base import ApiBase
 from .errors import DracoonPermanentError, DracoonTransientError, NameConflict, NotFound
 from .models import Node, bad_response
@@ -66,13 +70,13 @@ class NodeOps(ApiBase):
     async def find_child(
         self, parent_id: int, name: str, *, types: Sequence[str] | None = None
     ) -> Node | None:
-        """The child named ``name``, compared case-insensitively as DRACOON names are."""
-        wanted = name.casefold()
+        """The child named ``name``, compared as DRACOON compares names (``node_name_key``)."""
+        wanted = node_name_key(name)
         found: Node | None = None
         async for node in self.iter_children(parent_id, name=name, types=types):
             if node.name == name:
                 return node
-            if found is None and node.name.casefold() == wanted:
+            if found is None and node_name_key(node.name) == wanted:
                 found = node
         return found
 
@@ -93,7 +97,7 @@ class NodeOps(ApiBase):
                         current, used_cache = cached, True
                         continue
                     room = await self._room_child(current, name)
-                    self._rooms[(current, name.casefold())] = (room.id, time.monotonic() + self._room_ttl)
+                    self._rooms[(current, node_name_key(name))] = (room.id, time.monotonic() + self._room_ttl)
                     current = room.id
                 return await self.get_node(current)
             except NotFound:
@@ -104,13 +108,13 @@ class NodeOps(ApiBase):
 
     @staticmethod
     def _segment(segment: str) -> str:
-        name = segment.strip()
+        name = unicodedata.normalize("NFC", segment.strip())
         if not name:
             raise DracoonPermanentError("room path contains an empty segment", code="bad_node_name")
         return name
 
     def _cached_room(self, parent: int, name: str) -> int | None:
-        hit = self._rooms.get((parent, name.casefold()))
+        hit = self._rooms.get((parent, node_name_key(name)))
         if hit is None or hit[1] < time.monotonic():
             return None
         return hit[0]
@@ -145,9 +149,9 @@ class NodeOps(ApiBase):
         return node
 
     async def _scan_child(self, parent: int, name: str) -> Node | None:
-        wanted = name.casefold()
+        wanted = node_name_key(name)
         async for node in self.iter_children(parent):
-            if node.name.casefold() == wanted:
+            if node_name_key(node.name) == wanted:
                 return node
         return None
 

@@ -4,7 +4,7 @@ Rules (all node-creating calls, 400 ``-40755``): at most 150 characters; not a r
 name (``CON``, ``PRN``, ``AUX``, ``NUL``, ``COM1``-``COM9``, ``LPT1``-``LPT9``, also with an
 extension); none of ``\\ < > : " | ? * /``; no leading ``-``; no trailing ``.``. Control
 characters and blank names are rejected too **[inferred]**. Names in one parent are unique
-ignoring case, so ``Foo`` and ``foo`` clash.
+ignoring case, so ``Foo`` and ``foo`` clash (no Unicode normalisation, see ``fold``).
 """
 
 from __future__ import annotations
@@ -36,8 +36,20 @@ def check_name(name: str) -> None:
 
 
 def fold(name: str) -> str:
-    """The key two names clash on (DRACOON compares names case-insensitively)."""
-    return name.casefold()
+    """The key two names clash on: DRACOON compares names ignoring case, character by character
+    (its Java backend's ``equalsIgnoreCase``: ``Straße`` and ``STRASSE`` differ), and does not
+    normalise Unicode (its own CLI sends NFC for that reason), so ``Café`` in NFC and NFD are two
+    names here. Written apart from the service's ``node_name_key`` on purpose: this is the server.
+    """
+    return "".join(_fold_char(c) for c in name)
+
+
+def _fold_char(c: str) -> str:
+    upper = c.upper()
+    if len(upper) != 1:
+        upper = c
+    lower = upper.lower()
+    return lower if len(lower) == 1 else upper
 
 
 def split_extension(name: str) -> tuple[str, str]:

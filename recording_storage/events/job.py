@@ -8,7 +8,8 @@ Decisions, each on purpose:
   from the meeting date, so a backlog or a redelivery does not extend it; without an event time,
   from the moment of the transfer. An expiry already past is ``ExpirationPassed`` (permanent),
   exactly as for job messages.
-* Rooms listed twice (after expansion) are uploaded once, keeping the longest retention.
+* Rooms listed twice (after expansion, as DRACOON compares names: NFC, ignoring case) are
+  uploaded once, keeping the longest retention, exactly as for job messages (``merge_same_rooms``).
 * The file name depends only on the key and the rule, so a redelivery produces the same name
   and the upload marker in the notes recognises the earlier upload.
 * Notes carry the rule and event time, plus the source marker; the key only with
@@ -17,7 +18,6 @@ Decisions, each on purpose:
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,6 +26,7 @@ from ..targets import (
     MAX_NOTES_LENGTH,
     ExpirationPassed,
     ResolvedTarget,
+    merge_same_rooms,
     name_length,
     source_marker,
     truncate_name,
@@ -36,15 +37,6 @@ from .rules import InvalidRoute, RouteMatch
 from .templates import render_file_name
 
 __all__ = ["EventJob"]
-
-
-def _longer(a: ResolvedTarget, b: ResolvedTarget) -> ResolvedTarget:
-    """The target that keeps the file longer; ``a`` on a tie."""
-    if a.expire_at is None:
-        return a
-    if b.expire_at is None or b.expire_at > a.expire_at:
-        return b
-    return a
 
 
 @dataclass(frozen=True)
@@ -86,7 +78,7 @@ class EventJob:
         base = self.record.event_time or now
         rule = self.match.rule
         problems: list[str] = []
-        merged: dict[tuple[str, ...], ResolvedTarget] = {}
+        listed: list[tuple[str, ResolvedTarget]] = []
         for i, route in enumerate(rule.targets):
             segments, found = route.path.expand(self.match.values)
             if found:
@@ -94,11 +86,10 @@ class EventJob:
                 continue
             expire_at = route.expiration.expire_at(base) if route.expiration is not None else None
             target = ResolvedTarget(segments, expire_at, route.expiration_text if expire_at else None)
-            key = tuple(unicodedata.normalize("NFC", s) for s in segments)
-            merged[key] = _longer(merged[key], target) if key in merged else target
+            listed.append((f"{rule.where}.targets[{i}]", target))
         if problems:
             raise InvalidRoute(f"{rule.where}: " + "; ".join(problems))
-        targets = list(merged.values())
+        targets = merge_same_rooms(listed)
         expired = [t for t in targets if t.expire_at is not None and t.expire_at <= now]
         if expired:
             first = expired[0]
@@ -115,6 +106,10 @@ class EventJob:
         if problems:
             raise InvalidRoute(f"{self.match.rule.where}: file_name: " + "; ".join(problems))
         return name
+
+    def earlier_file_names(self, key: str, content_type: str | None) -> tuple[str, ...]:
+        """None: routed names have not changed between releases."""
+        return ()
 
     def notes(self, key: str, bucket: str, etag: str) -> str:
         """A short human summary, then the source marker line (at most 255 characters)."""

@@ -8,6 +8,16 @@ here, in one place, for message targets and instance-configured targets alike.
 Lengths are counted in UTF-16 code units, because DRACOON's 150-character limit is enforced
 by a Java backend (``String.length()``); for names without emoji this equals characters.
 Truncation always cuts between code points.
+
+Node identity (``node_name_key``) lives here too, the one comparison used for target dedup, room
+lookup and file naming. DRACOON keeps names unique per parent *ignoring case* (a second ``r2``
+beside ``R2`` is a 409), without Unicode normalisation of its own: DRACOON's own CLI (dccmd-rs,
+"handle unicode paths (macos nfd) correctly") turns names into NFC before creating or looking them
+up. So every name we send is NFC, and two spellings are one node when their NFC forms are equal
+ignoring case. Case is folded character by character (Java's ``equalsIgnoreCase``, the backend's
+language; not Python's full ``casefold``, which would make ``Straße`` equal ``STRASSE``): a
+merged pair DRACOON keeps apart would silently leave one room without its recording, while the
+opposite error only costs a duplicate upload check.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ __all__ = [
     "is_bad_char",
     "is_control_char",
     "name_length",
+    "node_name_key",
     "sanitize_node_name",
     "truncate_name",
     "validate_node_name",
@@ -51,6 +62,20 @@ _KNOWN = ", ".join("$" + v for v in TEMPLATE_VARIABLES)
 def name_length(name: str) -> int:
     """Length as DRACOON counts it (UTF-16 code units)."""
     return sum(2 if ord(c) > 0xFFFF else 1 for c in name)
+
+
+def _fold_char(c: str) -> str:
+    """Java's per-character case folding: upper, then lower, keeping one-to-one mappings only."""
+    upper = c.upper()
+    if len(upper) != 1:
+        upper = c
+    lower = upper.lower()
+    return lower if len(lower) == 1 else upper
+
+
+def node_name_key(name: str) -> str:
+    """What two node names in one parent are compared by: NFC, then case folded (module docstring)."""
+    return "".join(_fold_char(c) for c in unicodedata.normalize("NFC", name))
 
 
 def truncate_name(name: str, limit: int) -> str:

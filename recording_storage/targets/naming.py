@@ -9,7 +9,11 @@ with the date in the meeting's time zone. Differences, each on purpose:
 * No e-mail in the message (it is optional here, see ``jobs``): ``meeting-{id}`` takes its
   place, so recordings of different meetings at the same minute do not share a name.
 * Several S3 keys in one job: ``--{key stem}`` is appended before the extension so each key gets
-  its own name; when two keys share a stem, ``-{8 hex of sha256(key)}`` is added to both.
+  its own name; when two keys share a stem (as DRACOON compares names), ``-{8 hex of
+  sha256(key)}`` is added to both. The stem is the key's as it is, spaces included (DRACOON
+  allows them); only forbidden and control characters go. Releases before 2026-12 turned its
+  spaces into ``_``: ``earlier_file_names_for`` gives those names, so a job that release
+  uploaded is still recognised (by its notes marker) when it is delivered again.
 * The extension comes from the content type first, then from the key's *last* suffix (the
   original took the first and crashed without one, bug 4), else ``mp4`` as the original did:
   producers of this service upload meeting recordings, which are MP4 unless they say otherwise.
@@ -35,6 +39,7 @@ from .names import (
     is_bad_char,
     is_control_char,
     name_length,
+    node_name_key,
     sanitize_node_name,
     truncate_name,
 )
@@ -47,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_EXTENSION",
     "MAX_NOTES_LENGTH",
+    "earlier_file_names_for",
     "extension_for",
     "file_name_for",
     "parse_source_marker",
@@ -105,20 +111,26 @@ def _strip_chars(text: str, *, space: str) -> str:
     return "".join(c for c in text if not is_bad_char(c)).strip().replace(" ", space)
 
 
-def _stem(key: str) -> str:
+# What a stem's spaces become: kept now; "_" in releases before 2026-12 (earlier_file_names_for).
+_SPACE, _EARLIER_SPACE = " ", "_"
+
+
+def _stem(key: str, space: str = _SPACE) -> str:
     base = _basename(key)
     stem, dot, _ = base.rpartition(".")
-    return truncate_name(_strip_chars(stem if dot and stem else base, space="_"), _STEM_LENGTH)
+    stem = truncate_name(_strip_chars(stem if dot and stem else base, space=space), _STEM_LENGTH)
+    # A cut can end on a space ("{stem} .mp4" is legal but looks broken); earlier names stay exact.
+    return stem.rstrip() if space == _SPACE else stem
 
 
 @functools.lru_cache(maxsize=16)
-def _shared_stems(keys: tuple[str, ...]) -> frozenset[str]:
-    """Stems (casefolded) that several keys of one job share, worked out once per job: comparing
-    every key with every other took seconds for a 1,000-key job."""
+def _shared_stems(keys: tuple[str, ...], space: str = _SPACE) -> frozenset[str]:
+    """Stems (as ``node_name_key``) that several keys of one job share, worked out once per job:
+    comparing every key with every other took seconds for a 1,000-key job."""
     seen: set[str] = set()
     shared: set[str] = set()
     for key in keys:
-        stem = _stem(key).casefold()
+        stem = node_name_key(_stem(key, space))
         (shared if stem in seen else seen).add(stem)
     return frozenset(shared)
 
@@ -129,13 +141,25 @@ def _tzname(date: datetime) -> str:
 
 def file_name_for(job: JobMessage, key: str, content_type: str | None, *, key_count: int) -> str:
     """The DRACOON file name for one S3 key of ``job`` (see the module docstring)."""
+    return _file_name(job, key, content_type, key_count=key_count, space=_SPACE)
+
+
+def earlier_file_names_for(
+    job: JobMessage, key: str, content_type: str | None, *, key_count: int
+) -> tuple[str, ...]:
+    """Names earlier releases gave this key that differ from today's (to recognise, never to create)."""
+    earlier = _file_name(job, key, content_type, key_count=key_count, space=_EARLIER_SPACE)
+    return () if earlier == file_name_for(job, key, content_type, key_count=key_count) else (earlier,)
+
+
+def _file_name(job: JobMessage, key: str, content_type: str | None, *, key_count: int, space: str) -> str:
     ext = extension_for(key, content_type)
     date = job.meeting.date
     date_part = f"{date:%Y-%m-%d_%H-%M}_{_tzname(date)}"
     suffix = ""
     if key_count > 1:
-        stem = _stem(key)
-        clash = stem.casefold() in _shared_stems(job.s3.keys)
+        stem = _stem(key, space)
+        clash = node_name_key(stem) in _shared_stems(job.s3.keys, space)
         if clash or not stem:
             stem = f"{stem}-{hashlib.sha256(key.encode()).hexdigest()[:8]}".lstrip("-")
         suffix = f"--{stem}"

@@ -9,10 +9,11 @@ Rules, each chosen on purpose:
   parent room" here but crashed (bug 2); sending a recording somewhere nobody configured is
   worse than a visible DLQ entry. To target the parent room itself, use the path ``""`` or
   ``"/"`` (the original silently dropped such entries).
-* The same room listed twice (after expansion and normalisation, compared exactly after NFC) is
-  uploaded once, keeping the *longest* retention: no expiry beats any expiry, a later date beats
-  an earlier one. This is independent of rule order and never deletes a recording earlier than
-  some rule asked to keep it.
+* The same room listed twice (after expansion, compared as DRACOON compares names: NFC, ignoring
+  case; see ``names.node_name_key``) is uploaded once, under the first listing's spelling, keeping
+  the *longest* retention: no expiry beats any expiry, a later date beats an earlier one. This is
+  independent of rule order and never deletes a recording earlier than some rule asked to keep
+  it. A merge that drops a retention is logged (``targets_merged``), naming both listings.
 * Expirations count from the meeting date (``meeting.date`` is required), not from "now" as in
   the original, so a redelivery or a backlog does not extend retention. A target whose expiry is
   already at or before ``now`` is an ``ExpirationPassed`` permanent error for the whole job:
@@ -25,18 +26,19 @@ problems in configured targets raise ``InvalidTargetConfig`` (paths into the ins
 
 from __future__ import annotations
 
-import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
+
+import structlog
 
 from ..errors import InvalidJobMessage, JobProblem, PermanentError
 from ..expiration import ExpirationError, parse_expiration
 from ..instances import ANY_MEETING_TYPE, DracoonAccount, TargetSpec
-from .names import expand_path_template
+from .names import expand_path_template, node_name_key
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
     from ..jobs import JobMessage
 
@@ -45,9 +47,12 @@ __all__ = [
     "InvalidTargetConfig",
     "NoTargets",
     "ResolvedTarget",
+    "merge_same_rooms",
     "resolve_targets",
     "template_variables",
 ]
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,36 @@ def _longer(a: ResolvedTarget, b: ResolvedTarget) -> ResolvedTarget:
     return a
 
 
+def merge_same_rooms(listed: Iterable[tuple[str, ResolvedTarget]]) -> list[ResolvedTarget]:
+    """One target per DRACOON room, in first-listing order, keeping the longest retention.
+
+    ``listed`` pairs each target with where it was listed (a field path, for the log line; room
+    paths are not logged, as templates can put names into them). Job messages and routing rules
+    both merge here, so a room has one identity everywhere.
+    """
+    merged: dict[tuple[str, ...], tuple[str, ResolvedTarget]] = {}
+    for where, target in listed:
+        key = tuple(node_name_key(s) for s in target.segments)
+        if key not in merged:
+            merged[key] = (where, target)
+            continue
+        first_where, first = merged[key]
+        kept = _longer(first, target)
+        if first.expire_at != target.expire_at:
+            kept_where, dropped_where, dropped = (
+                (first_where, where, target) if kept is first else (where, first_where, first)
+            )
+            log.info(
+                "targets_merged",
+                kept_target=kept_where,
+                dropped_target=dropped_where,
+                kept_expiration=kept.expiration_text,
+                dropped_expiration=dropped.expiration_text,
+            )
+            merged[key] = (kept_where, replace(kept, segments=first.segments))
+    return [target for _, target in merged.values()]
+
+
 def resolve_targets(job: JobMessage, account: DracoonAccount, *, now: datetime) -> list[ResolvedTarget]:
     """The rooms (relative to ``account.parent_room_id``) this job uploads to, in listing order.
 
@@ -139,7 +174,7 @@ def resolve_targets(job: JobMessage, account: DracoonAccount, *, now: datetime) 
     specs, from_message = _selected(job, account)
     variables = template_variables(job)
     problems: list[JobProblem] = []
-    merged: dict[tuple[str, ...], ResolvedTarget] = {}
+    listed: list[tuple[str, ResolvedTarget]] = []
     for where, spec in specs:
         segments, found = expand_path_template(spec.path, variables)
         problems.extend(JobProblem(f"{where}.path", p) for p in found)
@@ -152,12 +187,10 @@ def resolve_targets(job: JobMessage, account: DracoonAccount, *, now: datetime) 
             problems.append(JobProblem(f"{where}.expiration", str(e)))
         if found:
             continue
-        target = ResolvedTarget(segments, expire_at, text if expire_at else None)
-        key = tuple(unicodedata.normalize("NFC", s) for s in segments)
-        merged[key] = _longer(merged[key], target) if key in merged else target
+        listed.append((where, ResolvedTarget(segments, expire_at, text if expire_at else None)))
     if problems:
         raise InvalidJobMessage(problems) if from_message else InvalidTargetConfig(problems)
-    targets = list(merged.values())
+    targets = merge_same_rooms(listed)
     expired = [(t, t.expire_at) for t in targets if t.expire_at is not None and t.expire_at <= now]
     if expired:
         first, at = expired[0]
