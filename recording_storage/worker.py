@@ -3,7 +3,8 @@
 A message is acknowledged (deleted) only after its job succeeded. While a job runs, a heartbeat
 keeps the message invisible with short leases, so a crashed process's job reappears within one
 lease and a slow job never gets a second copy. Transient failures are released with a backoff
-that grows with the receive count; permanent ones go to the dead-letter queue with their reason.
+that grows with the receive count, until ``queue.max_receives``; permanent ones, and transient
+ones on that last receive, go to the dead-letter queue with their reason.
 On shutdown the pool stops receiving, releases what it has not started, gives running jobs a
 grace period and then cancels and releases them: nothing is acked while its work is unfinished.
 """
@@ -243,13 +244,12 @@ class WorkerPool:
             outcome = "permanent"
             await self._settle(self._dead_letter(msg, exc))
         except TransientError as exc:
-            await self._settle(
-                self._release(msg, backoff_seconds(msg.receive_count, self._qcfg, exc.retry_after), exc)
-            )
+            outcome = await self._retry_or_give_up(msg, exc, exc.code, exc.retry_after)
         except Exception as exc:
-            # A bug, not an input problem: retry later; the queue's redrive policy stops a loop.
+            # A bug, not an input problem: retried like a transient failure, and dead-lettered
+            # with its reason after queue.max_receives like one.
             log.exception("job_crashed", code=Code.TRANSFERER_ERROR)
-            await self._settle(self._release(msg, backoff_seconds(msg.receive_count, self._qcfg), exc))
+            outcome = await self._retry_or_give_up(msg, exc, "internal_error", None)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -260,6 +260,26 @@ class WorkerPool:
             # Shutdown: give the message back at once; a redelivery repeats only idempotent steps.
             await self._settle(self._release(msg, 0))
         return outcome, transferred
+
+    async def _retry_or_give_up(
+        self, msg: QueueMessage, exc: Exception, code: str, retry_after: float | None
+    ) -> Outcome:
+        """Release a transient failure for a retry, or dead-letter it on its last receive.
+
+        The service gives up itself (at ``queue.max_receives``) rather than leaving it to the
+        queue's RedrivePolicy, because only this way the DLQ copy carries the last reason.
+        """
+        if msg.receive_count >= self._qcfg.max_receives:
+            gave_up = PermanentError(
+                f"failed transiently on each of {msg.receive_count} receives (queue.max_receives "
+                f"{self._qcfg.max_receives}); last error: {exc}",
+                code=code,
+            )
+            await self._settle(self._dead_letter(msg, gave_up))
+            return "permanent"
+        delay = backoff_seconds(msg.receive_count, self._qcfg, retry_after)
+        await self._settle(self._release(msg, delay, exc))
+        return "transient"
 
     @staticmethod
     async def _settle(action: Awaitable[None]) -> None:

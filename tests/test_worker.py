@@ -129,6 +129,23 @@ async def test_outcomes_are_decided_per_exception_class() -> None:
     assert stats.outcomes == {"success": 1, "transient": 2, "permanent": 1}
 
 
+async def test_failures_on_the_last_receive_are_dead_lettered_with_their_own_code() -> None:
+    """On receive ``queue.max_receives`` a transient failure and a bug are dead-lettered, each
+    with its last error's code; one receive earlier they are still released."""
+    last = QCFG.max_receives
+    queue = FakeQueue([msg(1, receive_count=last), msg(2, receive_count=last), msg(3, last - 1)])
+
+    async def handler(m: QueueMessage) -> JobResult:
+        if m.message_id == "m2":
+            raise KeyError("bug")
+        raise TransientError("dracoon 503", code="server_error")
+
+    stats = await pool(queue, handler, drain=True).run(asyncio.Event())
+    assert sorted(queue.dead) == [("m1", "server_error"), ("m2", "internal_error")]
+    assert [m for m, _ in queue.visibility] == ["m3"]
+    assert stats.outcomes == {"permanent": 2, "transient": 1}
+
+
 def test_backoff_grows_is_capped_and_honours_retry_after() -> None:
     """Backoff doubles per receive, never exceeds the cap, and a longer Retry-After wins."""
     assert [backoff_seconds(n, QCFG) for n in (1, 2, 3)] == [30, 60, 120]

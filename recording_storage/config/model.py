@@ -228,6 +228,9 @@ class QueueConfig(_Section):
     # Transient failures are released with visibility min(base * 2**(receives-1), max).
     retry_backoff_base: Seconds = Field(default=30.0, ge=0)
     retry_backoff_max: Seconds = Field(default=900.0, ge=0, le=43200)
+    # A transient failure on this receive (or later) goes to the DLQ with its last reason; must be
+    # below the queue's RedrivePolicy maxReceiveCount, or the redrive moves it first without one.
+    max_receives: int = Field(default=40, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _heartbeat_below_visibility(self) -> QueueConfig:
