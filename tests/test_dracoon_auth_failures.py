@@ -7,12 +7,39 @@ new renewal, never a reason to dead-letter a recording.
 from __future__ import annotations
 
 import pytest
+from pydantic import SecretStr
 
+from recording_storage.config import DracoonConfig
+from recording_storage.dracoon import AuthenticationFailed, DracoonClient
+from tests.fixtures.dracoon import DracoonEnv, emulator_config
 from tests.fixtures.service import Stack, job_message
 
 pytestmark = pytest.mark.integration
 
 KEY = "rec/call.mp4"
+ODD_CLIENT_ID, ODD_CLIENT_SECRET = "rs client+1", "se+cret%41:x"  # space, '+', '%41', ':'
+
+
+@pytest.mark.parametrize(
+    "dracoon_emulator_config", [emulator_config().with_client(ODD_CLIENT_ID, ODD_CLIENT_SECRET)]
+)
+@pytest.mark.parametrize(("encoding", "accepted"), [("form", True), ("raw", False)])
+async def test_client_credentials_are_form_encoded_before_basic_auth(
+    dracoon_emulator: DracoonEnv, encoding: str, accepted: bool
+) -> None:
+    """The emulator decodes HTTP Basic client credentials as RFC 6749 section 2.3.1 says, like a
+    standard OAuth server: a ``+`` sent raw becomes a space and ``%41`` an ``A``. Form-encoded
+    (the default) the login works; ``raw`` (the compatibility setting) is refused here."""
+    account = dracoon_emulator.account(
+        client_id=ODD_CLIENT_ID, client_secret=SecretStr(ODD_CLIENT_SECRET)
+    )
+    async with DracoonClient(account, DracoonConfig(client_auth_encoding=encoding)) as client:
+        if accepted:
+            user = await client.ping_authenticated()
+            assert user.id == dracoon_emulator.service_user.id
+        else:
+            with pytest.raises(AuthenticationFailed, match="unauthorized_client"):
+                await client.ping_authenticated()
 
 
 async def test_two_token_expiries_in_a_row_do_not_dead_letter_the_job(stack: Stack) -> None:

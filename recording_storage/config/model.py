@@ -268,6 +268,9 @@ class DracoonConfig(_Section):
     name_clash: Literal["keep_both", "overwrite", "fail"] = "keep_both"
     classification: int = Field(default=2, ge=1, le=4)
     max_retries: int = Field(default=5, ge=0, le=20)
+    # form: client id and secret form-encoded before HTTP Basic (RFC 6749 2.3.1); raw: as they are,
+    # for a server that does not decode them (only matters when they hold characters such as + % :).
+    client_auth_encoding: Literal["form", "raw"] = "form"
 
 
 class InstancesConfig(_Section):
