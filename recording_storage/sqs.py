@@ -32,7 +32,7 @@ from .aws import (
 from .config import AwsConfig, QueueConfig, load_yaml_file
 from .errors import ConfigError, ConfigProblem, PermanentError, RecordingStorageError, TransientError
 
-__all__ = ["DLQ_ATTRIBUTES", "JobQueue", "LeaseLost", "QueueMessage"]
+__all__ = ["DLQ_ATTRIBUTES", "HELD_ATTRIBUTE", "JobQueue", "LeaseLost", "QueueMessage"]
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +45,9 @@ REASON_LIMIT = 1024  # bytes of UTF-8
 SQS_READ_TIMEOUT_FLOOR = MAX_WAIT + 10.0
 # Names of the message attributes a dead-lettered copy carries.
 DLQ_ATTRIBUTES = ("rs-reason-code", "rs-reason", "rs-source-message-id", "rs-receive-count")
+# How often a job was held back for an account-wide problem (see ``JobQueue.hold``).
+HELD_ATTRIBUTE = "rs-held-count"
+MAX_DELAY = 900  # SQS's DelaySeconds cap
 
 _LEASE_CODES = frozenset({
     "ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight",
@@ -81,6 +84,12 @@ class QueueMessage:
         """The string value of a message attribute, or None."""
         value = self.message_attributes.get(name)
         return None if value is None else value.get("StringValue")
+
+    @property
+    def held_count(self) -> int:
+        """How often the job was held back already (``JobQueue.hold``); 0 if never."""
+        value = self.attribute(HELD_ATTRIBUTE) or "0"
+        return max(0, int(value)) if value.isdigit() else 0
 
 
 def _clean_text(text: str, limit: int) -> str:
@@ -309,6 +318,38 @@ class JobQueue(ClientOwner):
         except LeaseLost:
             # Redelivered meanwhile; the next attempt fails the same way and dead-letters again.
             log.warning("sqs_dead_letter_delete_lease_lost", message_id=msg.message_id)
+
+    async def hold(self, msg: QueueMessage, delay: float) -> int:
+        """Put a job back for later with a fresh receive count; returns how often it was held.
+
+        For account-wide trouble (the instance's login is refused) that no retry of the job can
+        fix: releasing would count receives until the RedrivePolicy moves the job to the DLQ
+        without a reason. A copy is sent first (``rs-held-count`` + 1, delayed up to SQS's
+        15 minutes), then the original is deleted: a crash in between leaves a duplicate job,
+        which is idempotent, never a lost one. FIFO queues take no per-message delay, and there
+        the message is only released.
+        """
+        held = msg.held_count + 1
+        url = (await self.resolve())[0]
+        if url.endswith(".fifo"):
+            await self.release(msg, delay)
+            return held
+        attributes: dict[str, Any] = {HELD_ATTRIBUTE: {"DataType": "Number", "StringValue": str(held)}}
+        for name, value in msg.message_attributes.items():
+            if len(attributes) < MAX_MESSAGE_ATTRIBUTES and name != HELD_ATTRIBUTE:
+                attributes[name] = {k: v for k, v in value.items() if k in _ATTRIBUTE_FIELDS}
+        try:
+            await self._client.send_message(
+                QueueUrl=url, MessageBody=msg.body, MessageAttributes=attributes,
+                DelaySeconds=int(min(max(delay, 0), MAX_DELAY)))
+        except AWS_ERRORS as exc:
+            raise translate_error(exc, what=f"SQS SendMessage {self._cfg.name} (hold)",
+                                  resource="queue") from exc
+        try:
+            await self.delete(msg)
+        except LeaseLost:
+            log.warning("sqs_hold_delete_lease_lost", message_id=msg.message_id)
+        return held
 
     async def send(
         self, body: str, attributes: Mapping[str, str] | None = None, *, delay_seconds: int = 0,

@@ -22,7 +22,7 @@ from typing import Literal, Protocol
 import structlog
 
 from .config import QueueConfig, WorkersConfig
-from .errors import PermanentError, TransientError
+from .errors import InstanceHeld, PermanentError, TransientError
 from .logs import Code
 from .sqs import QueueMessage
 
@@ -41,6 +41,7 @@ class QueueLike(Protocol):
     async def delete(self, msg: QueueMessage) -> None: ...
     async def change_visibility(self, msg: QueueMessage, seconds: int) -> None: ...
     async def dead_letter(self, msg: QueueMessage, reason_code: str, reason: str) -> None: ...
+    async def hold(self, msg: QueueMessage, delay: float) -> int: ...
 
 
 class HealthLike(Protocol):
@@ -49,6 +50,8 @@ class HealthLike(Protocol):
     def worker_polled(self, worker_id: str) -> None: ...
     def worker_busy(self, worker_id: str) -> None: ...
     def receive_failed(self, error: BaseException) -> None: ...
+    def instance_held(self, instance: str, error: BaseException) -> None: ...
+    def instance_recovered(self, instance: str) -> None: ...
 
 
 class MetricsLike(Protocol):
@@ -58,13 +61,16 @@ class MetricsLike(Protocol):
     ) -> None: ...
     def queue_receive_error(self) -> None: ...
     def dlq_message(self, reason: str) -> None: ...
+    def job_held(self, instance: str) -> None: ...
 
 
 @dataclass(frozen=True)
 class JobResult:
-    """What a handler reports on success; the pool only needs the byte count for metrics."""
+    """What a handler reports on success: the byte count for metrics, and the instances whose
+    jobs it ran (a success proves that an instance's account works again)."""
 
     bytes_transferred: int = 0
+    instances: tuple[str, ...] = ()
 
 
 Handler = Callable[[QueueMessage], Awaitable[JobResult]]
@@ -238,11 +244,15 @@ class WorkerPool:
             result = await self._handler(msg)
             transferred = result.bytes_transferred
             outcome = "success"
+            for instance in result.instances:
+                self._health.instance_recovered(instance)
         except asyncio.CancelledError:
             outcome = "cancelled"
         except PermanentError as exc:
             outcome = "permanent"
             await self._settle(self._dead_letter(msg, exc))
+        except InstanceHeld as exc:
+            await self._settle(self._hold(msg, exc))
         except TransientError as exc:
             outcome = await self._retry_or_give_up(msg, exc, exc.code, exc.retry_after)
         except Exception as exc:
@@ -313,6 +323,26 @@ class WorkerPool:
             log.warning(
                 "message_release_failed", message_id=msg.message_id, error=str(err), code=Code.SQS_ERROR
             )
+
+    async def _hold(self, msg: QueueMessage, exc: InstanceHeld) -> None:
+        """Hold a job whose instance cannot work at all (its login is refused): no dead letter.
+
+        Every job of the instance fails alike until an operator fixes the account, so none is
+        dead-lettered and none counts toward ``queue.max_receives``; the backoff grows with how
+        often this job was held. /readyz and the metrics name the instance.
+        """
+        delay = backoff_seconds(msg.held_count + 1, self._qcfg)
+        self._health.instance_held(exc.instance, exc)
+        self._metrics.job_held(exc.instance)
+        log.error("job_held_instance_unavailable", instance=exc.instance, error=str(exc),
+                  error_code=exc.code, retry_in=delay, code=Code.TRANSFERER_ERROR)
+        try:
+            held = await self._queue.hold(msg, delay)
+        except (TransientError, PermanentError) as err:
+            log.warning("message_hold_failed", error=str(err), code=Code.SQS_ERROR)
+            await self._release(msg, delay)
+            return
+        log.info("message_held", held_count=held, retry_in=delay)
 
     async def _dead_letter(self, msg: QueueMessage, exc: PermanentError) -> None:
         log.error("job_failed_permanent", error=str(exc), error_code=exc.code, code=Code.TRANSFERER_ERROR)

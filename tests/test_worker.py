@@ -52,6 +52,10 @@ class FakeQueue:
     async def dead_letter(self, m: QueueMessage, reason_code: str, reason: str) -> None:
         self.dead.append((m.message_id, reason_code))
 
+    async def hold(self, m: QueueMessage, delay: float) -> int:
+        self.visibility.append((m.message_id, int(delay)))
+        return m.held_count + 1
+
 
 class FakeHealth:
     def __init__(self) -> None:
@@ -68,6 +72,9 @@ class FakeHealth:
 
     def receive_failed(self, error: BaseException) -> None:
         self.receive_errors += 1
+
+    def instance_held(self, instance: str, error: BaseException) -> None: ...
+    def instance_recovered(self, instance: str) -> None: ...
 
 
 class FakeMetrics:
@@ -88,6 +95,7 @@ class FakeMetrics:
 
     def queue_receive_error(self) -> None: ...
     def dlq_message(self, reason: str) -> None: ...
+    def job_held(self, instance: str) -> None: ...
 
 
 QCFG = QueueConfig(
