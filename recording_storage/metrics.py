@@ -112,6 +112,11 @@ class Metrics:
         self._unmatched = Counter(
             f"{PREFIX}_unmatched_objects_total", "S3 objects that matched no job or target rule.", registry=r
         )
+        self._dlq_failed = Counter(
+            f"{PREFIX}_dead_letter_failures_total",
+            "Dead letters the DLQ refused or could not take; the message is retried after a backoff.",
+            registry=r,
+        )
         self._held = Counter(
             f"{PREFIX}_jobs_held_total",
             "Jobs held back (not dead-lettered) because their instance's account cannot work, "
@@ -177,6 +182,10 @@ class Metrics:
     def dlq_message(self, reason: str) -> None:
         """One message dead-lettered; ``reason`` is the error's short ``code``, never its message."""
         self._dlq.labels(reason=self._dlq_reason(reason)).inc()
+
+    def dead_letter_failed(self) -> None:
+        """One dead letter that could not be sent (the message stays in the job queue)."""
+        self._dlq_failed.inc()
 
     def job_held(self, instance: str) -> None:
         """One job held for an account-wide problem of ``instance`` (a configured domain)."""

@@ -62,6 +62,7 @@ class MetricsLike(Protocol):
     def queue_receive_error(self) -> None: ...
     def dlq_message(self, reason: str) -> None: ...
     def job_held(self, instance: str) -> None: ...
+    def dead_letter_failed(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -350,8 +351,13 @@ class WorkerPool:
         try:
             await self._queue.dead_letter(msg, exc.code, str(exc))
         except (TransientError, PermanentError) as err:
-            # Left in flight: it reappears after its lease, and the redrive policy still applies.
-            log.error("dead_letter_failed", error=str(err), code=Code.SQS_ERROR)
+            # Never a silent loop: logged and counted each time, retried after the backoff (the
+            # RedrivePolicy still applies), with the reason in this log line.
+            delay = backoff_seconds(msg.receive_count, self._qcfg)
+            log.error("dead_letter_failed", error=str(err), error_code=err.code, reason_code=exc.code,
+                      retry_in=delay, code=Code.SQS_ERROR)
+            self._metrics.dead_letter_failed()
+            await self._release(msg, delay)
 
     async def _heartbeat(self, msg: QueueMessage, started: float) -> None:
         interval = self._qcfg.heartbeat_interval

@@ -231,6 +231,9 @@ class QueueConfig(_Section):
     # A transient failure on this receive (or later) goes to the DLQ with its last reason; must be
     # below the queue's RedrivePolicy maxReceiveCount, or the redrive moves it first without one.
     max_receives: int = Field(default=40, ge=1, le=1000)
+    # A dead letter larger than the DLQ accepts keeps its full body here (DLQ copy: cut to fit).
+    dlq_overflow_bucket: str | None = None
+    dlq_overflow_prefix: str = "dead-letters/"
 
     @model_validator(mode="after")
     def _heartbeat_below_visibility(self) -> QueueConfig:
