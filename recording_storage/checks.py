@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
@@ -182,12 +183,46 @@ async def _check_sqs(run: _Run, config: AppConfig) -> None:
         redrive = "" if dlq or "RedrivePolicy" in attrs else "; no RedrivePolicy on the queue"
         return f"queue {name!r} reachable ({visible} visible, {in_flight} in flight){redrive}"
 
-    await run.check("sqs queue", lambda: queue_check(cfg.name, False), hint=hint)
+    if await run.check("sqs queue", lambda: queue_check(cfg.name, False), hint=hint):
+        await run.check("sqs max receives", lambda: _check_max_receives(config),
+                        hint='see docs/operations.md, "Delivery guarantees"')
+    else:
+        run.emit("SKIP", "sqs max receives", "needs a reachable queue")
     if cfg.dlq_name is None:
         run.emit("SKIP", "sqs dlq", "no queue.dlq_name configured; permanent failures are only logged")
     else:
         await run.check("sqs dlq", lambda: queue_check(cfg.dlq_name or "", True),
                         hint=hint.replace("queue.name", "queue.dlq_name"))
+
+
+async def _check_max_receives(config: AppConfig) -> str:
+    """``queue.max_receives`` must be below the queue's RedrivePolicy ``maxReceiveCount``.
+
+    Otherwise the queue moves a job that keeps failing transiently to the DLQ before the service
+    gives up on it, and that copy carries no reason.
+    """
+    cfg = config.queue
+    async with JobQueue(config.aws, cfg, base_dir=config.base_dir, resolve_on_enter=False) as queue:
+        await queue.resolve()
+        attrs = await queue.attributes()
+    policy = attrs.get("RedrivePolicy")
+    if not policy:
+        return (f"no RedrivePolicy: a job failing transiently is dead-lettered by the service after "
+                f"{cfg.max_receives} receives (queue.max_receives)")
+    try:
+        limit = int(json.loads(policy)["maxReceiveCount"])
+    except (ValueError, KeyError, TypeError):
+        raise PermanentError(f"the queue's RedrivePolicy is unreadable: {policy[:200]!r}",
+                             code="bad_redrive_policy") from None
+    if cfg.max_receives >= limit:
+        raise PermanentError(
+            f"queue.max_receives ({cfg.max_receives}) is not below the RedrivePolicy maxReceiveCount "
+            f"({limit}) of queue {cfg.name!r}: the queue would move a job that keeps failing to the DLQ "
+            f"without a reason before the service does; set queue.max_receives to at most {limit - 1}, "
+            f"or raise maxReceiveCount to at least {cfg.max_receives + 1}",
+            code="max_receives_too_high")
+    return (f"queue.max_receives {cfg.max_receives} is below the RedrivePolicy maxReceiveCount {limit}: "
+            "the service dead-letters a recurring failure with its reason first")
 
 
 async def _check_s3(run: _Run, config: AppConfig) -> None:

@@ -14,6 +14,7 @@ __all__ = [
     "ConfigError",
     "ConfigProblem",
     "CryptoError",
+    "InstanceHeld",
     "InvalidJobMessage",
     "JobProblem",
     "PermanentError",
@@ -100,6 +101,19 @@ class InvalidJobMessage(PermanentError):
             problems = [JobProblem("", problems)]
         self.problems = list(problems)
         super().__init__("invalid job message: " + "; ".join(str(p) for p in self.problems))
+
+
+class InstanceHeld(TransientError):
+    """An account-wide problem of one instance (its service account's login is refused, its
+    encryption password does not unlock the key pair): every job of that instance fails alike
+    until an operator fixes the credentials, and no job is at fault. The worker holds such jobs
+    (puts them back with backoff and a fresh receive count) instead of dead-lettering them."""
+
+    code = "instance_held"
+
+    def __init__(self, instance: str, cause: RecordingStorageError) -> None:
+        super().__init__(f"instance {instance}: {cause}", code=cause.code)
+        self.instance = instance
 
 
 class CryptoError(PermanentError):

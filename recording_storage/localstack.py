@@ -171,7 +171,10 @@ async def start_local_stack(
             async with S3Source(boot.aws, boot.s3) as s3:
                 await s3.create_bucket(BUCKET)
             async with JobQueue(boot.aws, boot.queue, resolve_on_enter=False) as queue:
-                await queue.create_queues(with_dlq=True, redrive_max_receive_count=5)
+                # Above queue.max_receives, so the service, not the redrive, dead-letters (with a reason).
+                await queue.create_queues(
+                    with_dlq=True, redrive_max_receive_count=boot.queue.max_receives + 10
+                )
                 await queue.resolve()
                 urls = (queue.url, queue.dlq_url)
             config_path = _write_config(directory, aws_endpoint, emulator.base_url, parent_room_id, urls)

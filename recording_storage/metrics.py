@@ -39,6 +39,7 @@ OTHER: Final = "other"
 _JOB_OUTCOMES: Final = frozenset(get_args(JobOutcome))
 _SHARER_OUTCOMES: Final = frozenset(get_args(SharerOutcome))
 _UNSAFE = re.compile(r"[^a-z0-9_]+")
+_UNSAFE_IN_DOMAIN = re.compile(r"[^a-z0-9_.-]+")  # an instance label keeps its domain readable
 _MAX_LABEL_LEN = 40
 
 
@@ -49,12 +50,13 @@ class _BoundedLabel:
     reason): after ``max_values`` distinct values, new ones are folded into ``other``.
     """
 
-    def __init__(self, max_values: int) -> None:
+    def __init__(self, max_values: int, unsafe: re.Pattern[str] = _UNSAFE) -> None:
         self._max = max_values
+        self._unsafe = unsafe
         self._seen: set[str] = set()
 
     def __call__(self, value: str) -> str:
-        norm = _UNSAFE.sub("_", value.strip().lower()).strip("_")[:_MAX_LABEL_LEN] or "unknown"
+        norm = self._unsafe.sub("_", value.strip().lower()).strip("_")[:_MAX_LABEL_LEN] or "unknown"
         if norm in self._seen:
             return norm
         if len(self._seen) >= self._max:
@@ -110,7 +112,19 @@ class Metrics:
         self._unmatched = Counter(
             f"{PREFIX}_unmatched_objects_total", "S3 objects that matched no job or target rule.", registry=r
         )
+        self._dlq_failed = Counter(
+            f"{PREFIX}_dead_letter_failures_total",
+            "Dead letters the DLQ refused or could not take; the message is retried after a backoff.",
+            registry=r,
+        )
+        self._held = Counter(
+            f"{PREFIX}_jobs_held_total",
+            "Jobs held back (not dead-lettered) because their instance's account cannot work, "
+            "e.g. its DRACOON login is refused; by instance domain.",
+            ["instance"], registry=r,
+        )
         self._dlq_reason = _BoundedLabel(max_values=32)
+        self._instance = _BoundedLabel(max_values=64, unsafe=_UNSAFE_IN_DOMAIN)
         self._system = _BoundedLabel(max_values=16)
         # Known label values exist from the start at 0, so rate() and alerts work before the
         # first event instead of seeing a series appear out of nowhere.
@@ -168,6 +182,14 @@ class Metrics:
     def dlq_message(self, reason: str) -> None:
         """One message dead-lettered; ``reason`` is the error's short ``code``, never its message."""
         self._dlq.labels(reason=self._dlq_reason(reason)).inc()
+
+    def dead_letter_failed(self) -> None:
+        """One dead letter that could not be sent (the message stays in the job queue)."""
+        self._dlq_failed.inc()
+
+    def job_held(self, instance: str) -> None:
+        """One job held for an account-wide problem of ``instance`` (a configured domain)."""
+        self._held.labels(instance=self._instance(instance)).inc()
 
     def unmatched_object(self) -> None:
         """One S3 object (from an S3 event) that no job or target rule claims."""

@@ -34,7 +34,7 @@ from .metrics import Metrics
 from .pool import DracoonPool
 from .s3 import S3Source
 from .sharer import Sharer
-from .sqs import JobQueue
+from .sqs import BodyStore, JobQueue
 from .transfer import Transferer
 from .worker import PoolStats, WorkerPool
 
@@ -86,7 +86,9 @@ async def open_runtime(config: AppConfig, *, with_health: bool = True) -> AsyncI
                 on_retry=lambda: metrics.retry("s3"),
             )
         )
-        queue = await stack.enter_async_context(JobQueue(config.aws, config.queue, base_dir=config.base_dir))
+        queue = await stack.enter_async_context(
+            JobQueue(config.aws, config.queue, base_dir=config.base_dir, body_store=_s3_body_store(s3))
+        )
         pool = await stack.enter_async_context(
             DracoonPool(
                 config.dracoon,
@@ -99,6 +101,16 @@ async def open_runtime(config: AppConfig, *, with_health: bool = True) -> AsyncI
         if with_health and config.health.enabled:
             runtime.health_url = await stack.enter_async_context(serve_health(health, metrics, config.health))
         yield runtime
+
+
+def _s3_body_store(s3: S3Source) -> BodyStore:
+    """Where a dead letter too large for the DLQ keeps its full body (``queue.dlq_overflow_bucket``)."""
+
+    async def store(bucket: str, key: str, body: bytes) -> str:
+        await s3.put(bucket, key, body, content_type="text/plain; charset=utf-8")
+        return f"s3://{bucket}/{key}"
+
+    return store
 
 
 async def _register_probes(rt: Runtime) -> None:

@@ -9,10 +9,11 @@ is decided by the worker; this module only carries it out: ``delete`` (done), ``
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,10 @@ from .aws import (
 from .config import AwsConfig, QueueConfig, load_yaml_file
 from .errors import ConfigError, ConfigProblem, PermanentError, RecordingStorageError, TransientError
 
-__all__ = ["DLQ_ATTRIBUTES", "JobQueue", "LeaseLost", "QueueMessage"]
+__all__ = [
+    "DLQ_ATTRIBUTES", "HELD_ATTRIBUTE", "OVERFLOW_ATTRIBUTES", "BodyStore", "JobQueue", "LeaseLost",
+    "QueueMessage", "message_size",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +49,15 @@ REASON_LIMIT = 1024  # bytes of UTF-8
 SQS_READ_TIMEOUT_FLOOR = MAX_WAIT + 10.0
 # Names of the message attributes a dead-lettered copy carries.
 DLQ_ATTRIBUTES = ("rs-reason-code", "rs-reason", "rs-source-message-id", "rs-receive-count")
+# How often a job was held back for an account-wide problem (see ``JobQueue.hold``).
+HELD_ATTRIBUTE = "rs-held-count"
+MAX_DELAY = 900  # SQS's DelaySeconds cap
+# Attributes a dead letter too large for the DLQ carries in addition (see ``_overflow``).
+OVERFLOW_ATTRIBUTES = ("rs-body-bytes", "rs-body-sha256", "rs-body-location")
+CLASSIC_MAX_SIZE = 262144  # SQS's MaximumMessageSize before 2025, and many queues' setting
+OVERFLOW_MARGIN = 64  # bytes kept free below the DLQ's limit, against counting differences
+# Stores a dead letter's full body: (bucket, key, body) -> its location (``s3://bucket/key``).
+BodyStore = Callable[[str, str, bytes], Awaitable[str]]
 
 _LEASE_CODES = frozenset({
     "ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight",
@@ -82,12 +95,32 @@ class QueueMessage:
         value = self.message_attributes.get(name)
         return None if value is None else value.get("StringValue")
 
+    @property
+    def held_count(self) -> int:
+        """How often the job was held back already (``JobQueue.hold``); 0 if never."""
+        value = self.attribute(HELD_ATTRIBUTE) or "0"
+        return max(0, int(value)) if value.isdigit() else 0
+
 
 def _clean_text(text: str, limit: int) -> str:
     """Make free text safe as an SQS attribute: no URL queries, valid characters, bounded bytes."""
     text = _SQS_INVALID_CHARS.sub("?", scrub(text, limit * 4)) or "-"
     raw = text.encode("utf-8")
     return text if len(raw) <= limit else raw[:limit].decode("utf-8", "ignore")
+
+
+_DLQ_SIZE_ERRORS: tuple[type[BaseException], ...] = (*AWS_ERRORS, KeyError, ValueError)
+
+
+def message_size(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int:
+    """A message's size as SQS counts it against MaximumMessageSize: the body's UTF-8 bytes plus,
+    per attribute, its name, its data type and its value."""
+    size = len(body.encode("utf-8"))
+    for name, attr in attributes.items():
+        value = attr.get("StringValue")
+        raw = value.encode("utf-8") if isinstance(value, str) else bytes(attr.get("BinaryValue") or b"")
+        size += len(name.encode("utf-8")) + len(str(attr.get("DataType", "")).encode("utf-8")) + len(raw)
+    return size
 
 
 def _string_attr(value: str) -> dict[str, str]:
@@ -117,11 +150,19 @@ class JobQueue(ClientOwner):
     _what = "JobQueue"
 
     def __init__(
-        self, aws: AwsConfig, queue: QueueConfig, base_dir: Path = Path("."), *, resolve_on_enter: bool = True
+        self,
+        aws: AwsConfig,
+        queue: QueueConfig,
+        base_dir: Path = Path("."),
+        *,
+        resolve_on_enter: bool = True,
+        body_store: BodyStore | None = None,
     ) -> None:
         super().__init__()
         self._aws = aws
         self._cfg = queue
+        self._body_store = body_store
+        self._dlq_max_size: int | None = None
         self._base_dir = base_dir
         self._resolve_on_enter = resolve_on_enter
         self._url: str | None = None
@@ -286,13 +327,18 @@ class JobQueue(ClientOwner):
             "rs-source-message-id": _string_attr(msg.message_id),
             "rs-receive-count": {"DataType": "Number", "StringValue": str(msg.receive_count)},
         }
+        own = dict(attributes)
         room = MAX_MESSAGE_ATTRIBUTES - len(attributes)
         for name, value in msg.message_attributes.items():
             if room > 0 and not name.startswith("rs-"):
                 attributes[name] = {k: v for k, v in value.items() if k in _ATTRIBUTE_FIELDS}
                 room -= 1
+        body = msg.body
+        limit = await self._dlq_limit(dlq_url)
+        if message_size(body, attributes) > limit:
+            body, attributes = await self._overflow(msg, own, limit)
         params: dict[str, Any] = {
-            "QueueUrl": dlq_url, "MessageBody": msg.body, "MessageAttributes": attributes,
+            "QueueUrl": dlq_url, "MessageBody": body, "MessageAttributes": attributes,
         }
         if dlq_url.endswith(".fifo"):
             params["MessageGroupId"] = msg.attributes.get("MessageGroupId") or "dead-letter"
@@ -309,6 +355,76 @@ class JobQueue(ClientOwner):
         except LeaseLost:
             # Redelivered meanwhile; the next attempt fails the same way and dead-letters again.
             log.warning("sqs_dead_letter_delete_lease_lost", message_id=msg.message_id)
+
+    async def _dlq_limit(self, dlq_url: str) -> int:
+        """The DLQ's MaximumMessageSize (read once); SQS's classic 256 KiB if it cannot be read."""
+        if self._dlq_max_size is None:
+            try:
+                resp = await self._client.get_queue_attributes(
+                    QueueUrl=dlq_url, AttributeNames=["MaximumMessageSize"])
+                self._dlq_max_size = int(resp["Attributes"]["MaximumMessageSize"])
+            except _DLQ_SIZE_ERRORS as exc:
+                log.warning("sqs_dlq_size_unknown", error=scrub(str(exc), 200), assumed=CLASSIC_MAX_SIZE)
+                return CLASSIC_MAX_SIZE
+        return self._dlq_max_size
+
+    async def _overflow(
+        self, msg: QueueMessage, attributes: dict[str, Any], limit: int
+    ) -> tuple[str, dict[str, Any]]:
+        """A dead letter too large for the DLQ: keep the reason, cut the body to fit.
+
+        SQS counts attributes toward the size limit, so even a body just under it can be refused
+        once the reason is attached. The full body goes to ``queue.dlq_overflow_bucket`` first
+        (if set; a failure there fails the dead letter, to be retried, rather than lose the
+        body); the DLQ copy then carries as much of the body as fits and says where the rest
+        is, how long it was and its SHA-256.
+        """
+        raw = msg.body.encode("utf-8")
+        attributes = dict(attributes)  # the reason first: the source's own attributes make way
+        attributes["rs-body-bytes"] = {"DataType": "Number", "StringValue": str(len(raw))}
+        attributes["rs-body-sha256"] = _string_attr(hashlib.sha256(raw).hexdigest())
+        location = None
+        if self._body_store is not None and self._cfg.dlq_overflow_bucket:
+            key = f"{self._cfg.dlq_overflow_prefix}{msg.message_id}"
+            location = await self._body_store(self._cfg.dlq_overflow_bucket, key, raw)
+            attributes["rs-body-location"] = _string_attr(location)
+        budget = max(0, limit - message_size("", attributes) - OVERFLOW_MARGIN)
+        body = raw[:budget].decode("utf-8", "ignore")
+        log.warning("sqs_dead_letter_body_truncated", message_id=msg.message_id, body_bytes=len(raw),
+                    kept_bytes=len(body.encode("utf-8")), dlq_max_size=limit, location=location)
+        return body, attributes
+
+    async def hold(self, msg: QueueMessage, delay: float) -> int:
+        """Put a job back for later with a fresh receive count; returns how often it was held.
+
+        For account-wide trouble (the instance's login is refused) that no retry of the job can
+        fix: releasing would count receives until the RedrivePolicy moves the job to the DLQ
+        without a reason. A copy is sent first (``rs-held-count`` + 1, delayed up to SQS's
+        15 minutes), then the original is deleted: a crash in between leaves a duplicate job,
+        which is idempotent, never a lost one. FIFO queues take no per-message delay, and there
+        the message is only released.
+        """
+        held = msg.held_count + 1
+        url = (await self.resolve())[0]
+        if url.endswith(".fifo"):
+            await self.release(msg, delay)
+            return held
+        attributes: dict[str, Any] = {HELD_ATTRIBUTE: {"DataType": "Number", "StringValue": str(held)}}
+        for name, value in msg.message_attributes.items():
+            if len(attributes) < MAX_MESSAGE_ATTRIBUTES and name != HELD_ATTRIBUTE:
+                attributes[name] = {k: v for k, v in value.items() if k in _ATTRIBUTE_FIELDS}
+        try:
+            await self._client.send_message(
+                QueueUrl=url, MessageBody=msg.body, MessageAttributes=attributes,
+                DelaySeconds=int(min(max(delay, 0), MAX_DELAY)))
+        except AWS_ERRORS as exc:
+            raise translate_error(exc, what=f"SQS SendMessage {self._cfg.name} (hold)",
+                                  resource="queue") from exc
+        try:
+            await self.delete(msg)
+        except LeaseLost:
+            log.warning("sqs_hold_delete_lease_lost", message_id=msg.message_id)
+        return held
 
     async def send(
         self, body: str, attributes: Mapping[str, str] | None = None, *, delay_seconds: int = 0,

@@ -22,9 +22,16 @@ from typing import Literal, Protocol, TypeVar
 import structlog
 
 from .config import AppConfig
-from .crypto import EncryptedFileKey, FileEncryptor, UnlockedKeyPair, encrypt_file_key, generate_file_key
-from .dracoon import DracoonClient, NameConflict, Node, Upload
-from .errors import PermanentError, RecordingStorageError, TransientError
+from .crypto import (
+    EncryptedFileKey,
+    FileEncryptor,
+    UnlockedKeyPair,
+    WrongPassword,
+    encrypt_file_key,
+    generate_file_key,
+)
+from .dracoon import AuthenticationFailed, DracoonClient, NameConflict, Node, Upload
+from .errors import InstanceHeld, PermanentError, RecordingStorageError, TransientError
 from .instances import DracoonAccount, InstanceProvider
 from .jobs import JobMessage, parse_job_message
 from .logs import Code
@@ -178,12 +185,16 @@ class Transferer:
 
     async def handle(self, msg: QueueMessage) -> JobResult:
         """Worker entry point: decode the message into jobs, bind their log context, run them."""
-        total = 0
+        total, instances = 0, set[str]()
         for job in self._decode(msg.body):
             structlog.contextvars.bind_contextvars(**job.describe())
-            report = await self.run(job)
+            try:
+                report = await self.run(job)
+            except (AuthenticationFailed, WrongPassword) as exc:  # the account's, not the job's
+                raise InstanceHeld(job.instance_domain, exc) from exc
             total += report.bytes_read
-        return JobResult(bytes_transferred=total)
+            instances.add(job.instance_domain)
+        return JobResult(bytes_transferred=total, instances=tuple(sorted(instances)))
 
     async def run(self, job: TransferJob, *, now: datetime | None = None) -> TransferReport:
         account = await self._instances.get(job.instance_domain)

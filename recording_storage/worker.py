@@ -3,7 +3,8 @@
 A message is acknowledged (deleted) only after its job succeeded. While a job runs, a heartbeat
 keeps the message invisible with short leases, so a crashed process's job reappears within one
 lease and a slow job never gets a second copy. Transient failures are released with a backoff
-that grows with the receive count; permanent ones go to the dead-letter queue with their reason.
+that grows with the receive count, until ``queue.max_receives``; permanent ones, and transient
+ones on that last receive, go to the dead-letter queue with their reason.
 On shutdown the pool stops receiving, releases what it has not started, gives running jobs a
 grace period and then cancels and releases them: nothing is acked while its work is unfinished.
 """
@@ -21,7 +22,7 @@ from typing import Literal, Protocol
 import structlog
 
 from .config import QueueConfig, WorkersConfig
-from .errors import PermanentError, TransientError
+from .errors import InstanceHeld, PermanentError, TransientError
 from .logs import Code
 from .sqs import QueueMessage
 
@@ -40,6 +41,7 @@ class QueueLike(Protocol):
     async def delete(self, msg: QueueMessage) -> None: ...
     async def change_visibility(self, msg: QueueMessage, seconds: int) -> None: ...
     async def dead_letter(self, msg: QueueMessage, reason_code: str, reason: str) -> None: ...
+    async def hold(self, msg: QueueMessage, delay: float) -> int: ...
 
 
 class HealthLike(Protocol):
@@ -48,6 +50,8 @@ class HealthLike(Protocol):
     def worker_polled(self, worker_id: str) -> None: ...
     def worker_busy(self, worker_id: str) -> None: ...
     def receive_failed(self, error: BaseException) -> None: ...
+    def instance_held(self, instance: str, error: BaseException) -> None: ...
+    def instance_recovered(self, instance: str) -> None: ...
 
 
 class MetricsLike(Protocol):
@@ -57,13 +61,17 @@ class MetricsLike(Protocol):
     ) -> None: ...
     def queue_receive_error(self) -> None: ...
     def dlq_message(self, reason: str) -> None: ...
+    def job_held(self, instance: str) -> None: ...
+    def dead_letter_failed(self) -> None: ...
 
 
 @dataclass(frozen=True)
 class JobResult:
-    """What a handler reports on success; the pool only needs the byte count for metrics."""
+    """What a handler reports on success: the byte count for metrics, and the instances whose
+    jobs it ran (a success proves that an instance's account works again)."""
 
     bytes_transferred: int = 0
+    instances: tuple[str, ...] = ()
 
 
 Handler = Callable[[QueueMessage], Awaitable[JobResult]]
@@ -237,19 +245,22 @@ class WorkerPool:
             result = await self._handler(msg)
             transferred = result.bytes_transferred
             outcome = "success"
+            for instance in result.instances:
+                self._health.instance_recovered(instance)
         except asyncio.CancelledError:
             outcome = "cancelled"
         except PermanentError as exc:
             outcome = "permanent"
             await self._settle(self._dead_letter(msg, exc))
+        except InstanceHeld as exc:
+            await self._settle(self._hold(msg, exc))
         except TransientError as exc:
-            await self._settle(
-                self._release(msg, backoff_seconds(msg.receive_count, self._qcfg, exc.retry_after), exc)
-            )
+            outcome = await self._retry_or_give_up(msg, exc, exc.code, exc.retry_after)
         except Exception as exc:
-            # A bug, not an input problem: retry later; the queue's redrive policy stops a loop.
+            # A bug, not an input problem: retried like a transient failure, and dead-lettered
+            # with its reason after queue.max_receives like one.
             log.exception("job_crashed", code=Code.TRANSFERER_ERROR)
-            await self._settle(self._release(msg, backoff_seconds(msg.receive_count, self._qcfg), exc))
+            outcome = await self._retry_or_give_up(msg, exc, "internal_error", None)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -260,6 +271,26 @@ class WorkerPool:
             # Shutdown: give the message back at once; a redelivery repeats only idempotent steps.
             await self._settle(self._release(msg, 0))
         return outcome, transferred
+
+    async def _retry_or_give_up(
+        self, msg: QueueMessage, exc: Exception, code: str, retry_after: float | None
+    ) -> Outcome:
+        """Release a transient failure for a retry, or dead-letter it on its last receive.
+
+        The service gives up itself (at ``queue.max_receives``) rather than leaving it to the
+        queue's RedrivePolicy, because only this way the DLQ copy carries the last reason.
+        """
+        if msg.receive_count >= self._qcfg.max_receives:
+            gave_up = PermanentError(
+                f"failed transiently on each of {msg.receive_count} receives (queue.max_receives "
+                f"{self._qcfg.max_receives}); last error: {exc}",
+                code=code,
+            )
+            await self._settle(self._dead_letter(msg, gave_up))
+            return "permanent"
+        delay = backoff_seconds(msg.receive_count, self._qcfg, retry_after)
+        await self._settle(self._release(msg, delay, exc))
+        return "transient"
 
     @staticmethod
     async def _settle(action: Awaitable[None]) -> None:
@@ -294,14 +325,39 @@ class WorkerPool:
                 "message_release_failed", message_id=msg.message_id, error=str(err), code=Code.SQS_ERROR
             )
 
+    async def _hold(self, msg: QueueMessage, exc: InstanceHeld) -> None:
+        """Hold a job whose instance cannot work at all (its login is refused): no dead letter.
+
+        Every job of the instance fails alike until an operator fixes the account, so none is
+        dead-lettered and none counts toward ``queue.max_receives``; the backoff grows with how
+        often this job was held. /readyz and the metrics name the instance.
+        """
+        delay = backoff_seconds(msg.held_count + 1, self._qcfg)
+        self._health.instance_held(exc.instance, exc)
+        self._metrics.job_held(exc.instance)
+        log.error("job_held_instance_unavailable", instance=exc.instance, error=str(exc),
+                  error_code=exc.code, retry_in=delay, code=Code.TRANSFERER_ERROR)
+        try:
+            held = await self._queue.hold(msg, delay)
+        except (TransientError, PermanentError) as err:
+            log.warning("message_hold_failed", error=str(err), code=Code.SQS_ERROR)
+            await self._release(msg, delay)
+            return
+        log.info("message_held", held_count=held, retry_in=delay)
+
     async def _dead_letter(self, msg: QueueMessage, exc: PermanentError) -> None:
         log.error("job_failed_permanent", error=str(exc), error_code=exc.code, code=Code.TRANSFERER_ERROR)
         self._metrics.dlq_message(exc.code)
         try:
             await self._queue.dead_letter(msg, exc.code, str(exc))
         except (TransientError, PermanentError) as err:
-            # Left in flight: it reappears after its lease, and the redrive policy still applies.
-            log.error("dead_letter_failed", error=str(err), code=Code.SQS_ERROR)
+            # Never a silent loop: logged and counted each time, retried after the backoff (the
+            # RedrivePolicy still applies), with the reason in this log line.
+            delay = backoff_seconds(msg.receive_count, self._qcfg)
+            log.error("dead_letter_failed", error=str(err), error_code=err.code, reason_code=exc.code,
+                      retry_in=delay, code=Code.SQS_ERROR)
+            self._metrics.dead_letter_failed()
+            await self._release(msg, delay)
 
     async def _heartbeat(self, msg: QueueMessage, started: float) -> None:
         interval = self._qcfg.heartbeat_interval

@@ -68,7 +68,8 @@ async def test_good_configuration_passes_everything(stack: Stack) -> None:
     code, results, text = await checked(config)
     assert code == 0, text
     assert {name: status for name, (status, _) in results.items()} == {
-        "config": "PASS", "sqs queue": "PASS", "sqs dlq": "PASS", f"s3 {stack.bucket}": "PASS",
+        "config": "PASS", "sqs queue": "PASS", "sqs max receives": "PASS", "sqs dlq": "PASS",
+        f"s3 {stack.bucket}": "PASS",
         "instances": "PASS", f"{PREFIX} login": "PASS", f"{PREFIX} key pair": "PASS",
         f"{PREFIX} parent room": "PASS",
     }
@@ -77,7 +78,7 @@ async def test_good_configuration_passes_everything(stack: Stack) -> None:
     assert stack.dracoon.service_user.login in results[f"{PREFIX} login"][1]
     assert results[f"{PREFIX} key pair"][1].startswith("RSA-4096 key pair unlocked")
     assert str(stack.dracoon.parent_room_id) in results[f"{PREFIX} parent room"][1]
-    assert text.splitlines()[-1] == "OK: all 8 checks passed"
+    assert text.splitlines()[-1] == "OK: all 9 checks passed"
     assert not any(secret in text for secret in secrets_of(stack))
 
 
@@ -150,6 +151,18 @@ async def test_missing_queue_and_bucket_fail(stack: Stack) -> None:
     assert results["sqs dlq"][0] == "PASS"  # the DLQ exists and is checked on its own
     assert results["s3 rs-no-such-bucket"][0] == "FAIL"
     assert results[f"{PREFIX} login"][0] == "PASS"
+
+
+async def test_max_receives_not_below_the_redrive_limit_fails(stack: Stack) -> None:
+    """The fixture queue's RedrivePolicy moves a message on its 6th receive (maxReceiveCount 5):
+    a service that gives up only at its 5th would lose the reason to the redrive."""
+    code, results, _ = await checked(with_queue(stack.config, max_receives=5))
+    assert code == 1
+    status, reason = results["sqs max receives"]
+    assert status == "FAIL" and "queue.max_receives (5)" in reason and "maxReceiveCount (5)" in reason
+    assert "at most 4" in reason and "at least 6" in reason  # what to do, both ways
+    code, results, _ = await checked(with_queue(stack.config, max_receives=4))
+    assert code == 0 and results["sqs max receives"][0] == "PASS"
 
 
 async def test_missing_dlq_fails_and_unset_dlq_is_skipped(stack: Stack) -> None:

@@ -42,7 +42,7 @@ def write_config(stack: Stack, tmp_path: Path, **sections: dict[str, Any]) -> Pa
         "log": {"level": "warning", "format": "json"},
         "aws": {"endpoint_url": stack.config.aws.endpoint_url, "region": stack.config.aws.region},
         "queue": {"name": stack.queue_cfg.name, "dlq_name": stack.queue_cfg.dlq_name, "topics_file": None,
-                  "wait_seconds": 0},
+                  "wait_seconds": 0, "max_receives": 4},  # below the fixture's maxReceiveCount 5
         "dracoon": {"max_retries": 1},
         "instances": {"source": "file", "file": str(stack.config.instances.file)},
         "sharer": {"enabled": False},

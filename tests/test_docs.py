@@ -782,6 +782,7 @@ def test_iam_policy_grants_exactly_what_the_worker_calls(deployed: tuple[AppConf
     queue_arn = f"arn:aws:sqs:REGION:ACCOUNT:{cfg.queue.name}"
     dlq_arn = f"arn:aws:sqs:REGION:ACCOUNT:{cfg.queue.dlq_name}"
     assert grants["sqs:ReceiveMessage"] == {queue_arn}
-    assert grants["sqs:SendMessage"] == {dlq_arn}, "the worker sends only to the DLQ"
+    # The DLQ for dead letters; the job queue for jobs held back (an instance's login refused).
+    assert grants["sqs:SendMessage"] == {queue_arn, dlq_arn}
     assert grants["sqs:GetQueueAttributes"] == {queue_arn, dlq_arn}  # `check` reads both
     assert "s3:GetObjectVersion" in grants and "kms:Decrypt" in grants

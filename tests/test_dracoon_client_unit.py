@@ -406,15 +406,20 @@ async def test_rejected_refresh_falls_back_to_password(fake: FakeDracoon) -> Non
     assert [g["grant_type"] for g in fake.grants] == ["password", "refresh_token", "password"]
 
 
-async def test_persistent_401_is_authentication_failed(fake: FakeDracoon) -> None:
-    """A 401 with a brand-new token is not retried forever."""
+async def test_persistent_401_is_transient_and_renewed_on_every_attempt(fake: FakeDracoon) -> None:
+    """A 401 with a brand-new token is not proof of bad credentials (the login just worked): each
+    attempt renews and resends once, attempts back off, and what is left after the last one is
+    transient, never a permanent failure that would dead-letter the job."""
     fake.json("GET", "/api/v4/user/account", api_error(401, -10006), status=401, auth=False)
     await start(fake)
     async with fake.client() as client:
-        with pytest.raises(AuthenticationFailed) as info:
+        with pytest.raises(DracoonTransientError) as info:
             await client.ping_authenticated()
-    assert "fresh token" in str(info.value)
-    assert len(fake.api("/user/account")) == 2
+    assert not isinstance(info.value, AuthenticationFailed)
+    assert info.value.code == "unauthorized" and "fresh token" in str(info.value)
+    attempts = client.settings.max_retries + 1
+    assert len(fake.api("/user/account")) == 2 * attempts
+    assert len(fake.grants) == 1 + attempts  # the login, then one renewal per attempt
 
 
 async def test_concurrent_first_calls_share_one_login(fake: FakeDracoon) -> None:

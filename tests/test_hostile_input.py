@@ -602,7 +602,7 @@ async def test_unexpected_extra_fields_are_ignored(dracoon_emulator: DracoonEnv,
 
 SERVICE_CASES = [
     ("wrong-key-pair-version", Rewrite("GET", KEYPAIRS, _json_edit(_bump_version)), {}, "no_key_pair"),
-    ("key-pair-does-not-unlock", None, {"encryption_password": "Not-The-Right-Pw-1"}, "wrong_password"),
+    # A key pair that does not unlock holds the job instead: test_dracoon_auth_failures.py.
     ("channel-answer-empty", Rewrite("POST", "/nodes/files/uploads$", b"{}"), {}, "bad_response"),
     ("keypairs-garbage-once", Rewrite("GET", KEYPAIRS, b"<html>", count=1), {}, None),
 ]

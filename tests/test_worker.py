@@ -52,6 +52,10 @@ class FakeQueue:
     async def dead_letter(self, m: QueueMessage, reason_code: str, reason: str) -> None:
         self.dead.append((m.message_id, reason_code))
 
+    async def hold(self, m: QueueMessage, delay: float) -> int:
+        self.visibility.append((m.message_id, int(delay)))
+        return m.held_count + 1
+
 
 class FakeHealth:
     def __init__(self) -> None:
@@ -68,6 +72,9 @@ class FakeHealth:
 
     def receive_failed(self, error: BaseException) -> None:
         self.receive_errors += 1
+
+    def instance_held(self, instance: str, error: BaseException) -> None: ...
+    def instance_recovered(self, instance: str) -> None: ...
 
 
 class FakeMetrics:
@@ -88,6 +95,8 @@ class FakeMetrics:
 
     def queue_receive_error(self) -> None: ...
     def dlq_message(self, reason: str) -> None: ...
+    def job_held(self, instance: str) -> None: ...
+    def dead_letter_failed(self) -> None: ...
 
 
 QCFG = QueueConfig(
@@ -127,6 +136,23 @@ async def test_outcomes_are_decided_per_exception_class() -> None:
     assert released["m2"] == 120  # 30 s x 2^(3-1)
     assert released["m4"] == 30
     assert stats.outcomes == {"success": 1, "transient": 2, "permanent": 1}
+
+
+async def test_failures_on_the_last_receive_are_dead_lettered_with_their_own_code() -> None:
+    """On receive ``queue.max_receives`` a transient failure and a bug are dead-lettered, each
+    with its last error's code; one receive earlier they are still released."""
+    last = QCFG.max_receives
+    queue = FakeQueue([msg(1, receive_count=last), msg(2, receive_count=last), msg(3, last - 1)])
+
+    async def handler(m: QueueMessage) -> JobResult:
+        if m.message_id == "m2":
+            raise KeyError("bug")
+        raise TransientError("dracoon 503", code="server_error")
+
+    stats = await pool(queue, handler, drain=True).run(asyncio.Event())
+    assert sorted(queue.dead) == [("m1", "server_error"), ("m2", "internal_error")]
+    assert [m for m, _ in queue.visibility] == ["m3"]
+    assert stats.outcomes == {"permanent": 2, "transient": 1}
 
 
 def test_backoff_grows_is_capped_and_honours_retry_after() -> None:

@@ -228,6 +228,12 @@ class QueueConfig(_Section):
     # Transient failures are released with visibility min(base * 2**(receives-1), max).
     retry_backoff_base: Seconds = Field(default=30.0, ge=0)
     retry_backoff_max: Seconds = Field(default=900.0, ge=0, le=43200)
+    # A transient failure on this receive (or later) goes to the DLQ with its last reason; must be
+    # below the queue's RedrivePolicy maxReceiveCount, or the redrive moves it first without one.
+    max_receives: int = Field(default=40, ge=1, le=1000)
+    # A dead letter larger than the DLQ accepts keeps its full body here (DLQ copy: cut to fit).
+    dlq_overflow_bucket: str | None = None
+    dlq_overflow_prefix: str = "dead-letters/"
 
     @model_validator(mode="after")
     def _heartbeat_below_visibility(self) -> QueueConfig:
@@ -265,6 +271,9 @@ class DracoonConfig(_Section):
     name_clash: Literal["keep_both", "overwrite", "fail"] = "keep_both"
     classification: int = Field(default=2, ge=1, le=4)
     max_retries: int = Field(default=5, ge=0, le=20)
+    # form: client id and secret form-encoded before HTTP Basic (RFC 6749 2.3.1); raw: as they are,
+    # for a server that does not decode them (only matters when they hold characters such as + % :).
+    client_auth_encoding: Literal["form", "raw"] = "form"
 
 
 class InstancesConfig(_Section):

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote_plus
 
 import aiohttp
 import structlog
@@ -63,6 +64,8 @@ class Credentials:
     password: SecretStr
     client_id: str
     client_secret: SecretStr
+    # RFC 6749 2.3.1: form-encode id and secret before Basic; False for servers that do not decode.
+    form_encode: bool = True
 
     @property
     def who(self) -> str:
@@ -148,10 +151,7 @@ class TokenManager:
     async def _grant(self, form: dict[str, str]) -> None:
         grant = form["grant_type"]
         what = f"POST {TOKEN_PATH} ({grant} grant)"
-        # Basic client auth as both official SDKs send it (id:secret, UTF-8, not form-encoded first).
-        pair = f"{self._creds.client_id}:{self._creds.client_secret.get_secret_value()}".encode()
-        basic = "Basic " + base64.b64encode(pair).decode("ascii")
-        headers = {"Accept": "application/json", "Authorization": basic}
+        headers = {"Accept": "application/json", "Authorization": self._basic_auth()}
         try:
             async with self._session.post(
                 self._creds.base_url + TOKEN_PATH,
@@ -179,6 +179,20 @@ class TokenManager:
                 error_code=info.error_code,
             )
         raise error_for_response(status, body, what=what, retry_after=retry_after)
+
+    def _basic_auth(self) -> str:
+        """HTTP Basic client authentication as RFC 6749 section 2.3.1 prescribes.
+
+        Id and secret are each application/x-www-form-urlencoded first, so a ``+``, ``%`` or
+        ``:`` in them survives the server's decoding (a raw ``+`` would arrive as a space). For
+        id and secret made of letters, digits and ``-._~`` both forms are the same bytes, which
+        is why the official SDKs' raw form usually works; ``dracoon.client_auth_encoding: raw``
+        restores it for a server that does not decode.
+        """
+        client_id, secret = self._creds.client_id, self._creds.client_secret.get_secret_value()
+        if self._creds.form_encode:
+            client_id, secret = quote_plus(client_id, safe=""), quote_plus(secret, safe="")
+        return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode("ascii")
 
     def _store(self, body: bytes, what: str) -> None:
         try:

@@ -91,6 +91,7 @@ class DracoonClient(NodeOps, KeyOps):
             self.account.password,
             self.account.client_id,
             self.account.client_secret,
+            form_encode=self.settings.client_auth_encoding == "form",
         )
         auth = TokenManager(session, creds, on_response=self._hook)
         base, cap, ra_cap = self._backoff

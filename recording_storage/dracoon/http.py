@@ -338,11 +338,16 @@ class HttpCore:
                 retry_after_cap=self.retry_after_cap,
             )
             if isinstance(err, AuthenticationFailed) and renewed:
-                err = AuthenticationFailed(
+                # A token issued a moment ago was refused too (revoked again, a cluster node that
+                # has not seen it yet, a clock step): not proof that anything is wrong with the
+                # account, whose login just worked. Retry with backoff; the next attempt renews
+                # again. The server refused the request, so even an appending one may be resent.
+                raise DracoonTransientError(
                     f"{err} even with a fresh token",
-                    code=err.code,
+                    code="unauthorized",
                     status=err.status,
                     error_code=err.error_code,
+                    retry_safe=True,
                 )
             raise err
 

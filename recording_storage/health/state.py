@@ -163,6 +163,7 @@ class HealthState:
         self._reached: set[str] = set()
         self._probes: dict[str, _Probe] = {}
         self._last_ok: bool | None = None
+        self._held: dict[str, str] = {}  # instance -> why its jobs are held
 
     # -- written by workers ---------------------------------------------------------------
 
@@ -194,6 +195,16 @@ class HealthState:
         """A receive call failed; /healthcheck reports it until the next successful poll."""
         self.last_receive_error = describe_error(error)
         self._receive_failing = True
+
+    def instance_held(self, instance: str, error: BaseException | str) -> None:
+        """Jobs of ``instance`` are held: its account cannot work (login refused, encryption
+        password wrong). /readyz fails, naming the instance, until one of its jobs succeeds."""
+        self._held[instance] = describe_error(error)
+
+    def instance_recovered(self, instance: str) -> None:
+        """A job of ``instance`` succeeded: whatever held its jobs is fixed."""
+        if self._held.pop(instance, None) is not None:
+            log.info("instance_hold_cleared", instance=instance)
 
     def sharer_pass(self, ok: bool) -> None:
         """A sharer pass ended (reported by /readyz details; not part of the original's checks)."""
@@ -285,12 +296,16 @@ class HealthState:
             return CheckResult(False, "shutting_down", "shutting down")
         if not self.config_valid:
             return CheckResult(False, "config_not_valid", "configuration not validated yet")
+        if self._held:  # before "not reached": a held instance's probe fails too, less clearly
+            held = "; ".join(f"{dracoon_dependency(i)}: {why}" for i, why in sorted(self._held.items()))
+            return CheckResult(False, "instances_held", "jobs held for " + held)
         pending = self._pending_dependencies()
         await asyncio.gather(*(self.probe(name, cache_seconds) for name in pending if name in self._probes))
         pending = self._pending_dependencies()
         if pending:
             return CheckResult(False, "dependencies_not_reached", "not reached yet: " + ", ".join(pending))
         return CheckResult(True)
+
 
     async def probe(self, name: str, cache_seconds: float) -> ProbeResult:
         """Run probe ``name``, or return its result if younger than ``cache_seconds``.
