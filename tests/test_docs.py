@@ -785,3 +785,38 @@ def test_iam_policy_grants_exactly_what_the_worker_calls(deployed: tuple[AppConf
     assert grants["sqs:SendMessage"] == {dlq_arn}, "the worker sends only to the DLQ"
     assert grants["sqs:GetQueueAttributes"] == {queue_arn, dlq_arn}  # `check` reads both
     assert "s3:GetObjectVersion" in grants and "kms:Decrypt" in grants
+
+
+# -- release hygiene --------------------------------------------------------------------------
+
+
+def test_license_is_the_apache_2_0_text_pyproject_declares() -> None:
+    """pyproject says Apache-2.0 and ships LICENSE; LICENSE is that licence's full text."""
+    import tomllib
+
+    project = tomllib.loads(read(ROOT / "pyproject.toml"))["project"]
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
+    text = read(ROOT / "LICENSE")
+    assert text.split()[:4] == ["Apache", "License", "Version", "2.0,"]
+    sections = re.findall(r"^\s+(\d)\. ([A-Z][A-Za-z ]+)\.", text, flags=re.MULTILINE)
+    assert [n for n, _ in sections] == [str(i) for i in range(1, 10)]
+    assert "END OF TERMS AND CONDITIONS" in text and len(text.splitlines()) > 170
+
+
+def test_version_lives_in_one_place() -> None:
+    """pyproject reads the version from the package; nothing else spells it out but the changelog."""
+    import importlib.metadata
+    import tomllib
+
+    from recording_storage import __version__
+
+    pyproject = tomllib.loads(read(ROOT / "pyproject.toml"))
+    assert "version" not in pyproject["project"] and pyproject["project"]["dynamic"] == ["version"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "recording_storage.__version__"}
+    assert importlib.metadata.version("recording-storage") == __version__
+    changelog = read(ROOT / "CHANGELOG.md")
+    released = re.findall(r"^## \[(\d+\.\d+\.\d+)\] - \d{4}-\d{2}-\d{2}$", changelog, flags=re.MULTILINE)
+    assert released and released[0] == __version__, "the newest CHANGELOG release is the package version"
+    assert changelog.index("## [Unreleased]") < changelog.index(f"## [{__version__}]")
+    image = _container()["image"]
+    assert image.rpartition(":")[2] == __version__, "the example Deployment runs this version's image"
