@@ -820,3 +820,135 @@ def test_version_lives_in_one_place() -> None:
     assert changelog.index("## [Unreleased]") < changelog.index(f"## [{__version__}]")
     image = _container()["image"]
     assert image.rpartition(":")[2] == __version__, "the example Deployment runs this version's image"
+
+
+# -- container image --------------------------------------------------------------------------
+
+
+def _dockerfile() -> list[tuple[str, str]]:
+    """The Dockerfile's instructions as (KEYWORD, arguments), continuation lines joined."""
+    joined = re.sub(r"\\\n\s*", " ", read(ROOT / "Dockerfile"))
+    instructions = []
+    for line in joined.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            keyword, _, args = line.strip().partition(" ")
+            instructions.append((keyword.upper(), args.strip()))
+    return instructions
+
+
+def _docker_context_includes(path: str, patterns: list[str]) -> bool:
+    """Docker's rule for one path: the last pattern matching it or a parent directory decides."""
+    import fnmatch
+
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    included = True
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pattern = pattern.removeprefix("!").rstrip("/")
+        if any(fnmatch.fnmatchcase(p, pattern) for p in prefixes):
+            included = negate
+    return included
+
+
+def test_image_base_is_pinned_to_a_full_python_version() -> None:
+    """A moving tag (python:3.11-slim) rebuilds onto another interpreter; the lock's Python fits."""
+    import tomllib
+
+    (base,) = [args for keyword, args in _dockerfile() if keyword == "FROM"]
+    match = re.fullmatch(r"python:(\d+)\.(\d+)\.(\d+)-slim-[a-z]+(@sha256:[0-9a-f]{64})?", base)
+    assert match, f"base image {base!r} is not pinned to a full version tag"
+    requires = tomllib.loads(read(ROOT / "pyproject.toml"))["project"]["requires-python"]
+    assert requires == f">={match.group(1)}.{match.group(2)}"
+    assert f"pip-compile with Python {match.group(1)}.{match.group(2)}" in read(ROOT / "requirements.lock")
+
+
+def test_build_context_holds_only_what_the_image_copies() -> None:
+    """.venv, .git, .local-stack (demo credentials), caches and bench results never reach the daemon."""
+    patterns = [ln.strip() for ln in read(ROOT / ".dockerignore").splitlines()
+                if ln.strip() and not ln.lstrip().startswith("#")]
+    for secretish in (".venv/bin/python", ".git/config", ".local-stack/conf/instances.yml",
+                      ".mypy_cache/3.11/x.json", ".ruff_cache/x", ".pytest_cache/v/x", ".hypothesis/x",
+                      "bench/results.json", "tests/test_docs.py", ".env",
+                      "recording_storage/__pycache__/cli.cpython-311.pyc",
+                      "recording_storage.egg-info/PKG-INFO"):
+        assert not _docker_context_includes(secretish, patterns), f"{secretish} is in the build context"
+    copied = [args.split()[:-1] for keyword, args in _dockerfile() if keyword == "COPY"]
+    sources = [src for srcs in copied for src in srcs if not src.startswith("--")]
+    assert {"requirements.lock", "recording_storage", "conf", "entrypoint.sh", "LICENSE"} <= set(sources)
+    for src in sources:
+        probe = f"{src}/__init__.py" if (ROOT / src).is_dir() else src
+        assert (ROOT / src).exists() and _docker_context_includes(probe, patterns), src
+
+
+def test_image_installs_only_hash_checked_pins() -> None:
+    """Dependencies come from requirements.lock with --require-hashes; the package adds none."""
+    installs = [args for keyword, args in _dockerfile() if keyword == "RUN" and "pip install" in args]
+    assert installs[0].startswith("pip install --require-hashes -r requirements.lock")
+    for args in installs[1:]:
+        assert "--no-deps" in args and "--no-build-isolation" in args, args
+
+
+def test_lock_is_current_with_pyproject() -> None:
+    """CI fails when pyproject's dependency lists changed after the last `make lock` (offline)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from tools.lockstamp import dependency_digest, recorded_digest
+
+    lock_path = ROOT / "requirements.lock"
+    assert recorded_digest(lock_path) == dependency_digest(ROOT / "pyproject.toml"), (
+        "requirements.lock is stale: run `make lock` and commit it"
+    )
+    lock = read(lock_path)
+    pins = {canonicalize_name(m.group(1)): m.group(2)
+            for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", lock, flags=re.MULTILINE)}
+    entries = re.split(r"\n(?=[A-Za-z0-9])", lock.split("\n", 1)[1])
+    for entry in entries:
+        if "==" in entry.split("\n", 1)[0]:
+            assert "--hash=sha256:" in entry, entry.split("\n", 1)[0]
+    pyproject = tomllib.loads(read(ROOT / "pyproject.toml"))
+    for spec in pyproject["project"]["dependencies"] + pyproject["build-system"]["requires"]:
+        req = Requirement(spec)
+        pinned = pins.get(canonicalize_name(req.name))
+        assert pinned is not None and req.specifier.contains(pinned), f"{spec}: lock pins {pinned}"
+    assert "make lock" in lock and "`make lock`" in _ops_doc()
+
+
+def test_image_healthcheck_is_exec_form_on_livez() -> None:
+    """/livez, not the deep check (a DRACOON outage must not mark containers unhealthy); no shell."""
+    from recording_storage.config import HealthConfig
+
+    (health,) = [args for keyword, args in _dockerfile() if keyword == "HEALTHCHECK"]
+    command = json.loads(health.partition(" CMD ")[2])
+    assert isinstance(command, list) and command[0] == "python"
+    script = " ".join(command)
+    assert "/livez" in script and "/healthcheck" not in script and "/readyz" not in script
+    port = HealthConfig().port
+    assert f"'{port}'" in script and f"EXPOSE {port}" in read(ROOT / "Dockerfile")
+    assert "RECORDING_STORAGE__HEALTH__PORT" in script
+
+
+def test_image_carries_oci_labels() -> None:
+    import tomllib
+
+    labels = " ".join(args for keyword, args in _dockerfile() if keyword == "LABEL")
+    found = dict(re.findall(r"(org\.opencontainers\.image\.[a-z.]+)=\"([^\"]*)\"", labels))
+    assert {"title", "description", "licenses", "version", "revision"} <= {
+        k.removeprefix("org.opencontainers.image.") for k in found
+    }
+    license_id = tomllib.loads(read(ROOT / "pyproject.toml"))["project"]["license"]
+    assert found["org.opencontainers.image.licenses"] == license_id
+    assert found["org.opencontainers.image.version"] == "${VERSION}"
+
+
+def test_docs_warn_that_docker_stop_kills_after_10_seconds() -> None:
+    """docker stop's default 10 s is below the drain time; the documented -t covers it."""
+    section = _ops_doc().split("## Container image", 1)[1].split("\n## ", 1)[0]
+    assert "10 s" in section and "docker stop" in section
+    timeout = int(re.search(r"docker stop (?:-t|--time) (\d+)", section).group(1))  # type: ignore[union-attr]
+    defaults = AppConfig()
+    assert timeout >= defaults.queue.wait_seconds + defaults.workers.shutdown_grace + 10
+    assert "docker build" in section and "--build-arg VERSION=" in section
