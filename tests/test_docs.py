@@ -745,6 +745,58 @@ def test_keda_scales_the_deployment_on_its_queue(deployed: tuple[AppConfig, dict
     assert "activationQueueLength" in meta
     assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
     assert auth["spec"]["podIdentity"]["provider"] == "aws"
+    assert "replicas" not in _k8s()["Deployment"]["spec"], "KEDA owns the replica count"
+
+
+def _policy(name: str) -> list[dict[str, Any]]:
+    statements = json.loads(read(DEPLOY / name))["Statement"]
+    assert isinstance(statements, list)
+    return statements
+
+
+def test_keda_assumes_a_scaler_role_that_trusts_keda_not_the_service() -> None:
+    """KEDA >= 2.13 assumes roleArn with its own token: that role must trust keda-operator.
+
+    ``identityOwner: workload`` made KEDA assume the service's role, which trusts only the
+    service's ServiceAccount: AccessDenied, nothing scaled.
+    """
+    docs = {d["kind"]: d for d in yaml.safe_load_all(read(DEPLOY / "keda-scaledobject.yaml")) if d}
+    identity = docs["TriggerAuthentication"]["spec"]["podIdentity"]
+    (trigger,) = docs["ScaledObject"]["spec"]["triggers"]
+    assert identity.get("identityOwner", "keda") == "keda", "workload: KEDA cannot assume the service role"
+    assert "identityOwner" not in trigger["metadata"], "deprecated since KEDA 2.13"
+    service_role = _k8s()["ServiceAccount"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+    role = identity["roleArn"]
+    assert re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@-]+", role) and role != service_role
+    assert role.rpartition("/")[2] in _ops_doc()
+    (grant,) = _policy("keda-scaler-policy.json")
+    queue = trigger["metadata"]["queueURL"].rpartition("/")[2]
+    assert (grant["Effect"], grant["Action"]) == ("Allow", ["sqs:GetQueueAttributes"])
+    assert grant["Resource"] == f"arn:aws:sqs:REGION:ACCOUNT:{queue}"
+    (trust,) = _policy("keda-scaler-trust-policy.json")
+    assert trust["Action"] == "sts:AssumeRoleWithWebIdentity" and "Federated" in trust["Principal"]
+    subjects = [v for k, v in trust["Condition"]["StringEquals"].items() if k.endswith(":sub")]
+    assert subjects == ["system:serviceaccount:KEDA_NAMESPACE:keda-operator"]
+    service_account = _k8s()["ServiceAccount"]["metadata"]["name"]
+    assert not any(s.endswith(f":{service_account}") for s in subjects)
+
+
+def test_pod_does_not_mount_an_api_token_it_never_uses() -> None:
+    pod = _k8s()["Deployment"]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_scale_on_in_flight_is_chosen_and_explained() -> None:
+    """Backoff-waiting messages count as in flight: the docs say so and what to choose."""
+    docs = {d["kind"]: d for d in yaml.safe_load_all(read(DEPLOY / "keda-scaledobject.yaml")) if d}
+    (trigger,) = docs["ScaledObject"]["spec"]["triggers"]
+    assert trigger["metadata"]["scaleOnInFlight"] in {"true", "false"}, "an explicit choice, as a string"
+    ops = _ops_doc()
+    section = ops[ops.index("**`scaleOnInFlight` and retry backoff.**"):]
+    section = section[: section.index("\n\n**")]
+    for needed in ("ApproximateNumberOfMessagesNotVisible", "backoff", "maxReplicaCount", "outage",
+                   f'`scaleOnInFlight: "{trigger["metadata"]["scaleOnInFlight"]}"`', "Choose"):
+        assert needed in section, needed
 
 
 # AWS calls made only by tooling (local stack, tests) or only when a feature is configured.
