@@ -158,8 +158,10 @@ class Transferer:
         cfg: AppConfig,
         *,
         decode: Callable[[str], Sequence[TransferJob]] | None = None,
+        on_bytes: Callable[[int], None] | None = None,
     ) -> None:
         self._s3 = s3
+        self._on_bytes = on_bytes  # bytes of each chunk once every target took it (metrics)
         self._pool = pool
         self._instances = instances
         self._cfg = cfg
@@ -355,6 +357,8 @@ class Transferer:
                     ciphertext = encryptor.update(chunk)
                     await _fan_out([u.write(ciphertext) for u in uploads])
                     done_bytes += len(chunk)
+                    if self._on_bytes is not None:
+                        self._on_bytes(len(chunk))
                     now = time.monotonic()
                     if now - last_progress >= self._cfg.workers.progress_interval:
                         last_progress = now

@@ -52,16 +52,14 @@ class HealthLike(Protocol):
 
 class MetricsLike(Protocol):
     def job_in_flight(self) -> AbstractContextManager[None]: ...
-    def job_finished(
-        self, outcome: Outcome, bytes_transferred: int = 0, seconds: float | None = None
-    ) -> None: ...
+    def job_finished(self, outcome: Outcome, seconds: float | None = None) -> None: ...
     def queue_receive_error(self) -> None: ...
     def dlq_message(self, reason: str) -> None: ...
 
 
 @dataclass(frozen=True)
 class JobResult:
-    """What a handler reports on success; the pool only needs the byte count for metrics."""
+    """What a handler reports on success; the byte count goes into the job's log line."""
 
     bytes_transferred: int = 0
 
@@ -219,7 +217,7 @@ class WorkerPool:
         with self._metrics.job_in_flight():
             outcome, transferred = await self._run_job(msg, started)
         self.stats.count(outcome)
-        self._metrics.job_finished(outcome, transferred, time.monotonic() - started)
+        self._metrics.job_finished(outcome, time.monotonic() - started)
         log.info(
             "job_finished",
             outcome=outcome,

@@ -462,10 +462,14 @@ def _source_codes() -> set[str]:
 
 
 def test_documented_reason_codes_exist() -> None:
-    """Every rs-reason-code in the table is a code the service can actually produce."""
+    """Every rs-reason-code in the table is a code the service can actually produce, and each
+    has its dlq_messages_total series from the start (metrics.DLQ_REASONS)."""
+    from recording_storage.metrics import DLQ_REASONS
+
     rows = table_rows(_job_doc(), ["rs-reason-code", "meaning", "fix, then redrive"])
     documented = {backticked(r["rs-reason-code"])[0] for r in rows}
     assert len(documented) >= 15
+    assert sorted(DLQ_REASONS) == sorted(documented)
     assert sorted(documented - _source_codes()) == []
     from recording_storage.sqs import DLQ_ATTRIBUTES
 
@@ -553,12 +557,14 @@ def test_metrics_table_lists_exactly_the_registered_metrics() -> None:
     """Every metric family the service registers is documented, and nothing else is."""
     from recording_storage.metrics import Metrics
 
-    registered = {
+    families = {
         line.split()[2] for line in Metrics().render().decode().splitlines()
         if line.startswith("# TYPE") and not line.split()[2].endswith("_created")
     }
+    registered = {name for name in families if name.startswith("recording_storage_")}
     rows = table_rows(_ops_doc(), ["metric", "type", "labels", "meaning"])
     assert {backticked(r["metric"])[0] for r in rows} == registered
+    assert "process_resident_memory_bytes" in families and "`process_*`" in _ops_doc()
     mentioned = set(re.findall(r"recording_storage_[a-z_]+", _ops_doc()))
     assert mentioned <= registered, "prose mentions a metric that does not exist"
 

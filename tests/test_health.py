@@ -457,7 +457,8 @@ async def test_unknown_path_is_json_404(http: Http) -> None:
 
 async def test_metrics_endpoint(http: Http, metrics: Metrics) -> None:
     """/metrics serves the registry with its content type, and values move with the calls."""
-    metrics.job_finished("success", 4096, 12.5)
+    metrics.job_finished("success", 12.5)
+    metrics.add_bytes(4096)
     metrics.dracoon_request("PUT", "/api/v4/uploads/tok", 201)
     reply = await http.get("/metrics")
     assert reply.status == 200
@@ -468,9 +469,9 @@ async def test_metrics_endpoint(http: Http, metrics: Metrics) -> None:
         for s in family.samples
     }
     assert values[("recording_storage_jobs_total", (("outcome", "success"),))] == 1
-    assert values[("recording_storage_bytes_transferred_total", ())] == 4096
+    assert values[("recording_storage_transferred_bytes_total", ())] == 4096
     assert values[("recording_storage_dracoon_requests_total", (("method", "PUT"), ("status", "201")))] == 1
-    metrics.job_finished("success", 1, 1.0)
+    metrics.job_finished("success", 1.0)
     again = (await http.get("/metrics")).text
     assert 'recording_storage_jobs_total{outcome="success"} 2.0' in again
 
