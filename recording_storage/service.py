@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from . import __version__
 from .config import AppConfig
 from .errors import RecordingStorageError
 from .events import make_decoder
@@ -163,7 +164,7 @@ async def serve(
     if install_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-    log.info("service_starting", workers=config.workers.count, code=Code.APP_START)
+    log.info("service_starting", version=__version__, workers=config.workers.count, code=Code.APP_START)
     try:
         async with open_runtime(config) as rt:
             stats = await _serve(rt, stop, drain=drain, max_messages=max_messages)

@@ -173,13 +173,26 @@ class Transferer:
     async def handle(self, msg: QueueMessage) -> JobResult:
         """Worker entry point: decode the message into jobs, bind their log context, run them."""
         total = 0
-        for job in self._decode(msg.body):
-            structlog.contextvars.bind_contextvars(**job.describe())
-            report = await self.run(job)
-            total += report.bytes_read
+        s3_keys: list[str] = []
+        node_ids: list[int] = []
+        try:
+            for job in self._decode(msg.body):
+                structlog.contextvars.bind_contextvars(**job.describe())
+                s3_keys.extend(job.keys)
+                log.info("job_started", s3_keys=list(job.keys), code=Code.TRANSFERER_STATUS)
+                report = await self.run(job, files=node_ids)
+                total += report.bytes_read
+        finally:
+            # For the lines after the job (job_failed_*, the worker's job_finished), whatever
+            # the outcome: which sources it was about and which DRACOON files hold them so far.
+            structlog.contextvars.bind_contextvars(s3_keys=s3_keys, node_ids=node_ids)
         return JobResult(bytes_transferred=total)
 
-    async def run(self, job: TransferJob, *, now: datetime | None = None) -> TransferReport:
+    async def run(
+        self, job: TransferJob, *, now: datetime | None = None, files: list[int] | None = None
+    ) -> TransferReport:
+        """Run one job. ``files`` (appended to as each target file is done) may be shared by
+        the caller across jobs, so it still knows the finished files when a later step fails."""
         account = await self._instances.get(job.instance_domain)
         if account.storage != "dracoon":
             raise PermanentError(
@@ -190,6 +203,8 @@ class Transferer:
         keys = await self._pool.key_pair(account)
         rooms = [await self._room(client, account, t) for t in targets]
         report = TransferReport(keys=len(job.keys), targets=len(targets))
+        if files is not None:
+            report.files = files
         structlog.contextvars.bind_contextvars(targets=len(targets))
         sources: list[ObjectInfo] = []
         for key in job.keys:

@@ -215,22 +215,25 @@ class WorkerPool:
         structlog.contextvars.bind_contextvars(message_id=msg.message_id, receive_count=msg.receive_count)
         started = time.monotonic()
         with self._metrics.job_in_flight():
-            outcome, transferred = await self._run_job(msg, started)
+            outcome, transferred, error_code = await self._run_job(msg, started)
         self.stats.count(outcome)
         self._metrics.job_finished(outcome, time.monotonic() - started)
         log.info(
             "job_finished",
             outcome=outcome,
+            error_code=error_code,
             bytes=transferred,
             seconds=round(time.monotonic() - started, 3),
             mb_per_s=round(transferred / max(time.monotonic() - started, 1e-6) / 1e6, 2),
             code=Code.TRANSFER_SUMMARY,
         )
 
-    async def _run_job(self, msg: QueueMessage, started: float) -> tuple[Outcome, int]:
+    async def _run_job(self, msg: QueueMessage, started: float) -> tuple[Outcome, int, str | None]:
+        """Run the handler and settle the message: (outcome, bytes, the failure's error code)."""
         heartbeat = asyncio.create_task(self._heartbeat(msg, started))
         outcome: Outcome = "transient"
         transferred = 0
+        error_code: str | None = None
         try:
             result = await self._handler(msg)
             transferred = result.bytes_transferred
@@ -238,14 +241,16 @@ class WorkerPool:
         except asyncio.CancelledError:
             outcome = "cancelled"
         except PermanentError as exc:
-            outcome = "permanent"
+            outcome, error_code = "permanent", exc.code
             await self._settle(self._dead_letter(msg, exc))
         except TransientError as exc:
+            error_code = exc.code
             await self._settle(
                 self._release(msg, backoff_seconds(msg.receive_count, self._qcfg, exc.retry_after), exc)
             )
         except Exception as exc:
             # A bug, not an input problem: retry later; the queue's redrive policy stops a loop.
+            error_code = "bug"
             log.exception("job_crashed", code=Code.TRANSFERER_ERROR)
             await self._settle(self._release(msg, backoff_seconds(msg.receive_count, self._qcfg), exc))
         finally:
@@ -257,7 +262,7 @@ class WorkerPool:
         elif outcome == "cancelled":
             # Shutdown: give the message back at once; a redelivery repeats only idempotent steps.
             await self._settle(self._release(msg, 0))
-        return outcome, transferred
+        return outcome, transferred, error_code
 
     @staticmethod
     async def _settle(action: Awaitable[None]) -> None:

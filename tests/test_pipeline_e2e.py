@@ -263,3 +263,34 @@ async def test_bytes_count_while_they_move_and_stay_counted_when_cancelled(stack
         assert stats.outcomes == {"cancelled": 1}
         assert sample(rt, "recording_storage_jobs_total", outcome="cancelled") == 1
         assert sample(rt, "recording_storage_transferred_bytes_total") >= moving
+
+
+async def test_job_lines_say_what_started_and_how_it_ended(stack: Stack) -> None:
+    """job_started names the keys; job_finished carries error_code, the S3 keys and the node ids
+    of the files in DRACOON; service_starting names the version."""
+    import structlog
+
+    from recording_storage import __version__
+
+    await stack.put("log/a.mp4", blob(3_000))
+    await stack.send(job_message(stack.bucket, ["log/a.mp4"]))
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines:
+        stats = await stack.drain()
+    assert stats.outcomes == {"success": 1}
+    (starting,) = [e for e in lines if e["event"] == "service_starting"]
+    assert starting["version"] == __version__
+    (started,) = [e for e in lines if e["event"] == "job_started"]
+    assert started["s3_keys"] == ["log/a.mp4"] and started["bucket"] == stack.bucket
+    (finished,) = [e for e in lines if e["event"] == "job_finished"]
+    (stored,) = stack.files("Calls")
+    assert finished["outcome"] == "success" and finished["error_code"] is None
+    assert finished["s3_keys"] == ["log/a.mp4"] and finished["node_ids"] == [stored.id]
+    assert finished["message_id"] == started["message_id"]
+
+    await stack.send(job_message(stack.bucket, ["log/never-there.mp4"]))
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines:
+        stats = await stack.drain()
+    assert stats.outcomes == {"permanent": 1}
+    (finished,) = [e for e in lines if e["event"] == "job_finished"]
+    assert (finished["outcome"], finished["error_code"]) == ("permanent", "source_missing")
+    assert finished["s3_keys"] == ["log/never-there.mp4"] and finished["node_ids"] == []
