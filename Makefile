@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install test soak lint format demo bench local-stack clean
+.PHONY: help install test soak lint format demo bench local-stack lock clean
 
 help:
 	@echo "make demo   - set up, start the local stack and run one recording end to end"
@@ -12,6 +12,7 @@ help:
 	@echo "make soak   - the full suite including slow/long cases"
 	@echo "make lint   - ruff + mypy --strict"
 	@echo "make bench  - benchmarks; prints a table and writes bench/results.json"
+	@echo "make lock   - regenerate requirements.lock (hashed pins for the image) from pyproject.toml"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,18 +31,27 @@ soak: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check recording_storage tests bench
+	$(BIN)/ruff check recording_storage tests bench tools
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix recording_storage tests bench
-	$(BIN)/ruff format recording_storage tests bench
+	$(BIN)/ruff check --fix recording_storage tests bench tools
+	$(BIN)/ruff format recording_storage tests bench tools
 
 demo: $(STAMP)
 	$(BIN)/recording-storage demo
 
 local-stack: $(STAMP)
 	$(BIN)/recording-storage local-stack
+
+# The image installs exactly these pins, each checked against its sha256 (pip --require-hashes).
+# Run after changing dependencies or build requirements in pyproject.toml; tests/test_docs.py
+# fails while the lock's stamp does not match pyproject.toml. pip-tools comes from the dev extra.
+lock: $(STAMP)
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe \
+	    --strip-extras --no-emit-index-url --no-emit-find-links --build-deps-for wheel \
+	    --output-file requirements.lock pyproject.toml
+	$(BIN)/python -m tools.lockstamp stamp pyproject.toml requirements.lock
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -13,15 +13,21 @@ checker already rejects, is a programming error.
 
 from __future__ import annotations
 
+import platform
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final, Literal, get_args
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-__all__ = ["HTTP_METHODS", "JobOutcome", "Metrics", "PREFIX", "SharerOutcome", "TRANSFER_BUCKETS"]
+from . import __version__
+
+__all__ = [
+    "DLQ_REASONS", "HTTP_METHODS", "JobOutcome", "Metrics", "PREFIX", "RETRY_SYSTEMS", "SharerOutcome",
+    "TRANSFER_BUCKETS",
+]
 
 PREFIX: Final = "recording_storage"
 
@@ -34,6 +40,18 @@ TRANSFER_BUCKETS: Final = (
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0,
 )
 HTTP_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# The reason codes docs/job-message.md documents for the DLQ (tests/test_docs.py keeps the two
+# equal). Their series exist at 0 from the start: `increase(...[15m]) > 0` cannot fire for a
+# series that first appears with its first increment, so the first dead letter after a restart
+# would go unnoticed. Codes outside this list still count; their series appear when first used.
+DLQ_REASONS: Final = (
+    "invalid_message", "no_routing_rules", "unknown_instance", "instance_config_invalid",
+    "configurator_rejected", "invalid_target_config", "no_targets", "expiration_passed",
+    "source_missing", "access_denied", "no_such_bucket", "room_not_encrypted", "name_clash",
+    "authentication_failed", "wrong_password", "no_key_pair", "quota", "plaintext_too_large",
+)
+# Systems whose retries the service counts itself (botocore's own retries are not visible).
+RETRY_SYSTEMS: Final = ("dracoon", "s3")
 OTHER: Final = "other"
 
 _JOB_OUTCOMES: Final = frozenset(get_args(JobOutcome))
@@ -47,17 +65,24 @@ class _BoundedLabel:
     """Normalises free-form label values and caps how many distinct ones are ever emitted.
 
     The cap protects Prometheus from a caller bug (say, an exception message passed as a DLQ
-    reason): after ``max_values`` distinct values, new ones are folded into ``other``.
+    reason): after ``max_values`` distinct values beyond the ``known`` ones, new ones are folded
+    into ``other``. Known values never count against the cap.
     """
 
-    def __init__(self, max_values: int, unsafe: re.Pattern[str] = _UNSAFE) -> None:
+    def __init__(
+        self, max_values: int, known: tuple[str, ...] = (), unsafe: re.Pattern[str] = _UNSAFE
+    ) -> None:
         self._max = max_values
         self._unsafe = unsafe
+        self._known = {self._normalise(v) for v in known}
         self._seen: set[str] = set()
 
+    def _normalise(self, value: str) -> str:
+        return self._unsafe.sub("_", value.strip().lower()).strip("_")[:_MAX_LABEL_LEN] or "unknown"
+
     def __call__(self, value: str) -> str:
-        norm = self._unsafe.sub("_", value.strip().lower()).strip("_")[:_MAX_LABEL_LEN] or "unknown"
-        if norm in self._seen:
+        norm = self._normalise(value)
+        if norm in self._known or norm in self._seen:
             return norm
         if len(self._seen) >= self._max:
             return OTHER
@@ -79,7 +104,9 @@ class Metrics:
         r = self.registry
         self._jobs = Counter(f"{PREFIX}_jobs_total", "Finished jobs by outcome.", ["outcome"], registry=r)
         self._bytes = Counter(
-            f"{PREFIX}_bytes_transferred_total", "Recording bytes uploaded to DRACOON.", registry=r
+            f"{PREFIX}_transferred_bytes_total",
+            "Recording bytes read from S3 and handed to every target's upload, counted per chunk as they go.",
+            registry=r,
         )
         self._duration = Histogram(
             f"{PREFIX}_transfer_duration_seconds",
@@ -123,15 +150,26 @@ class Metrics:
             "e.g. its DRACOON login is refused; by instance domain.",
             ["instance"], registry=r,
         )
-        self._dlq_reason = _BoundedLabel(max_values=32)
+        self._dlq_reason = _BoundedLabel(max_values=32, known=DLQ_REASONS)
         self._instance = _BoundedLabel(max_values=64, unsafe=_UNSAFE_IN_DOMAIN)
-        self._system = _BoundedLabel(max_values=16)
+        self._system = _BoundedLabel(max_values=16, known=RETRY_SYSTEMS)
         # Known label values exist from the start at 0, so rate() and alerts work before the
         # first event instead of seeing a series appear out of nowhere.
         for outcome in sorted(_JOB_OUTCOMES):
             self._jobs.labels(outcome=outcome)
         for sharer_outcome in sorted(_SHARER_OUTCOMES):
             self._sharer_passes.labels(outcome=sharer_outcome)
+        for reason in DLQ_REASONS:
+            self._dlq.labels(reason=self._dlq_reason(reason))
+        for system in RETRY_SYSTEMS:
+            self._retries.labels(system=self._system(system))
+        # What is running: joins with any series on `version` after a rollout, and answers
+        # "which pods still run the old build?" without shell access.
+        build = Info(f"{PREFIX}_build", "Version of recording-storage and Python running.", registry=r)
+        build.info({"version": __version__, "python": platform.python_version()})
+        # process_* (CPU, resident memory, open file descriptors, start time) for this registry;
+        # the global registry that would carry them by default is deliberately not used.
+        ProcessCollector(registry=r)
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -148,27 +186,25 @@ class Metrics:
         """Set the in-flight gauge directly, for a pool that already tracks its own count."""
         self._in_flight.set(max(0, count))
 
-    def job_finished(
-        self, outcome: JobOutcome, bytes_transferred: int = 0, seconds: float | None = None
-    ) -> None:
+    def job_finished(self, outcome: JobOutcome, seconds: float | None = None) -> None:
         """Record one finished job.
 
-        ``bytes_transferred`` counts whatever was uploaded, whatever the outcome (it is traffic
-        that happened). The duration histogram only sees successes: a permanent failure after a
-        10 ms HEAD would otherwise drag every percentile down.
+        The duration histogram only sees successes: a permanent failure after a 10 ms HEAD
+        would otherwise drag every percentile down. Bytes are not counted here but as they move
+        (:meth:`add_bytes`), so the counter climbs during a long transfer instead of jumping at
+        its end, and a cancelled or failed job still counts the traffic it caused.
         """
         if outcome not in _JOB_OUTCOMES:
             raise ValueError(f"unknown job outcome {outcome!r}; expected one of {sorted(_JOB_OUTCOMES)}")
         self._jobs.labels(outcome=outcome).inc()
-        if bytes_transferred > 0:
-            self._bytes.inc(bytes_transferred)
         if outcome == "success" and seconds is not None and seconds >= 0:
             self._duration.observe(seconds)
 
     def add_bytes(self, count: int) -> None:
-        """Count uploaded bytes as they go, for callers that report progress of long transfers.
+        """Count recording bytes as they are read and handed to the uploads (one chunk at a time).
 
-        Use either this or ``job_finished(bytes_transferred=...)`` for a job, not both.
+        Repeats count again (a restarted upload, a redelivered job): this is traffic, not a
+        tally of distinct recordings; ``jobs_total`` counts those.
         """
         if count > 0:
             self._bytes.inc(count)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from . import __version__
 from .config import AppConfig
 from .errors import RecordingStorageError
 from .events import make_decoder
@@ -97,7 +98,13 @@ async def open_runtime(config: AppConfig, *, with_health: bool = True) -> AsyncI
             )
         )
         runtime = Runtime(config, instances, s3, queue, pool, metrics, health)
-        await _register_probes(runtime)
+        # Probes make one attempt (no client retries), so /healthcheck names the real cause
+        # (connection refused, 403) instead of "timed out" while the retries back off.
+        probe_aws = config.aws.model_copy(update={"max_attempts": 1})
+        probe_s3 = await stack.enter_async_context(S3Source(probe_aws, config.s3, max_connections=2))
+        probe_queue = await stack.enter_async_context(
+            JobQueue(probe_aws, config.queue, base_dir=config.base_dir, resolve_on_enter=False))
+        await _register_probes(runtime, probe_s3, probe_queue)
         if with_health and config.health.enabled:
             runtime.health_url = await stack.enter_async_context(serve_health(health, metrics, config.health))
         yield runtime
@@ -113,15 +120,15 @@ def _s3_body_store(s3: S3Source) -> BodyStore:
     return store
 
 
-async def _register_probes(rt: Runtime) -> None:
+async def _register_probes(rt: Runtime, probe_s3: S3Source, probe_queue: JobQueue) -> None:
     """Health probes prove each dependency with a real, authenticated, cheap operation."""
 
     async def sqs_probe() -> None:
-        await rt.queue.attributes()
+        await probe_queue.attributes()
 
     async def s3_probe() -> None:
         for bucket in rt.config.s3.probe_buckets:
-            await rt.s3.check_bucket(bucket)
+            await probe_s3.check_bucket(bucket)
 
     rt.health.add_probe(DEP_SQS, ERROR_WORKERS, sqs_probe)
     if rt.config.s3.probe_buckets:
@@ -139,7 +146,7 @@ def _dracoon_probe(rt: Runtime, domain: str) -> Callable[[], Awaitable[None]]:
     async def probe() -> None:
         account = await rt.instances.get(domain)
         client = await rt.pool.client(account)
-        await client.ping_authenticated()
+        await client.ping_authenticated(retry=False)
 
     return probe
 
@@ -169,7 +176,7 @@ async def serve(
     if install_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-    log.info("service_starting", workers=config.workers.count, code=Code.APP_START)
+    log.info("service_starting", version=__version__, workers=config.workers.count, code=Code.APP_START)
     try:
         async with open_runtime(config) as rt:
             stats = await _serve(rt, stop, drain=drain, max_messages=max_messages)
@@ -183,7 +190,8 @@ async def serve(
 
 async def _serve(rt: Runtime, stop: asyncio.Event, *, drain: bool, max_messages: int | None) -> PoolStats:
     cfg = rt.config
-    transferer = Transferer(rt.s3, rt.pool, rt.instances, cfg, decode=make_decoder(cfg, metrics=rt.metrics))
+    transferer = Transferer(rt.s3, rt.pool, rt.instances, cfg, decode=make_decoder(cfg, metrics=rt.metrics),
+                            on_bytes=rt.metrics.add_bytes)
     workers = WorkerPool(
         rt.queue,
         transferer.handle,

@@ -173,8 +173,10 @@ class Transferer:
         cfg: AppConfig,
         *,
         decode: Callable[[str], Sequence[TransferJob]] | None = None,
+        on_bytes: Callable[[int], None] | None = None,
     ) -> None:
         self._s3 = s3
+        self._on_bytes = on_bytes  # bytes of each chunk once every target took it (metrics)
         self._pool = pool
         self._instances = instances
         self._cfg = cfg
@@ -186,17 +188,30 @@ class Transferer:
     async def handle(self, msg: QueueMessage) -> JobResult:
         """Worker entry point: decode the message into jobs, bind their log context, run them."""
         total, instances = 0, set[str]()
-        for job in self._decode(msg.body):
-            structlog.contextvars.bind_contextvars(**job.describe())
-            try:
-                report = await self.run(job)
-            except (AuthenticationFailed, WrongPassword) as exc:  # the account's, not the job's
-                raise InstanceHeld(job.instance_domain, exc) from exc
-            total += report.bytes_read
-            instances.add(job.instance_domain)
+        s3_keys: list[str] = []
+        node_ids: list[int] = []
+        try:
+            for job in self._decode(msg.body):
+                structlog.contextvars.bind_contextvars(**job.describe())
+                s3_keys.extend(job.keys)
+                log.info("job_started", s3_keys=list(job.keys), code=Code.TRANSFERER_STATUS)
+                try:
+                    report = await self.run(job, files=node_ids)
+                except (AuthenticationFailed, WrongPassword) as exc:  # the account's, not the job's
+                    raise InstanceHeld(job.instance_domain, exc) from exc
+                total += report.bytes_read
+                instances.add(job.instance_domain)
+        finally:
+            # For the lines after the job (job_failed_*, the worker's job_finished), whatever
+            # the outcome: which sources it was about and which DRACOON files hold them so far.
+            structlog.contextvars.bind_contextvars(s3_keys=s3_keys, node_ids=node_ids)
         return JobResult(bytes_transferred=total, instances=tuple(sorted(instances)))
 
-    async def run(self, job: TransferJob, *, now: datetime | None = None) -> TransferReport:
+    async def run(
+        self, job: TransferJob, *, now: datetime | None = None, files: list[int] | None = None
+    ) -> TransferReport:
+        """Run one job. ``files`` (appended to as each target file is done) may be shared by
+        the caller across jobs, so it still knows the finished files when a later step fails."""
         account = await self._instances.get(job.instance_domain)
         if account.storage != "dracoon":
             raise PermanentError(
@@ -207,6 +222,8 @@ class Transferer:
         keys = await self._pool.key_pair(account)
         rooms = [await self._room(client, account, t) for t in targets]
         report = TransferReport(keys=len(job.keys), targets=len(targets))
+        if files is not None:
+            report.files = files
         structlog.contextvars.bind_contextvars(targets=len(targets))
         sources: list[ObjectInfo] = []
         for key in job.keys:
@@ -391,6 +408,8 @@ class Transferer:
                     ciphertext = encryptor.update(chunk)
                     await _fan_out([u.write(ciphertext) for u in uploads])
                     done_bytes += len(chunk)
+                    if self._on_bytes is not None:
+                        self._on_bytes(len(chunk))
                     now = time.monotonic()
                     if now - last_progress >= self._cfg.workers.progress_interval:
                         last_progress = now

@@ -56,9 +56,7 @@ class HealthLike(Protocol):
 
 class MetricsLike(Protocol):
     def job_in_flight(self) -> AbstractContextManager[None]: ...
-    def job_finished(
-        self, outcome: Outcome, bytes_transferred: int = 0, seconds: float | None = None
-    ) -> None: ...
+    def job_finished(self, outcome: Outcome, seconds: float | None = None) -> None: ...
     def queue_receive_error(self) -> None: ...
     def dlq_message(self, reason: str) -> None: ...
     def job_held(self, instance: str) -> None: ...
@@ -67,8 +65,8 @@ class MetricsLike(Protocol):
 
 @dataclass(frozen=True)
 class JobResult:
-    """What a handler reports on success: the byte count for metrics, and the instances whose
-    jobs it ran (a success proves that an instance's account works again)."""
+    """What a handler reports on success: the byte count for the job's log line, and the
+    instances whose jobs it ran (a success proves that an instance's account works again)."""
 
     bytes_transferred: int = 0
     instances: tuple[str, ...] = ()
@@ -225,22 +223,25 @@ class WorkerPool:
         structlog.contextvars.bind_contextvars(message_id=msg.message_id, receive_count=msg.receive_count)
         started = time.monotonic()
         with self._metrics.job_in_flight():
-            outcome, transferred = await self._run_job(msg, started)
+            outcome, transferred, error_code = await self._run_job(msg, started)
         self.stats.count(outcome)
-        self._metrics.job_finished(outcome, transferred, time.monotonic() - started)
+        self._metrics.job_finished(outcome, time.monotonic() - started)
         log.info(
             "job_finished",
             outcome=outcome,
+            error_code=error_code,
             bytes=transferred,
             seconds=round(time.monotonic() - started, 3),
             mb_per_s=round(transferred / max(time.monotonic() - started, 1e-6) / 1e6, 2),
             code=Code.TRANSFER_SUMMARY,
         )
 
-    async def _run_job(self, msg: QueueMessage, started: float) -> tuple[Outcome, int]:
+    async def _run_job(self, msg: QueueMessage, started: float) -> tuple[Outcome, int, str | None]:
+        """Run the handler and settle the message: (outcome, bytes, the failure's error code)."""
         heartbeat = asyncio.create_task(self._heartbeat(msg, started))
         outcome: Outcome = "transient"
         transferred = 0
+        error_code: str | None = None
         try:
             result = await self._handler(msg)
             transferred = result.bytes_transferred
@@ -250,15 +251,17 @@ class WorkerPool:
         except asyncio.CancelledError:
             outcome = "cancelled"
         except PermanentError as exc:
-            outcome = "permanent"
+            outcome, error_code = "permanent", exc.code
             await self._settle(self._dead_letter(msg, exc))
         except InstanceHeld as exc:
             await self._settle(self._hold(msg, exc))
         except TransientError as exc:
+            error_code = exc.code
             outcome = await self._retry_or_give_up(msg, exc, exc.code, exc.retry_after)
         except Exception as exc:
             # A bug, not an input problem: retried like a transient failure, and dead-lettered
             # with its reason after queue.max_receives like one.
+            error_code = "internal_error"
             log.exception("job_crashed", code=Code.TRANSFERER_ERROR)
             outcome = await self._retry_or_give_up(msg, exc, "internal_error", None)
         finally:
@@ -270,7 +273,7 @@ class WorkerPool:
         elif outcome == "cancelled":
             # Shutdown: give the message back at once; a redelivery repeats only idempotent steps.
             await self._settle(self._release(msg, 0))
-        return outcome, transferred
+        return outcome, transferred, error_code
 
     async def _retry_or_give_up(
         self, msg: QueueMessage, exc: Exception, code: str, retry_after: float | None
@@ -314,7 +317,7 @@ class WorkerPool:
             log.warning(
                 "job_failed_transient",
                 error=str(exc),
-                error_code=getattr(exc, "code", "bug"),
+                error_code=getattr(exc, "code", "internal_error"),
                 retry_in=delay,
                 code=Code.TRANSFERER_ERROR,
             )

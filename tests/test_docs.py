@@ -462,10 +462,14 @@ def _source_codes() -> set[str]:
 
 
 def test_documented_reason_codes_exist() -> None:
-    """Every rs-reason-code in the table is a code the service can actually produce."""
+    """Every rs-reason-code in the table is a code the service can actually produce, and each
+    has its dlq_messages_total series from the start (metrics.DLQ_REASONS)."""
+    from recording_storage.metrics import DLQ_REASONS
+
     rows = table_rows(_job_doc(), ["rs-reason-code", "meaning", "fix, then redrive"])
     documented = {backticked(r["rs-reason-code"])[0] for r in rows}
     assert len(documented) >= 15
+    assert sorted(DLQ_REASONS) == sorted(documented)
     assert sorted(documented - _source_codes()) == []
     from recording_storage.sqs import DLQ_ATTRIBUTES
 
@@ -553,12 +557,14 @@ def test_metrics_table_lists_exactly_the_registered_metrics() -> None:
     """Every metric family the service registers is documented, and nothing else is."""
     from recording_storage.metrics import Metrics
 
-    registered = {
+    families = {
         line.split()[2] for line in Metrics().render().decode().splitlines()
         if line.startswith("# TYPE") and not line.split()[2].endswith("_created")
     }
+    registered = {name for name in families if name.startswith("recording_storage_")}
     rows = table_rows(_ops_doc(), ["metric", "type", "labels", "meaning"])
     assert {backticked(r["metric"])[0] for r in rows} == registered
+    assert "process_resident_memory_bytes" in families and "`process_*`" in _ops_doc()
     mentioned = set(re.findall(r"recording_storage_[a-z_]+", _ops_doc()))
     assert mentioned <= registered, "prose mentions a metric that does not exist"
 
@@ -745,6 +751,58 @@ def test_keda_scales_the_deployment_on_its_queue(deployed: tuple[AppConfig, dict
     assert "activationQueueLength" in meta
     assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
     assert auth["spec"]["podIdentity"]["provider"] == "aws"
+    assert "replicas" not in _k8s()["Deployment"]["spec"], "KEDA owns the replica count"
+
+
+def _policy(name: str) -> list[dict[str, Any]]:
+    statements = json.loads(read(DEPLOY / name))["Statement"]
+    assert isinstance(statements, list)
+    return statements
+
+
+def test_keda_assumes_a_scaler_role_that_trusts_keda_not_the_service() -> None:
+    """KEDA >= 2.13 assumes roleArn with its own token: that role must trust keda-operator.
+
+    ``identityOwner: workload`` made KEDA assume the service's role, which trusts only the
+    service's ServiceAccount: AccessDenied, nothing scaled.
+    """
+    docs = {d["kind"]: d for d in yaml.safe_load_all(read(DEPLOY / "keda-scaledobject.yaml")) if d}
+    identity = docs["TriggerAuthentication"]["spec"]["podIdentity"]
+    (trigger,) = docs["ScaledObject"]["spec"]["triggers"]
+    assert identity.get("identityOwner", "keda") == "keda", "workload: KEDA cannot assume the service role"
+    assert "identityOwner" not in trigger["metadata"], "deprecated since KEDA 2.13"
+    service_role = _k8s()["ServiceAccount"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+    role = identity["roleArn"]
+    assert re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@-]+", role) and role != service_role
+    assert role.rpartition("/")[2] in _ops_doc()
+    (grant,) = _policy("keda-scaler-policy.json")
+    queue = trigger["metadata"]["queueURL"].rpartition("/")[2]
+    assert (grant["Effect"], grant["Action"]) == ("Allow", ["sqs:GetQueueAttributes"])
+    assert grant["Resource"] == f"arn:aws:sqs:REGION:ACCOUNT:{queue}"
+    (trust,) = _policy("keda-scaler-trust-policy.json")
+    assert trust["Action"] == "sts:AssumeRoleWithWebIdentity" and "Federated" in trust["Principal"]
+    subjects = [v for k, v in trust["Condition"]["StringEquals"].items() if k.endswith(":sub")]
+    assert subjects == ["system:serviceaccount:KEDA_NAMESPACE:keda-operator"]
+    service_account = _k8s()["ServiceAccount"]["metadata"]["name"]
+    assert not any(s.endswith(f":{service_account}") for s in subjects)
+
+
+def test_pod_does_not_mount_an_api_token_it_never_uses() -> None:
+    pod = _k8s()["Deployment"]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_scale_on_in_flight_is_chosen_and_explained() -> None:
+    """Backoff-waiting messages count as in flight: the docs say so and what to choose."""
+    docs = {d["kind"]: d for d in yaml.safe_load_all(read(DEPLOY / "keda-scaledobject.yaml")) if d}
+    (trigger,) = docs["ScaledObject"]["spec"]["triggers"]
+    assert trigger["metadata"]["scaleOnInFlight"] in {"true", "false"}, "an explicit choice, as a string"
+    ops = _ops_doc()
+    section = ops[ops.index("**`scaleOnInFlight` and retry backoff.**"):]
+    section = section[: section.index("\n\n**")]
+    for needed in ("ApproximateNumberOfMessagesNotVisible", "backoff", "maxReplicaCount", "outage",
+                   f'`scaleOnInFlight: "{trigger["metadata"]["scaleOnInFlight"]}"`', "Choose"):
+        assert needed in section, needed
 
 
 # AWS calls made only by tooling (local stack, tests) or only when a feature is configured.
@@ -786,3 +844,170 @@ def test_iam_policy_grants_exactly_what_the_worker_calls(deployed: tuple[AppConf
     assert grants["sqs:SendMessage"] == {queue_arn, dlq_arn}
     assert grants["sqs:GetQueueAttributes"] == {queue_arn, dlq_arn}  # `check` reads both
     assert "s3:GetObjectVersion" in grants and "kms:Decrypt" in grants
+
+
+# -- release hygiene --------------------------------------------------------------------------
+
+
+def test_license_is_the_apache_2_0_text_pyproject_declares() -> None:
+    """pyproject says Apache-2.0 and ships LICENSE; LICENSE is that licence's full text."""
+    import tomllib
+
+    project = tomllib.loads(read(ROOT / "pyproject.toml"))["project"]
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
+    text = read(ROOT / "LICENSE")
+    assert text.split()[:4] == ["Apache", "License", "Version", "2.0,"]
+    sections = re.findall(r"^\s+(\d)\. ([A-Z][A-Za-z ]+)\.", text, flags=re.MULTILINE)
+    assert [n for n, _ in sections] == [str(i) for i in range(1, 10)]
+    assert "END OF TERMS AND CONDITIONS" in text and len(text.splitlines()) > 170
+
+
+def test_version_lives_in_one_place() -> None:
+    """pyproject reads the version from the package; nothing else spells it out but the changelog."""
+    import importlib.metadata
+    import tomllib
+
+    from recording_storage import __version__
+
+    pyproject = tomllib.loads(read(ROOT / "pyproject.toml"))
+    assert "version" not in pyproject["project"] and pyproject["project"]["dynamic"] == ["version"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "recording_storage.__version__"}
+    assert importlib.metadata.version("recording-storage") == __version__
+    changelog = read(ROOT / "CHANGELOG.md")
+    released = re.findall(r"^## \[(\d+\.\d+\.\d+)\] - \d{4}-\d{2}-\d{2}$", changelog, flags=re.MULTILINE)
+    assert released and released[0] == __version__, "the newest CHANGELOG release is the package version"
+    assert changelog.index("## [Unreleased]") < changelog.index(f"## [{__version__}]")
+    image = _container()["image"]
+    assert image.rpartition(":")[2] == __version__, "the example Deployment runs this version's image"
+
+
+# -- container image --------------------------------------------------------------------------
+
+
+def _dockerfile() -> list[tuple[str, str]]:
+    """The Dockerfile's instructions as (KEYWORD, arguments), continuation lines joined."""
+    joined = re.sub(r"\\\n\s*", " ", read(ROOT / "Dockerfile"))
+    instructions = []
+    for line in joined.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            keyword, _, args = line.strip().partition(" ")
+            instructions.append((keyword.upper(), args.strip()))
+    return instructions
+
+
+def _docker_context_includes(path: str, patterns: list[str]) -> bool:
+    """Docker's rule for one path: the last pattern matching it or a parent directory decides."""
+    import fnmatch
+
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    included = True
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pattern = pattern.removeprefix("!").rstrip("/")
+        if any(fnmatch.fnmatchcase(p, pattern) for p in prefixes):
+            included = negate
+    return included
+
+
+def test_image_base_is_pinned_to_a_full_python_version() -> None:
+    """A moving tag (python:3.11-slim) rebuilds onto another interpreter; the lock's Python fits."""
+    import tomllib
+
+    (base,) = [args for keyword, args in _dockerfile() if keyword == "FROM"]
+    match = re.fullmatch(r"python:(\d+)\.(\d+)\.(\d+)-slim-[a-z]+(@sha256:[0-9a-f]{64})?", base)
+    assert match, f"base image {base!r} is not pinned to a full version tag"
+    requires = tomllib.loads(read(ROOT / "pyproject.toml"))["project"]["requires-python"]
+    assert requires == f">={match.group(1)}.{match.group(2)}"
+    assert f"pip-compile with Python {match.group(1)}.{match.group(2)}" in read(ROOT / "requirements.lock")
+
+
+def test_build_context_holds_only_what_the_image_copies() -> None:
+    """.venv, .git, .local-stack (demo credentials), caches and bench results never reach the daemon."""
+    patterns = [ln.strip() for ln in read(ROOT / ".dockerignore").splitlines()
+                if ln.strip() and not ln.lstrip().startswith("#")]
+    for secretish in (".venv/bin/python", ".git/config", ".local-stack/conf/instances.yml",
+                      ".mypy_cache/3.11/x.json", ".ruff_cache/x", ".pytest_cache/v/x", ".hypothesis/x",
+                      "bench/results.json", "tests/test_docs.py", ".env",
+                      "recording_storage/__pycache__/cli.cpython-311.pyc",
+                      "recording_storage.egg-info/PKG-INFO"):
+        assert not _docker_context_includes(secretish, patterns), f"{secretish} is in the build context"
+    copied = [args.split()[:-1] for keyword, args in _dockerfile() if keyword == "COPY"]
+    sources = [src for srcs in copied for src in srcs if not src.startswith("--")]
+    assert {"requirements.lock", "recording_storage", "conf", "entrypoint.sh", "LICENSE"} <= set(sources)
+    for src in sources:
+        probe = f"{src}/__init__.py" if (ROOT / src).is_dir() else src
+        assert (ROOT / src).exists() and _docker_context_includes(probe, patterns), src
+
+
+def test_image_installs_only_hash_checked_pins() -> None:
+    """Dependencies come from requirements.lock with --require-hashes; the package adds none."""
+    installs = [args for keyword, args in _dockerfile() if keyword == "RUN" and "pip install" in args]
+    assert installs[0].startswith("pip install --require-hashes -r requirements.lock")
+    for args in installs[1:]:
+        assert "--no-deps" in args and "--no-build-isolation" in args, args
+
+
+def test_lock_is_current_with_pyproject() -> None:
+    """CI fails when pyproject's dependency lists changed after the last `make lock` (offline)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from tools.lockstamp import dependency_digest, recorded_digest
+
+    lock_path = ROOT / "requirements.lock"
+    assert recorded_digest(lock_path) == dependency_digest(ROOT / "pyproject.toml"), (
+        "requirements.lock is stale: run `make lock` and commit it"
+    )
+    lock = read(lock_path)
+    pins = {canonicalize_name(m.group(1)): m.group(2)
+            for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", lock, flags=re.MULTILINE)}
+    entries = re.split(r"\n(?=[A-Za-z0-9])", lock.split("\n", 1)[1])
+    for entry in entries:
+        if "==" in entry.split("\n", 1)[0]:
+            assert "--hash=sha256:" in entry, entry.split("\n", 1)[0]
+    pyproject = tomllib.loads(read(ROOT / "pyproject.toml"))
+    for spec in pyproject["project"]["dependencies"] + pyproject["build-system"]["requires"]:
+        req = Requirement(spec)
+        pinned = pins.get(canonicalize_name(req.name))
+        assert pinned is not None and req.specifier.contains(pinned), f"{spec}: lock pins {pinned}"
+    assert "make lock" in lock and "`make lock`" in _ops_doc()
+
+
+def test_image_healthcheck_is_exec_form_on_livez() -> None:
+    """/livez, not the deep check (a DRACOON outage must not mark containers unhealthy); no shell."""
+    from recording_storage.config import HealthConfig
+
+    (health,) = [args for keyword, args in _dockerfile() if keyword == "HEALTHCHECK"]
+    command = json.loads(health.partition(" CMD ")[2])
+    assert isinstance(command, list) and command[0] == "python"
+    script = " ".join(command)
+    assert "/livez" in script and "/healthcheck" not in script and "/readyz" not in script
+    port = HealthConfig().port
+    assert f"'{port}'" in script and f"EXPOSE {port}" in read(ROOT / "Dockerfile")
+    assert "RECORDING_STORAGE__HEALTH__PORT" in script
+
+
+def test_image_carries_oci_labels() -> None:
+    import tomllib
+
+    labels = " ".join(args for keyword, args in _dockerfile() if keyword == "LABEL")
+    found = dict(re.findall(r"(org\.opencontainers\.image\.[a-z.]+)=\"([^\"]*)\"", labels))
+    assert {"title", "description", "licenses", "version", "revision"} <= {
+        k.removeprefix("org.opencontainers.image.") for k in found
+    }
+    license_id = tomllib.loads(read(ROOT / "pyproject.toml"))["project"]["license"]
+    assert found["org.opencontainers.image.licenses"] == license_id
+    assert found["org.opencontainers.image.version"] == "${VERSION}"
+
+
+def test_docs_warn_that_docker_stop_kills_after_10_seconds() -> None:
+    """docker stop's default 10 s is below the drain time; the documented -t covers it."""
+    section = _ops_doc().split("## Container image", 1)[1].split("\n## ", 1)[0]
+    assert "10 s" in section and "docker stop" in section
+    timeout = int(re.search(r"docker stop (?:-t|--time) (\d+)", section).group(1))  # type: ignore[union-attr]
+    defaults = AppConfig()
+    assert timeout >= defaults.queue.wait_seconds + defaults.workers.shutdown_grace + 10
+    assert "docker build" in section and "--build-arg VERSION=" in section

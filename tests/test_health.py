@@ -457,7 +457,8 @@ async def test_unknown_path_is_json_404(http: Http) -> None:
 
 async def test_metrics_endpoint(http: Http, metrics: Metrics) -> None:
     """/metrics serves the registry with its content type, and values move with the calls."""
-    metrics.job_finished("success", 4096, 12.5)
+    metrics.job_finished("success", 12.5)
+    metrics.add_bytes(4096)
     metrics.dracoon_request("PUT", "/api/v4/uploads/tok", 201)
     reply = await http.get("/metrics")
     assert reply.status == 200
@@ -468,9 +469,9 @@ async def test_metrics_endpoint(http: Http, metrics: Metrics) -> None:
         for s in family.samples
     }
     assert values[("recording_storage_jobs_total", (("outcome", "success"),))] == 1
-    assert values[("recording_storage_bytes_transferred_total", ())] == 4096
+    assert values[("recording_storage_transferred_bytes_total", ())] == 4096
     assert values[("recording_storage_dracoon_requests_total", (("method", "PUT"), ("status", "201")))] == 1
-    metrics.job_finished("success", 1, 1.0)
+    metrics.job_finished("success", 1.0)
     again = (await http.get("/metrics")).text
     assert 'recording_storage_jobs_total{outcome="success"} 2.0' in again
 
@@ -496,3 +497,59 @@ def test_add_probe_twice_is_an_error(state: HealthState) -> None:
     state.add_probe(DEP_S3, ERROR_S3, Probe())
     with pytest.raises(ValueError, match="already registered"):
         state.add_probe(DEP_S3, ERROR_S3, Probe())
+
+
+def _refused_port() -> int:
+    """A loopback port nothing listens on (bound, then released): connecting is refused."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+REFUSED = _refused_port()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "stack_overrides",
+    [{
+        # Enough client retries that they outlast the probe timeout: the old probes then
+        # reported "timed out after 5s" instead of the refused connection.
+        "aws": {"max_attempts": 8},
+        "dracoon": {"max_retries": 8},
+        "s3": {"probe_buckets": ["offline-bucket"],
+               "buckets": {"offline-bucket": {"endpoint_url": f"http://127.0.0.1:{REFUSED}"}}},
+    }],
+    ids=["refused"],
+)
+async def test_healthcheck_reports_connection_refused_not_a_timeout(stack: Any) -> None:
+    """The deep check names the real cause at once: the probes make one attempt, no backoff."""
+    import yaml
+
+    from recording_storage import service
+    from recording_storage.health import ERROR_S3, dracoon_dependency
+
+    path = stack.config.resolve(stack.config.instances.file)
+    instances = yaml.safe_load(path.read_text(encoding="utf-8"))
+    (entry,) = instances["instances"].values()
+    offline = json.loads(json.dumps(entry))
+    offline["dracoon"]["base_url"] = f"http://127.0.0.1:{REFUSED}"
+    instances["instances"]["offline.example.com"] = offline
+    path.write_text(yaml.safe_dump(instances), encoding="utf-8")
+
+    async with service.open_runtime(stack.config, with_health=False) as rt:
+        s3 = await rt.health.probe(DEP_S3, cache_seconds=0)
+        dracoon = await rt.health.probe(dracoon_dependency("offline.example.com"), cache_seconds=0)
+        rt.health.worker_started("pool")
+        rt.health.worker_polled("pool")
+        result = await rt.health.healthcheck(cache_seconds=0, stale_after=60)
+    for probe in (s3, dracoon):
+        assert not probe.ok
+        assert "timed out" not in probe.description
+        assert "connect" in probe.description.lower(), probe.description
+    assert str(REFUSED) in dracoon.description or "127.0.0.1" in dracoon.description
+    assert (result.ok, result.error) == (False, ERROR_S3)  # the original's order: S3 before DRACOON
+    assert "timed out" not in (result.description or "")

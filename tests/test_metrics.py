@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import platform
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from recording_storage.metrics import PREFIX, TRANSFER_BUCKETS, Metrics
+from recording_storage import __version__
+from recording_storage.metrics import DLQ_REASONS, PREFIX, RETRY_SYSTEMS, TRANSFER_BUCKETS, Metrics
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -24,15 +27,15 @@ def value(metrics: Metrics, name: str, **labels: str) -> float | None:
 
 
 def test_every_metric_is_prefixed_and_described() -> None:
-    """All families carry the service prefix and a help text, and the expected ones exist."""
+    """All families carry the service prefix (or the process collector's) and a help text."""
     families = list(text_string_to_metric_families(Metrics().render().decode()))
     names = {f.name for f in families}
-    assert all(n.startswith(PREFIX + "_") for n in names)
+    assert all(n.startswith((PREFIX + "_", "process_")) for n in names)
     assert all(f.documentation for f in families)
     expected = {
-        "jobs", "bytes_transferred", "transfer_duration_seconds", "jobs_in_flight", "queue_receive_errors",
+        "jobs", "transferred_bytes", "transfer_duration_seconds", "jobs_in_flight", "queue_receive_errors",
         "dlq_messages", "sharer_keys_served", "sharer_passes", "dracoon_requests", "retries",
-        "unmatched_objects",
+        "unmatched_objects", "build_info",
     }
     assert {f"{PREFIX}_{n}" for n in expected} <= names
 
@@ -40,7 +43,7 @@ def test_every_metric_is_prefixed_and_described() -> None:
 def test_registries_are_independent() -> None:
     """Two instances in one process neither collide nor share values (no global registry)."""
     a, b = Metrics(), Metrics()
-    a.job_finished("success", 10, 1.0)
+    a.job_finished("success", 1.0)
     assert value(a, "jobs_total", outcome="success") == 1
     assert value(b, "jobs_total", outcome="success") == 0
 
@@ -54,17 +57,40 @@ def test_known_outcomes_exist_at_zero() -> None:
         assert value(m, "sharer_passes_total", outcome=outcome) == 0
 
 
-def test_job_finished_counts_outcome_bytes_and_success_duration() -> None:
-    """Bytes count for every outcome; only successes feed the duration histogram."""
+def test_alerted_label_values_exist_at_zero() -> None:
+    """increase(...) > 0 fires for the first dead letter / retry after a start only if the series
+    already existed at 0: every known DLQ reason and retrying system is there from the start."""
     m = Metrics()
-    m.job_finished("success", 1000, 2.0)
-    m.job_finished("success", 500, 4000.0)
-    m.job_finished("transient", 200, 0.01)
+    assert len(DLQ_REASONS) >= 15 and {"source_missing", "unknown_instance", "name_clash"} <= set(DLQ_REASONS)
+    for reason in DLQ_REASONS:
+        assert value(m, "dlq_messages_total", reason=reason) == 0, reason
+    assert set(RETRY_SYSTEMS) == {"dracoon", "s3"}
+    for system in RETRY_SYSTEMS:
+        assert value(m, "retries_total", system=system) == 0, system
+    m.dlq_message("source_missing")
+    assert value(m, "dlq_messages_total", reason="source_missing") == 1
+
+
+def test_build_info_and_process_metrics() -> None:
+    """build_info names the running version; the process collector reports CPU and memory."""
+    m = Metrics()
+    assert value(m, "build_info", version=__version__, python=platform.python_version()) == 1
+    names = {name for name, _ in samples(m)}
+    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_start_time_seconds"):
+        assert name in names
+
+
+def test_job_finished_counts_outcome_and_success_duration() -> None:
+    """Only successes feed the duration histogram; bytes are not counted at the end of a job."""
+    m = Metrics()
+    m.job_finished("success", 2.0)
+    m.job_finished("success", 4000.0)
+    m.job_finished("transient", 0.01)
     m.job_finished("permanent")
     assert value(m, "jobs_total", outcome="success") == 2
     assert value(m, "jobs_total", outcome="transient") == 1
     assert value(m, "jobs_total", outcome="permanent") == 1
-    assert value(m, "bytes_transferred_total") == 1700
+    assert value(m, "transferred_bytes_total") == 0
     assert value(m, "transfer_duration_seconds_count") == 2
     assert value(m, "transfer_duration_seconds_sum") == 4002.0
     assert value(m, "transfer_duration_seconds_bucket", le="2.5") == 1
@@ -84,12 +110,12 @@ def test_job_finished_rejects_unknown_outcome_and_ignores_negative_values() -> N
     m = Metrics()
     with pytest.raises(ValueError, match="unknown job outcome"):
         m.job_finished("exploded")  # type: ignore[arg-type]
-    m.job_finished("success", -5, -1.0)
+    m.job_finished("success", -1.0)
     m.add_bytes(-3)
-    assert value(m, "bytes_transferred_total") == 0
+    assert value(m, "transferred_bytes_total") == 0
     assert value(m, "transfer_duration_seconds_count") == 0
     m.add_bytes(7)
-    assert value(m, "bytes_transferred_total") == 7
+    assert value(m, "transferred_bytes_total") == 7
 
 
 def test_in_flight_gauge_follows_the_with_block_even_on_error() -> None:
@@ -133,8 +159,8 @@ def test_free_form_labels_are_normalised_and_capped() -> None:
     for i in range(100):
         m.dlq_message(f"reason_{i}")
     reasons = {dict(k[1])["reason"] for k in samples(m) if k[0] == f"{PREFIX}_dlq_messages_total"}
-    assert len(reasons) == 33  # 32 distinct values plus "other"
-    assert value(m, "dlq_messages_total", reason="other") == 100 - 31
+    assert len(reasons) == len(DLQ_REASONS) + 33  # the known ones, 32 others, plus "other"
+    assert value(m, "dlq_messages_total", reason="other") == 100 - 32
     m.dlq_message("source_missing")  # a value seen before the cap keeps its own series
     assert value(m, "dlq_messages_total", reason="source_missing") == 3
     fresh = Metrics()

@@ -266,9 +266,83 @@ async def test_metrics_and_health_move_when_jobs_run(stack: Stack) -> None:
         assert rt.health.last_receive_ok is not None
     assert stats.outcomes == {"success": 1}
     assert samples[("recording_storage_jobs_total", (("outcome", "success"),))] == 1
-    assert samples[("recording_storage_bytes_transferred_total", ())] == 12_345
+    assert samples[("recording_storage_transferred_bytes_total", ())] == 12_345
     assert samples[("recording_storage_jobs_in_flight", ())] == 0
     dracoon = sum(v for (name, _), v in samples.items() if name == "recording_storage_dracoon_requests_total")
     assert dracoon >= 4  # token, key pair, rooms, channel, chunk, complete, keys...
     assert glitch.fired == 1  # retried inside the client, so the job still succeeded at once
     assert samples[("recording_storage_retries_total", (("system", "dracoon"),))] == 1
+
+
+@pytest.mark.parametrize("stack_overrides", [{"workers": {"shutdown_grace": 0}}], ids=["no-grace"])
+async def test_bytes_count_while_they_move_and_stay_counted_when_cancelled(stack: Stack) -> None:
+    """A long transfer moves the byte counter before it ends; a cancelled job keeps what it moved.
+
+    The second upload chunk is held at DRACOON, so the job is parked mid-transfer: the counter
+    must already show the chunks read and handed to the upload, then survive the cancellation.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from recording_storage import service
+    from tests.fixtures.procs import wait_until
+
+    def sample(rt: service.Runtime, name: str, **labels: str) -> float:
+        for family in text_string_to_metric_families(rt.metrics.render().decode()):
+            for s in family.samples:
+                if s.name == name and s.labels == labels:
+                    return s.value
+        raise AssertionError(f"{name}{labels} not exposed")
+
+    data = blob(1024 * 1024)
+    await stack.put("met/long.mp4", data)
+    await stack.send(job_message(stack.bucket, ["met/long.mp4"]))
+    held = stack.dracoon.emulator.faults.add(
+        method="POST", path=r"^/api/v4/uploads/", latency_ms=120_000, after=1, count=1
+    )
+    async with service.open_runtime(stack.config, with_health=False) as rt:
+        stop = asyncio.Event()
+        serving = asyncio.create_task(service._serve(rt, stop, drain=False, max_messages=None))
+        try:
+            await wait_until(lambda: held.fired == 1, what="the second upload chunk held at DRACOON")
+            await wait_until(lambda: sample(rt, "recording_storage_transferred_bytes_total") > 0,
+                             what="bytes counted mid-job")
+            moving = sample(rt, "recording_storage_transferred_bytes_total")
+            assert 0 < moving < len(data)
+            assert sample(rt, "recording_storage_jobs_in_flight") == 1
+        finally:
+            stop.set()
+            stats = await serving
+        assert stats.outcomes == {"cancelled": 1}
+        assert sample(rt, "recording_storage_jobs_total", outcome="cancelled") == 1
+        assert sample(rt, "recording_storage_transferred_bytes_total") >= moving
+
+
+async def test_job_lines_say_what_started_and_how_it_ended(stack: Stack) -> None:
+    """job_started names the keys; job_finished carries error_code, the S3 keys and the node ids
+    of the files in DRACOON; service_starting names the version."""
+    import structlog
+
+    from recording_storage import __version__
+
+    await stack.put("log/a.mp4", blob(3_000))
+    await stack.send(job_message(stack.bucket, ["log/a.mp4"]))
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines:
+        stats = await stack.drain()
+    assert stats.outcomes == {"success": 1}
+    (starting,) = [e for e in lines if e["event"] == "service_starting"]
+    assert starting["version"] == __version__
+    (started,) = [e for e in lines if e["event"] == "job_started"]
+    assert started["s3_keys"] == ["log/a.mp4"] and started["bucket"] == stack.bucket
+    (finished,) = [e for e in lines if e["event"] == "job_finished"]
+    (stored,) = stack.files("Calls")
+    assert finished["outcome"] == "success" and finished["error_code"] is None
+    assert finished["s3_keys"] == ["log/a.mp4"] and finished["node_ids"] == [stored.id]
+    assert finished["message_id"] == started["message_id"]
+
+    await stack.send(job_message(stack.bucket, ["log/never-there.mp4"]))
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines:
+        stats = await stack.drain()
+    assert stats.outcomes == {"permanent": 1}
+    (finished,) = [e for e in lines if e["event"] == "job_finished"]
+    assert (finished["outcome"], finished["error_code"]) == ("permanent", "source_missing")
+    assert finished["s3_keys"] == ["log/never-there.mp4"] and finished["node_ids"] == []

@@ -90,7 +90,7 @@ class FakeMetrics:
         finally:
             self.in_flight -= 1
 
-    def job_finished(self, outcome: str, bytes_transferred: int = 0, seconds: float | None = None) -> None:
+    def job_finished(self, outcome: str, seconds: float | None = None) -> None:
         self.finished.append(outcome)
 
     def queue_receive_error(self) -> None: ...

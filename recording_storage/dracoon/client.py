@@ -18,7 +18,7 @@ from yarl import URL
 from ..config import DracoonConfig
 from ..instances import DracoonAccount
 from .auth import Credentials, TokenManager
-from .http import HttpCore, check_base_url, make_ssl
+from .http import HttpCore, Retry, check_base_url, make_ssl
 from .keys import KeyOps
 from .models import SystemInfo, UserAccount, bad_response
 from .nodes import NodeOps
@@ -118,9 +118,14 @@ class DracoonClient(NodeOps, KeyOps):
             await self._session.close()
         self._session = self._core = None
 
-    async def ping_authenticated(self) -> UserAccount:
-        """Log in if needed and read the account: proves URL, credentials and client are right."""
-        return UserAccount.from_json(await self._get("/user/account", "/user/account"))
+    async def ping_authenticated(self, *, retry: bool = True) -> UserAccount:
+        """Log in if needed and read the account: proves URL, credentials and client are right.
+
+        ``retry=False`` (health probes) makes one attempt, so the caller sees the real cause
+        (connection refused, 503) at once instead of running out its own timeout in backoff.
+        """
+        reply = await self.http.request("GET", "/user/account", retry=Retry.ALWAYS if retry else Retry.NEVER)
+        return UserAccount.from_json(reply.json("GET /user/account"))
 
     async def system_info(self) -> SystemInfo:
         """Public system info (cached for the client's life: it decides the upload variant)."""

@@ -1,0 +1,1 @@
+"""Maintainer tools run by make targets (not part of the installed package)."""
