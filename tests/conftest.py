@@ -32,8 +32,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
     tally = contract.TALLY
     terminalreporter.write_line(
-        f"DRACOON emulator response contract: {tally.checked} responses validated, "
-        f"{len(tally.violations)} violations"
+        f"DRACOON emulator response contract: {tally.checked} responses validated "
+        f"({len(tally.operations)} operation/status pairs), {len(tally.violations)} violations"
     )
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -78,6 +79,8 @@ class Tally:
 
     checked: int = 0
     violations: list[Violation] = field(default_factory=list)
+    # "METHOD /path/{} status" -> answers checked, to see which of the description is exercised
+    operations: Counter[str] = field(default_factory=Counter)
 
 
 # Every contract-checking emulator in this process adds to this (the test suite reads it).
@@ -140,6 +143,7 @@ class ResponseContract:
         problems = self._problems(method, template[len(API_PREFIX) :], statuses, status, body)
         for tally in self._tallies:
             tally.checked += 1
+            tally.operations[f"{method} {template} {status}"] += 1
             tally.violations.extend(Violation(method, path, status, problem) for problem in problems)
         for problem in problems:
             violation = Violation(method, path, status, problem)
