@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
         print(f"error: cannot load seed file {args.seed}: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # the response contract without its validator installed
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(_serve(emulator, fixture, args.host, args.port))
     except OSError as exc:

@@ -6,7 +6,11 @@ The schemas come from ``recording_storage/data/dracoon_request_schemas.json`` (e
 ``$ref``. Objects are closed: an unknown field is a 400. That is deliberately stricter than a
 default Spring/Jackson server, which may ignore unknown fields, because a misspelt field name is
 exactly the client bug the tests should catch. ``null`` is accepted for optional fields (Jackson
-maps it to "absent") and rejected for required ones, as DRACOON does.
+maps it to "absent") and rejected for required ones, as DRACOON does. Requests keep this small
+validator while answers use ``openapi-schema-validator`` (``contract.py``): a client under test
+must get the error code DRACOON gives for each kind of mistake (-80001, -80002, -80007, -40756,
+...), which a generic validator does not know, and the walk stops at the first problem as the
+server does.
 
 Date-times are lenient where DRACOON is: a time without a UTC offset (``2026-12-06T10:00:00``,
 as widely used clients send for ``timestampCreation``) is accepted and taken as UTC. What is not
