@@ -132,5 +132,7 @@ async def test_a_bad_seed_is_a_clear_error(tmp_path: Path, content: str, expecte
     assert proc.stdout is not None
     output = (await asyncio.wait_for(proc.stdout.read(), 60)).decode()
     assert await proc.wait() == 2
-    assert output.startswith(f"error: cannot load seed file {seed}: ") and expected in output, output
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: cannot load seed file {seed}: "), output
+    assert expected in output
     assert "Traceback" not in output

@@ -78,7 +78,20 @@ async def _serve(emulator: DracoonEmulator, fixture: Mapping[str, Any], host: st
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        return _run(args)
+    except KeyboardInterrupt:  # Ctrl-C before the server's own handler is in place (while seeding)
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
         fixture = load_fixture(args.seed) if args.seed is not None else {}
+        generated = sum(
+            1 for u in fixture.get("users") or [] if isinstance(u, Mapping) and "encryption_password" in u
+        )
+        if generated:  # RSA generation and the clients' PBKDF2 cost take seconds per pair
+            print(f"generating {generated} key pair(s) ...", flush=True)
         overrides = {"response_contract": True} if args.response_contract else {}
         config = EmulatorConfig.from_dict({**(fixture.get("config") or {}), **overrides})
         emulator = DracoonEmulator.from_fixture(fixture, config)
