@@ -141,12 +141,12 @@ class ResponseContract:
         if statuses is None:
             return  # not in the description (OAuth); see the module docstring
         problems = self._problems(method, template[len(API_PREFIX) :], statuses, status, body)
+        violations = [Violation(method, path, status, problem) for problem in problems]
         for tally in self._tallies:
             tally.checked += 1
             tally.operations[f"{method} {template} {status}"] += 1
-            tally.violations.extend(Violation(method, path, status, problem) for problem in problems)
-        for problem in problems:
-            violation = Violation(method, path, status, problem)
+            tally.violations.extend(violations)
+        for violation in violations:
             log.warning("emulator_response_contract_violation", violation=str(violation))
 
     @staticmethod
@@ -183,6 +183,9 @@ async def contract_middleware(request: web.Request, handler: Any) -> web.StreamR
     if isinstance(response, web.Response) and response.content_type == "application/json":
         raw = response.body
         if isinstance(raw, bytes | bytearray) and raw:
-            body = json.loads(raw)
+            try:
+                body = json.loads(raw)
+            except ValueError:  # a JSON string fails every object schema, so it is reported
+                body = f"not JSON: {raw[:80]!r}"
     contract.check(request.method, resource.canonical, request.path, response.status, body)
     return response
