@@ -36,8 +36,8 @@ _INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 _ENUM_CODES = {"classification": -40756, "newGroupMemberAcceptance": -80025, "resolutionStrategy": -50503}
 INVALID_JSON = -80013
 MANDATORY = -80000
-# ISO 8601 extended date and time; seconds, fraction and offset optional.
 _OFFSET = re.compile(r"[+-]\d{2}:\d{2}$")
+# ISO 8601 extended date and time; seconds, fraction and offset optional.
 _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2})?")
 
 
