@@ -1,4 +1,10 @@
-"""Shared test set-up. Fixtures live in tests/fixtures/<system>.py, one module per system."""
+"""Shared test set-up. Fixtures live in tests/fixtures/<system>.py, one module per system.
+
+Every DRACOON emulator the suite starts (fixtures, the local stack, subprocesses) checks its
+answers against DRACOON's description (``recording_storage/emulator/contract.py``): the
+environment switch is set before any test runs, a violation fails the test that caused it (at
+teardown, listing them), and the session ends with the number of answers validated.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from _pytest.terminal import TerminalReporter
+
+from recording_storage.emulator import contract
 
 pytest_plugins = [
     "tests.fixtures.keys",
@@ -14,6 +23,30 @@ pytest_plugins = [
     "tests.fixtures.dracoon",
     "tests.fixtures.service",
 ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ[contract.CONTRACT_ENV] = "1"
+
+
+def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
+    tally = contract.TALLY
+    terminalreporter.write_line(
+        f"DRACOON emulator response contract: {tally.checked} responses validated "
+        f"({len(tally.operations)} operation/status pairs), {len(tally.violations)} violations"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _emulator_response_contract() -> Iterator[None]:
+    """Fail the test whose emulator answered outside DRACOON's description."""
+    before = len(contract.TALLY.violations)
+    yield
+    new = contract.TALLY.violations[before:]
+    if new:
+        listing = "\n".join(f"  {v}" for v in new[:20])
+        more = f"\n  ... and {len(new) - 20} more" if len(new) > 20 else ""
+        pytest.fail(f"{len(new)} emulator response(s) break DRACOON's description:\n{listing}{more}")
 
 
 @pytest.fixture(autouse=True)

@@ -190,4 +190,4 @@ async def test_unknown_route_is_json_error(
     api = EmulatorApi(session, dracoon_emulator.base_url)
     token = await api.login(dracoon_emulator.service_user.login, dracoon_emulator.service_user.password)
     status, body = await api.call("GET", "/api/v4/no/such/thing", token=token)
-    assert status == 404 and body["code"] == 404 and "errorCode" in body
+    assert status == 404 and body["code"] == 404 and "debugInfo" in body and "errorCode" not in body

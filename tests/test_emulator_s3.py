@@ -172,7 +172,6 @@ async def test_entity_too_small_and_name_clash_show_in_status(
         "code": 409,
         "message": "Conflict",
         "debugInfo": "File cannot be overwritten",
-        "errorCode": None,
     }
 
 

@@ -171,7 +171,7 @@ async def test_resolution_strategies(dracoon_emulator: DracoonEnv, dracoon_api: 
         return await dracoon_api.call("PUT", channel["uploadUrl"], json=complete)
 
     status, body = await upload("call.MP4", b"new", resolutionStrategy="fail")
-    assert status == 409 and body["errorCode"] is None
+    assert status == 409 and "errorCode" not in body  # DRACOON leaves it out, never null
     status, node = await upload("call.mp4", b"new", resolutionStrategy="autorename")
     assert (status, node["name"]) == (201, "call (1).mp4")
     status, node = await upload("call.mp4", b"new2")  # autorename is the default
@@ -230,7 +230,7 @@ async def test_channel_permissions(dracoon_emulator: DracoonEnv, dracoon_api: Em
         status, body = await dracoon_api.call(
             "POST", "/api/v4/nodes/files/uploads", token, json={"parentId": env.parent_room_id, "name": "f"}
         )
-        assert (status, body["errorCode"]) == (403, code)
+        assert (status, body.get("errorCode")) == (403, code)
 
 
 async def test_cancel(dracoon_emulator: DracoonEnv, dracoon_api: EmulatorApi) -> None:

@@ -33,6 +33,7 @@ async def test_local_stack_writes_a_config_the_service_accepts(tmp_path: Path) -
         assert config.aws.endpoint_url == stack.aws_endpoint
         assert (tmp_path / "conf" / "topics.yml").read_text().count("http://127.0.0.1") == 2
         assert stack.dracoon_url in (tmp_path / "conf" / "instances.yml").read_text()
+        assert stack.emulator.contract is not None  # the suite checks the local stack's answers too
 
 
 async def test_demo_moves_one_recording_end_to_end(

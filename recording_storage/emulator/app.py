@@ -1,7 +1,8 @@
 """The emulator server: the aiohttp application, :class:`DracoonEmulator` and :func:`run_emulator`.
 
 Middlewares, outermost first: fault injection (so faults hit before auth, like a flaky network or
-proxy would), the error envelope (every failure becomes DRACOON's ``ErrorResponse``), the Bearer
+proxy would), the response contract (when on: every answer checked against the description, see
+``contract.py``), the error envelope (every failure becomes DRACOON's ``ErrorResponse``), the Bearer
 check. The access log is off: upload/download tokens sit in URL paths and S3 signatures in query
 strings, and both are credentials.
 """
@@ -19,6 +20,7 @@ from aiohttp import web
 from . import auth, control, downloads, keys, nodes, s3, system, uploads
 from .config import EmulatorConfig
 from .context import CTX, Context
+from .contract import CONTRACT_KEY, ResponseContract, contract_middleware
 from .errors import ApiError
 from .faults import FAULTS_KEY, FaultInjector, fault_middleware
 from .fixture import Seeded, seed
@@ -46,14 +48,22 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return ApiError(500, "System Error", None).response()
 
 
-def build_app(state: EmulatorState, config: EmulatorConfig, faults: FaultInjector) -> web.Application:
-    """The aiohttp application serving one tenant."""
-    app = web.Application(
-        middlewares=[fault_middleware(auth.expire_caller_token), error_middleware, auth.bearer_middleware],
-        client_max_size=MAX_REQUEST_SIZE,
-    )
+def build_app(
+    state: EmulatorState,
+    config: EmulatorConfig,
+    faults: FaultInjector,
+    contract: ResponseContract | None = None,
+) -> web.Application:
+    """The aiohttp application serving one tenant; ``contract`` (if given) checks every answer."""
+    middlewares: list[Any] = [fault_middleware(auth.expire_caller_token)]
+    if contract is not None:
+        middlewares.append(contract_middleware)
+    middlewares += [error_middleware, auth.bearer_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_REQUEST_SIZE)
     app[CTX] = Context(state, config, faults)
     app[FAULTS_KEY] = faults
+    if contract is not None:
+        app[CONTRACT_KEY] = contract
     for module in (auth, system, nodes, uploads, s3, keys, downloads):
         app.add_routes(module.routes())
     if config.control_api:
@@ -72,6 +82,7 @@ class DracoonEmulator:
         self.config = config or EmulatorConfig()
         self.state = state or EmulatorState()
         self.faults = FaultInjector(self.config.faults, seed=self.config.fault_seed)
+        self.contract = ResponseContract() if self.config.response_contract else None
         self.seeded = Seeded()
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
@@ -95,7 +106,7 @@ class DracoonEmulator:
         return self._base_url
 
     def make_app(self) -> web.Application:
-        return build_app(self.state, self.config, self.faults)
+        return build_app(self.state, self.config, self.faults, self.contract)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on ``host:port`` (0 = any free port); returns the base URL."""

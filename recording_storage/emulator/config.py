@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from .contract import enabled_by_environment
 from .faults import FaultRule
 
 MIB = 1024 * 1024
@@ -29,6 +30,9 @@ class EmulatorConfig:
     it under SSE-KMS or SSE-C (and some S3-compatible stores do): clients must carry ETags, never
     recompute them. ``"opaque"`` also spares the emulator hashing each part, which matters where
     it shares a small machine with the client it is measuring (see bench/pipeline_bench.py).
+    ``response_contract`` checks every answer against DRACOON's description (``contract.py``); it
+    costs a schema validation per answer, so it defaults to off unless the environment variable
+    ``DRACOON_EMULATOR_RESPONSE_CONTRACT=1`` is set (the test suite sets it).
     """
 
     clients: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CLIENTS), repr=False)
@@ -49,6 +53,7 @@ class EmulatorConfig:
     control_api: bool = True
     discard_content: bool = False
     s3_part_etags: str = "md5"
+    response_contract: bool = field(default_factory=enabled_by_environment)
 
     def __post_init__(self) -> None:
         if self.s3_part_etags not in S3_PART_ETAGS:

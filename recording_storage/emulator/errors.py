@@ -1,8 +1,9 @@
 """DRACOON's error envelope, so every emulated failure looks like the real server's.
 
 All API errors use the ``ErrorResponse`` schema ``{"code", "message", "debugInfo", "errorCode"}``;
-``errorCode`` is JSON ``null`` where DRACOON sends none (409 name clashes, plain 403s). Handlers
-raise :class:`ApiError`; one middleware turns it into the response.
+``errorCode`` is left out where DRACOON sends none (409 name clashes, plain 403s): the description
+does not allow ``null`` there. Handlers raise :class:`ApiError`; one middleware turns it into the
+response.
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ def error_body(status: int, debug_info: str, error_code: int | None) -> dict[str
         message = HTTPStatus(status).phrase
     except ValueError:
         message = "Error"
-    return {"code": status, "message": message, "debugInfo": debug_info, "errorCode": error_code}
+    body: dict[str, Any] = {"code": status, "message": message, "debugInfo": debug_info}
+    if error_code is not None:
+        body["errorCode"] = error_code
+    return body
 
 
 def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

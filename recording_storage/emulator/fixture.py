@@ -6,6 +6,8 @@ Format (every key but names, logins and passwords optional)::
     users:
       - {login: svc, password: pw, room_manager: true, id: 7,
          key_pair: {privateKeyContainer: {...}, publicKeyContainer: {...}}}   # or key_pairs: [...]
+      - {login: alice, password: pw2, encryption_password: secret,   # a key pair generated here,
+         key_pair_version: RSA-4096}                                  # "A" (RSA-2048) or RSA-4096
     rooms:
       - name: Recordings
         id: 1001
@@ -58,11 +60,9 @@ def demo_fixture(
     here (the emulator itself never needs private keys); ``kdf_iterations`` lowers the PBKDF2 cost
     for quick demos (default: the crypto module's, i.e. what real clients write).
     """
-    from recording_storage.crypto import KeyPairVersion, generate_key_pair  # only the demo needs crypto
 
     def pair(secret: str) -> dict[str, Any]:
-        extra = {} if kdf_iterations is None else {"iterations": kdf_iterations}
-        return dict(generate_key_pair(KeyPairVersion(version), secret, **extra).to_json())
+        return generated_key_pair(version, secret, kdf_iterations)
 
     users: list[dict[str, Any]] = [
         {"login": login, "password": password, "key_pair": pair(encryption_password)}
@@ -77,6 +77,18 @@ def demo_fixture(
         "members": {member: "read" for member in members or {}},
     }
     return {"users": users, "rooms": [room]}
+
+
+def generated_key_pair(
+    version: str, encryption_password: str, kdf_iterations: int | None = None
+) -> dict[str, Any]:
+    """A new ``UserKeyPairContainer`` as a client would upload it (private key encrypted with the
+    password; ``kdf_iterations`` defaults to what real clients write)."""
+    # Only seeding generates keys; the server itself never needs crypto, so it is loaded here.
+    from recording_storage.crypto import KeyPairVersion, generate_key_pair
+
+    extra = {} if kdf_iterations is None else {"iterations": kdf_iterations}
+    return dict(generate_key_pair(KeyPairVersion(version), encryption_password, **extra).to_json())
 
 
 def load_fixture(path: str | Path) -> dict[str, Any]:
@@ -94,6 +106,8 @@ def seed(state: EmulatorState, fixture: Mapping[str, Any]) -> Seeded:
         raise ValueError(f"unknown fixture key(s): {sorted(unknown)}")
     result = Seeded()
     for spec in fixture.get("users") or []:
+        if not isinstance(spec, Mapping) or "login" not in spec or "password" not in spec:
+            raise ValueError("every user needs a login and a password")
         _only(
             spec,
             {
@@ -103,16 +117,24 @@ def seed(state: EmulatorState, fixture: Mapping[str, Any]) -> Seeded:
                 "room_manager",
                 "key_pair",
                 "key_pairs",
+                "encryption_password",
+                "key_pair_version",
                 "first_name",
                 "last_name",
                 "email",
             },
             "user",
         )
+        key_pair = spec.get("key_pair")
+        if spec.get("encryption_password") is not None:
+            if key_pair is not None:
+                raise ValueError(f"user {spec['login']!r}: give key_pair or encryption_password, not both")
+            version = str(spec.get("key_pair_version", "RSA-4096"))
+            key_pair = generated_key_pair(version, str(spec["encryption_password"]))
         user = state.add_user(
             str(spec["login"]),
             str(spec["password"]),
-            spec.get("key_pair"),
+            key_pair,
             key_pairs=spec.get("key_pairs") or (),
             first_name=spec.get("first_name"),
             last_name=spec.get("last_name", "Emulated"),

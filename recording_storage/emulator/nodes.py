@@ -24,7 +24,7 @@ from .errors import (
 from .listing import collect, page, page_range, parse_filter, sort_nodes
 from .model import Node, User
 from .names import check_name, fold
-from .openapi import read_json
+from .openapi import normalize_datetime, read_json
 from .render import node_json
 from .state import EmulatorState
 
@@ -137,8 +137,8 @@ async def create_room(request: web.Request) -> web.Response:
         created_by=user.id,
     )
     room.notes = body.get("notes")
-    room.timestamp_creation = body.get("timestampCreation")
-    room.timestamp_modification = body.get("timestampModification")
+    room.timestamp_creation = normalize_datetime(body.get("timestampCreation"))
+    room.timestamp_modification = normalize_datetime(body.get("timestampModification"))
     room.recycle_bin_retention = body.get("recycleBinRetentionPeriod") or 0
     room.has_activities_log = body.get("hasActivitiesLog", True) is not False
     return json_response(node_json(state, room, user.id), status=201)
@@ -159,8 +159,8 @@ async def create_folder(request: web.Request) -> web.Response:
         raise name_exists()
     folder = state.add_folder(body["name"], parent.id, created_by=user.id)
     folder.notes = body.get("notes")
-    folder.timestamp_creation = body.get("timestampCreation")
-    folder.timestamp_modification = body.get("timestampModification")
+    folder.timestamp_creation = normalize_datetime(body.get("timestampCreation"))
+    folder.timestamp_modification = normalize_datetime(body.get("timestampModification"))
     return json_response(node_json(state, folder, user.id), status=201)
 
 

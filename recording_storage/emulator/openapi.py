@@ -6,13 +6,23 @@ The schemas come from ``recording_storage/data/dracoon_request_schemas.json`` (e
 ``$ref``. Objects are closed: an unknown field is a 400. That is deliberately stricter than a
 default Spring/Jackson server, which may ignore unknown fields, because a misspelt field name is
 exactly the client bug the tests should catch. ``null`` is accepted for optional fields (Jackson
-maps it to "absent") and rejected for required ones, as DRACOON does.
+maps it to "absent") and rejected for required ones, as DRACOON does. Requests keep this small
+validator while answers use ``openapi-schema-validator`` (``contract.py``): a client under test
+must get the error code DRACOON gives for each kind of mistake (-80001, -80002, -80007, -40756,
+...), which a generic validator does not know, and the walk stops at the first problem as the
+server does.
+
+Date-times are lenient where DRACOON is: a time without a UTC offset (``2026-12-06T10:00:00``,
+as widely used clients send for ``timestampCreation``) is accepted and taken as UTC. What is not
+an ISO 8601 date and time (a date alone, a space instead of ``T``, a basic-format or impossible
+date, trailing text) stays a 400 ``-80013``.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -26,6 +36,9 @@ _INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 _ENUM_CODES = {"classification": -40756, "newGroupMemberAcceptance": -80025, "resolutionStrategy": -50503}
 INVALID_JSON = -80013
 MANDATORY = -80000
+_OFFSET = re.compile(r"[+-]\d{2}:\d{2}$")
+# ISO 8601 extended date and time; seconds, fraction and offset optional.
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2})?")
 
 
 @cache
@@ -136,9 +149,19 @@ def _check_string(schema: dict[str, Any], value: Any, path: str) -> None:
 
 
 def parse_datetime(text: str) -> datetime | None:
-    """ISO 8601 / RFC 3339 with a zone ('Z' or offset); None if unparseable or naive."""
+    """ISO 8601 date and time, aware (no offset = UTC, see the module docstring); None if invalid."""
+    if _DATE_TIME.fullmatch(text) is None:
+        return None
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo is not None else None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def normalize_datetime(text: str | None) -> str | None:
+    """A validated request date-time to store and echo: as sent, with ``Z`` added when it had no
+    offset (it was taken as UTC), so answers always carry a valid RFC 3339 date-time."""
+    if text is None or text[-1] in "Zz" or _OFFSET.search(text):
+        return text
+    return f"{text}Z"

@@ -48,7 +48,6 @@ def node_json(
         "id": node.id,
         "type": node.type,
         "name": node.name,
-        "parentId": node.parent_id,
         "parentPath": state.parent_path(node),
         "createdAt": iso(node.created_at),
         "createdBy": user_info(state, node.created_by),
@@ -66,18 +65,21 @@ def node_json(
         "cntUploadShares": 0,
         "isFavorite": False,
     }
+    # The description allows no null: DRACOON leaves absent values out (top-level rooms have no
+    # parent, files no expiry unless set, a file whose content was discarded unhashed no hash).
+    if node.parent_id is not None:
+        out["parentId"] = node.parent_id
     if node.type == "file":
         ext = split_extension(node.name)[1]
         out.update(
             {
                 "size": node.size,
-                "hash": node.hash,
                 "classification": node.classification,
-                "expireAt": node.expire_at,
                 "fileType": ext[1:].lower(),
                 "mediaType": mimetypes.guess_type(node.name)[0] or "application/octet-stream",
             }
         )
+        out.update({k: v for k, v in (("hash", node.hash), ("expireAt", node.expire_at)) if v is not None})
     else:
         kids = state.children(node.id)
         out.update(
@@ -128,9 +130,10 @@ def _encryption_info(state: EmulatorState, node: Node, user_id: int) -> dict[str
 
 
 def key_pair_json(user: User, version: str) -> dict[str, Any]:
-    """A stored ``UserKeyPairContainer`` (copied so callers cannot mutate the store)."""
+    """A stored ``UserKeyPairContainer`` (copied so callers cannot mutate the store).
+
+    ``privateKeyContainer.expireAt`` is ``writeOnly`` in the description: stored, never returned.
+    """
     pair = user.key_pairs[version]
-    return {
-        "privateKeyContainer": dict(pair["privateKeyContainer"]),
-        "publicKeyContainer": dict(pair["publicKeyContainer"]),
-    }
+    private = {k: v for k, v in pair["privateKeyContainer"].items() if k != "expireAt"}
+    return {"privateKeyContainer": private, "publicKeyContainer": dict(pair["publicKeyContainer"])}

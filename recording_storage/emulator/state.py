@@ -16,6 +16,7 @@ Decisions where DRACOON's documentation is silent (**[inferred]**):
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -45,6 +46,7 @@ class EmulatorState:
 
     def __init__(self) -> None:
         self.clock = Clock()
+        self.tenant_uuid = str(uuid.uuid4())
         self.users: dict[int, User] = {}
         self.nodes: dict[int, Node] = {}
         # parent id -> child id -> node; nodes never move, so this index only changes on create/delete
@@ -102,7 +104,6 @@ class EmulatorState:
             "privateKeyContainer": {
                 "createdAt": now,
                 "createdBy": user_id,
-                "expireAt": None,
                 **key_pair["privateKeyContainer"],
             },
             "publicKeyContainer": {"createdAt": now, "createdBy": user_id, **key_pair["publicKeyContainer"]},

@@ -1,4 +1,10 @@
-"""Account, ping and the configuration reads a client uses to pick its upload path and key version."""
+"""Account, ping and the configuration reads a client makes when it connects.
+
+Besides what our client reads (upload path, key pair version), a general-purpose client's default
+connect also reads the Active Directory and OpenID Connect login options, the system defaults and
+the infrastructure properties; the emulated tenant has no AD or OIDC provider, no default
+expirations, no SMS or media server, and is not DRACOON Cloud.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +43,6 @@ async def user_account(request: web.Request) -> web.Response:
             "needsToAcceptEULA": False,
             "needsToChangePassword": False,
             "isEncryptionEnabled": bool(user.key_pairs),
-            "homeRoomId": None,
             "userGroups": [],
         }
     )
@@ -63,6 +68,45 @@ async def system_info(request: web.Request) -> web.Response:
     )
 
 
+async def active_directories(request: web.Request) -> web.Response:
+    """``GET /api/v4/public/system/info/auth/ad`` (no auth): the login options; none configured."""
+    return json_response({"items": []})
+
+
+async def openid_providers(request: web.Request) -> web.Response:
+    """``GET /api/v4/public/system/info/auth/openid`` (no auth): none configured."""
+    return json_response({"items": []})
+
+
+async def system_defaults(request: web.Request) -> web.Response:
+    """``GET /api/v4/config/info/defaults``; an expiration period of 0 days means none."""
+    return json_response(
+        {
+            "languageDefault": "en-US",
+            "downloadShareDefaultExpirationPeriod": 0,
+            "uploadShareDefaultExpirationPeriod": 0,
+            "fileDefaultExpirationPeriod": 0,
+            "nonmemberViewerDefault": False,
+            "hideLoginInputFields": False,
+        }
+    )
+
+
+async def infrastructure(request: web.Request) -> web.Response:
+    """``GET /api/v4/config/info/infrastructure``."""
+    c = ctx(request)
+    return json_response(
+        {
+            "smsConfigEnabled": False,
+            "mediaServerConfigEnabled": False,
+            "s3DefaultRegion": "eu-central-1",
+            "s3EnforceDirectUpload": c.config.s3_enforce_direct_upload,
+            "isDracoonCloud": False,
+            "tenantUuid": c.state.tenant_uuid,
+        }
+    )
+
+
 async def general_info(request: web.Request) -> web.Response:
     """``GET /api/v4/config/info/general``."""
     cfg = ctx(request).config
@@ -76,7 +120,6 @@ async def general_info(request: web.Request) -> web.Response:
             "useS3Storage": cfg.use_s3_storage,
             "s3TagsEnabled": False,
             "homeRoomsActive": False,
-            "homeRoomParentId": None,
         }
     )
 
@@ -112,6 +155,10 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/v4/user/account", user_account, allow_head=False),
         web.get("/api/v4/user/ping", ping, allow_head=False),
         web.get("/api/v4/public/system/info", system_info, allow_head=False),
+        web.get("/api/v4/public/system/info/auth/ad", active_directories, allow_head=False),
+        web.get("/api/v4/public/system/info/auth/openid", openid_providers, allow_head=False),
         web.get("/api/v4/config/info/general", general_info, allow_head=False),
+        web.get("/api/v4/config/info/defaults", system_defaults, allow_head=False),
+        web.get("/api/v4/config/info/infrastructure", infrastructure, allow_head=False),
         web.get("/api/v4/config/info/policies/algorithms", algorithms, allow_head=False),
     ]

@@ -32,7 +32,7 @@ from .files import check_quota, plan_completion, store_file
 from .model import GCM_MAX_PLAINTEXT, UploadChannel
 from .names import check_name
 from .nodes import MAX_NOTES
-from .openapi import parse_datetime, read_json
+from .openapi import normalize_datetime, parse_datetime, read_json
 from .render import node_json
 
 _CONTENT_RANGE = re.compile(r"^bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)$")
@@ -78,8 +78,8 @@ async def create_channel(request: web.Request) -> web.Response:
         expire_at=expire_at,
         notes=notes,
         direct_s3=direct,
-        timestamp_creation=body.get("timestampCreation"),
-        timestamp_modification=body.get("timestampModification"),
+        timestamp_creation=normalize_datetime(body.get("timestampCreation")),
+        timestamp_modification=normalize_datetime(body.get("timestampModification")),
     )
     c.state.uploads[channel.id] = channel
     c.state.upload_tokens[channel.token] = channel.id
@@ -103,7 +103,7 @@ def _expiration(now: float, expiration: dict[str, object] | None) -> str | None:
     assert moment is not None  # the schema validated the format
     if moment.timestamp() <= now:
         raise bad_request(-80006, "Expiration date is in the past")
-    return text
+    return normalize_datetime(text)
 
 
 def channel_by_token(request: web.Request) -> UploadChannel:
