@@ -1,15 +1,18 @@
 """The S3 source: HEAD to pin a version, ranged GETs to stream it, conditional delete.
 
-Every read after the HEAD carries ``If-Match`` with the pinned ETag, so an object overwritten
-mid-transfer fails loudly (``SourceChanged``) instead of producing a file spliced from two
-versions. Ranges run ahead of the consumer in a bounded window: download overlaps encryption
-and upload while memory stays at about ``chunk_size x (parallel_ranges + 1)`` per object.
+Every read after the HEAD carries ``If-Match`` with the pinned ETag, and every answer is checked
+against the pin itself (ETag, version id, ``Content-Range`` total), since not every S3-compatible
+store honours the header: an object overwritten mid-transfer fails loudly (``SourceChanged``)
+instead of producing a file spliced from two versions. Ranges run ahead of the consumer in a
+bounded window: download overlaps encryption and upload while memory stays at about
+``chunk_size x (parallel_ranges + 1)`` per object.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -75,6 +78,80 @@ def _ranges(size: int, chunk: int) -> Iterator[tuple[int, int]]:
     return ((start, min(start + chunk, size) - 1) for start in range(0, size, chunk))
 
 
+_CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+def _check_pin(info: ObjectInfo, resp: Mapping[str, Any], first: int, last: int, what: str) -> None:
+    """Prove a ranged GET answer belongs to the pinned version and is the range asked for.
+
+    Raises SourceChanged when the ETag, the version id (when pinned) or the object size in
+    ``Content-Range`` differ from what HEAD pinned: the bytes are from another version, and
+    splicing them into the file would store a mix of two recordings. An answer without
+    ``Content-Range`` is left to the length check (a store that ignores Range).
+    """
+    etag = resp.get("ETag")
+    if etag is not None and str(etag) != info.etag:
+        raise SourceChanged(f"{what}: the store answered with ETag {etag}, not the pinned {info.etag}")
+    version = resp.get("VersionId")
+    if info.pinned_version and version is not None and version != info.pinned_version:
+        raise SourceChanged(f"{what}: the store answered with version {version}, not the pinned "
+                            f"{info.pinned_version}")
+    content_range = resp.get("ContentRange")
+    if content_range is None:
+        return
+    match = _CONTENT_RANGE_RE.fullmatch(str(content_range).strip())
+    if match is None:
+        raise SourceChanged(f"{what}: unreadable Content-Range {content_range!r}")
+    start, end, total = match.groups()
+    if total != str(info.size):
+        raise SourceChanged(f"{what}: the object is now {total} bytes, not the pinned {info.size}")
+    if (int(start), int(end)) != (first, last):
+        raise PermanentError(f"{what}: the store answered bytes {start}-{end}; it does not honour Range "
+                             "requests", code="range_not_honoured")
+
+
+class _ConditionalDeleteRefused(Exception):
+    """The store does not implement DeleteObject with If-Match (internal to ``S3Source.delete``)."""
+
+
+def _refuses_condition(exc: BaseException) -> bool:
+    """A store's way of saying it does not implement a conditional request.
+
+    AWS answered 501 ``NotImplemented`` to DeleteObject with If-Match on general purpose buckets
+    before 2024; other stores answer 400 with an error naming the header.
+    """
+    if not isinstance(exc, ClientError):
+        return False
+    codes, status = error_codes(exc)
+    if status == 501 or "NotImplemented" in codes:
+        return True
+    if status != 400:
+        return False
+    err: Mapping[str, Any] = (getattr(exc, "response", None) or {}).get("Error") or {}
+    named = " ".join(str(err.get(field) or "") for field in ("Message", "ArgumentName", "Header"))
+    return "if-match" in named.lower()
+
+
+def _error_summary(exc: BaseException) -> str:
+    codes, status = error_codes(exc) if isinstance(exc, ClientError) else (frozenset(), 0)
+    return f"{', '.join(sorted(codes)) or type(exc).__name__}, HTTP {status}"
+
+
+def _log_deleted(info: ObjectInfo, check: str) -> None:
+    """``delete_check`` says what proved the deleted object was the transferred version."""
+    log.info("s3_deleted", bucket=info.bucket, key=info.key, etag=info.etag,
+             version_id=info.pinned_version, delete_check=check)
+
+
+def _required_refused(bucket: str) -> PermanentError:
+    return PermanentError(
+        f"the store of bucket {bucket} refuses conditional deletes (DeleteObject with If-Match) and "
+        "s3.conditional_delete is 'required': the source is kept. Enable versioning on the bucket, or "
+        "set conditional_delete to 'auto' to accept a HEAD-compare-DELETE",
+        code="conditional_delete_unsupported",
+    )
+
+
 class S3Source(ClientOwner):
     """Reads (and finally removes) recordings from S3; one aiobotocore client per instance.
 
@@ -103,6 +180,8 @@ class S3Source(ClientOwner):
         self._max_connections = max_connections or max(10, 4 * s3.parallel_ranges)
         self._bucket_clients: dict[str, Any] = {}
         self._bucket_lock = asyncio.Lock()
+        # Buckets whose store answered a DELETE with If-Match by refusing it (learned once).
+        self._refuses_conditional_delete: set[str] = set()
 
     async def __aenter__(self) -> S3Source:
         kwargs = client_kwargs(self._aws)  # validates endpoint and credentials before any I/O
@@ -227,6 +306,9 @@ class S3Source(ClientOwner):
             s3_client = await self._client_for(info.bucket)
             resp = await s3_client.get_object(**params)
             async with resp["Body"] as body:
+                # Checked before a byte is used: a store that ignores If-Match answers with
+                # whatever the key holds now, and only the answer's own headers can tell.
+                _check_pin(info, resp, first, last, what)
                 length = resp.get("ContentLength")
                 if length is not None and int(length) != expected:
                     # A store that ignores Range answers 200 with the whole object.
@@ -251,31 +333,96 @@ class S3Source(ClientOwner):
                         view[got : got + len(piece)] = piece
                         got += len(piece)
         except AWS_ERRORS as exc:
-            raise translate_error(exc, what=what, resource="object") from exc
+            error = translate_error(exc, what=what, resource="object")
+            if error.code == "invalid_range":
+                # Every range lies inside the size HEAD pinned: only a shorter object since then
+                # (on a store that ignored If-Match) makes one unsatisfiable. A retry succeeds.
+                raise SourceChanged(f"{what}: range not satisfiable; the object shrank since it was "
+                                    "pinned") from exc
+            raise error from exc
         if got != expected:
             raise TransientError(f"{what}: short read, {got} of {expected} bytes", code="short_read")
         return data
 
-    async def delete(self, info: ObjectInfo) -> None:
-        """Delete the object only if it still has the pinned ETag; already gone counts as done.
+    def settings(self, bucket: str) -> S3Config:
+        """The S3 settings that apply to ``bucket`` (its own entry in ``s3.buckets``, else global)."""
+        return (bucket_settings(self._aws, self._cfg, bucket) or (self._aws, self._cfg))[1]
 
-        ``If-Match`` makes the delete conditional on the server (S3 since 2024, moto 5.x): an
-        object replaced after our HEAD raises SourceChanged and survives. S3-compatible stores
-        that ignore the header delete unconditionally. On a versioned bucket no VersionId is
-        sent, so S3 adds a delete marker and the bucket's lifecycle rules decide what remains.
+    def check_deletable(self, bucket: str) -> None:
+        """Raise before any work when ``bucket``'s sources could not be deleted as configured.
+
+        Only a bucket with ``conditional_delete: required`` whose store already refused a
+        conditional DELETE fails here: uploading its recordings again would only add files
+        whose sources must stay.
+        """
+        refused = bucket in self._refuses_conditional_delete
+        if refused and self.settings(bucket).conditional_delete == "required":
+            raise _required_refused(bucket)
+
+    async def delete(self, info: ObjectInfo) -> None:
+        """Delete exactly the version that was transferred; already gone counts as done.
+
+        A versioned bucket deletes the pinned VersionId: a newer version can never be hit, and
+        no delete marker hides the key. Otherwise the object is HEADed right before the delete
+        and its ETag compared (this catches stores that ignore ``If-Match``), then deleted with
+        ``If-Match`` (closing the window between the two on stores that honour it). A store
+        that refuses the conditional DELETE is noticed once per bucket and, unless
+        ``conditional_delete`` is ``required``, deleted with HEAD-compare-DELETE from then on.
+        A replaced object raises SourceChanged and survives.
         """
         what = f"S3 DeleteObject {info.bucket}/{info.key}"
+        if info.pinned_version:
+            if await self._delete_call(info, what, VersionId=info.pinned_version):
+                _log_deleted(info, "version")
+            return
+        try:
+            current = await self.head(info.bucket, info.key)
+        except SourceMissing:
+            log.info("s3_delete_already_gone", bucket=info.bucket, key=info.key)
+            return
+        if current.etag != info.etag:
+            raise SourceChanged(f"{what}: the key now holds ETag {current.etag}, not the transferred "
+                                f"{info.etag}")
+        mode = self.settings(info.bucket).conditional_delete
+        if mode != "off" and info.bucket not in self._refuses_conditional_delete:
+            try:
+                deleted = await self._delete_call(info, what, IfMatch=info.etag)
+            except _ConditionalDeleteRefused as refused:
+                self._refuses_conditional_delete.add(info.bucket)
+                if mode == "required":
+                    raise _required_refused(info.bucket) from refused.__cause__
+                log.warning(
+                    "s3_conditional_delete_unsupported", bucket=info.bucket, error=str(refused),
+                    race_window="between the HEAD that compares the ETag and the DELETE: a version "
+                    "written in that round trip would be deleted without being transferred",
+                    setting="s3.conditional_delete: required keeps sources instead; enable "
+                    "versioning on the bucket to close the window",
+                )
+                await self.delete(info)  # HEAD again: the refused attempt widened the window
+                return
+            if deleted:
+                _log_deleted(info, "if-match")
+            return
+        if await self._delete_call(info, what):
+            _log_deleted(info, "etag-compare")
+
+    async def _delete_call(self, info: ObjectInfo, what: str, **conditions: str) -> bool:
+        """One DeleteObject; False when the object (or its bucket) was already gone."""
         try:
             s3_client = await self._client_for(info.bucket)
-            await s3_client.delete_object(Bucket=info.bucket, Key=info.key, IfMatch=info.etag)
+            await s3_client.delete_object(Bucket=info.bucket, Key=info.key, **conditions)
         except AWS_ERRORS as exc:
+            if "IfMatch" in conditions and _refuses_condition(exc):
+                raise _ConditionalDeleteRefused(
+                    f"{what}: the store refuses DeleteObject with If-Match ({_error_summary(exc)})"
+                ) from exc
             error = translate_error(exc, what=what, resource="object")
             if isinstance(error, SourceMissing) or error.code == "no_such_bucket":
                 # A redelivered job whose delete already happened: the goal is met.
                 log.info("s3_delete_already_gone", bucket=info.bucket, key=info.key)
-                return
+                return False
             raise error from exc
-        log.info("s3_deleted", bucket=info.bucket, key=info.key, etag=info.etag)
+        return True
 
     async def put(
         self, bucket: str, key: str, body: bytes, content_type: str | None = None
