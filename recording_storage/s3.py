@@ -388,16 +388,19 @@ class S3Source(ClientOwner):
             try:
                 deleted = await self._delete_call(info, what, IfMatch=info.etag)
             except _ConditionalDeleteRefused as refused:
+                # Concurrent jobs may learn it together; the warning is given once.
+                first = info.bucket not in self._refuses_conditional_delete
                 self._refuses_conditional_delete.add(info.bucket)
                 if mode == "required":
                     raise _required_refused(info.bucket) from refused.__cause__
-                log.warning(
-                    "s3_conditional_delete_unsupported", bucket=info.bucket, error=str(refused),
-                    race_window="between the HEAD that compares the ETag and the DELETE: a version "
-                    "written in that round trip would be deleted without being transferred",
-                    setting="s3.conditional_delete: required keeps sources instead; enable "
-                    "versioning on the bucket to close the window",
-                )
+                if first:
+                    log.warning(
+                        "s3_conditional_delete_unsupported", bucket=info.bucket, error=str(refused),
+                        race_window="between the HEAD that compares the ETag and the DELETE: a version "
+                        "written in that round trip would be deleted without being transferred",
+                        setting="s3.conditional_delete: required keeps sources instead; enable "
+                        "versioning on the bucket to close the window",
+                    )
                 await self.delete(info)  # HEAD again: the refused attempt widened the window
                 return
             if deleted:
