@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import structlog
@@ -34,6 +34,7 @@ from .aws import (
     error_codes,
     make_client_config,
     make_session,
+    scrub,
     translate_error,
 )
 from .config import AwsConfig, S3Config
@@ -42,7 +43,9 @@ from .errors import PermanentError, TransientError
 if TYPE_CHECKING:
     from .config import AppConfig
 
-__all__ = ["ObjectInfo", "S3Source", "SourceChanged", "SourceMissing", "configured_buckets"]
+__all__ = [
+    "ObjectInfo", "S3Source", "SourceChanged", "SourceMissing", "StoreCapabilities", "configured_buckets",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -71,6 +74,32 @@ class ObjectInfo:
     def pinned_version(self) -> str | None:
         """The version id worth sending: ``"null"`` (unversioned) pins nothing the ETag doesn't."""
         return self.version_id if self.version_id and self.version_id != "null" else None
+
+
+@dataclass(frozen=True)
+class StoreCapabilities:
+    """What one bucket's store honours, proven with real requests on a probe object.
+
+    ``conditional_delete`` is ``honoured`` (a stale If-Match is refused with 412), ``refused``
+    (the store rejects the header: 501 or 400), or ``ignored`` (the probe object was deleted
+    despite a stale If-Match). ``checksums`` names the checksum fields HEAD returns with
+    checksum mode enabled; ``leftover`` says what the probe could not remove.
+    """
+
+    key: str
+    honours_range: bool
+    range_detail: str
+    honours_if_match_get: bool
+    conditional_delete: Literal["honoured", "refused", "ignored"]
+    delete_detail: str
+    versioning: str
+    checksums: tuple[str, ...]
+    leftover: str | None = None
+
+
+# Never a real ETag (MD5 hex of some content is possible, but this one names itself).
+_STALE_ETAG = '"00000000000000000000000000000000"'
+_PROBE_BODY = bytes(range(64))
 
 
 def _ranges(size: int, chunk: int) -> Iterator[tuple[int, int]]:
@@ -426,6 +455,109 @@ class S3Source(ClientOwner):
                 return False
             raise error from exc
         return True
+
+    async def head_checksums(self, bucket: str, key: str) -> tuple[str, ...]:
+        """The checksum algorithms HEAD reports for ``key`` with checksum mode enabled."""
+        try:
+            s3_client = await self._client_for(bucket)
+            resp = await s3_client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        except AWS_ERRORS as exc:
+            raise translate_error(exc, what=f"S3 HeadObject {bucket}/{key}", resource="object") from exc
+        return tuple(sorted(name.removeprefix("Checksum") for name, value in resp.items()
+                            if name.startswith("Checksum") and name != "ChecksumType" and value))
+
+    async def probe_store(self, bucket: str, key: str) -> StoreCapabilities:
+        """Write ``key``, prove what the store honours on it, and remove every version written.
+
+        For ``recording-storage check --write-probe``: a store's documentation is not proof,
+        and the service's safety on each store depends on exactly these answers.
+        """
+        s3_client = await self._client_for(bucket)
+        written: list[str] = []  # version ids (objects and delete markers) to remove at the end
+        what = f"S3 probe {bucket}/{key}"
+        try:
+            try:
+                put = await s3_client.put_object(Bucket=bucket, Key=key, Body=_PROBE_BODY)
+                if put.get("VersionId"):
+                    written.append(str(put["VersionId"]))
+                etag = str(put["ETag"])
+                honours_range, range_detail = await self._probe_range(s3_client, bucket, key)
+                honours_get = await self._probe_refuses(
+                    s3_client.get_object(Bucket=bucket, Key=key, IfMatch=_STALE_ETAG))
+                checksums = await self.head_checksums(bucket, key)
+                status = (await s3_client.get_bucket_versioning(Bucket=bucket)).get("Status") or "Disabled"
+                delete, delete_detail = await self._probe_delete(s3_client, bucket, key, etag, written)
+            except AWS_ERRORS as exc:
+                raise translate_error(exc, what=what, resource="bucket") from exc
+        finally:
+            leftover = await self._remove_probe(s3_client, bucket, key, written)
+        return StoreCapabilities(key, honours_range, range_detail, honours_get, delete, delete_detail,
+                                 status, checksums, leftover)
+
+    @staticmethod
+    async def _probe_range(s3_client: Any, bucket: str, key: str) -> tuple[bool, str]:
+        resp = await s3_client.get_object(Bucket=bucket, Key=key, Range="bytes=5-14")
+        async with resp["Body"] as body:
+            data = await body.read()
+        content_range = resp.get("ContentRange")
+        ok = data == _PROBE_BODY[5:15] and content_range == f"bytes 5-14/{len(_PROBE_BODY)}"
+        size = len(_PROBE_BODY)
+        return ok, f"asked for bytes 5-14 of {size}, got {len(data)} bytes, Content-Range {content_range}"
+
+    @staticmethod
+    async def _probe_refuses(request: Any) -> bool:
+        """True when the store answers a request with a stale If-Match by 412."""
+        try:
+            resp = await request
+        except ClientError as exc:
+            codes, status = error_codes(exc)
+            if status == 412 or "PreconditionFailed" in codes:
+                return True
+            raise
+        body = resp.get("Body")
+        if body is not None:
+            async with body:
+                await body.read()
+        return False
+
+    @staticmethod
+    async def _probe_delete(
+        s3_client: Any, bucket: str, key: str, etag: str, written: list[str]
+    ) -> tuple[Literal["honoured", "refused", "ignored"], str]:
+        try:
+            resp = await s3_client.delete_object(Bucket=bucket, Key=key, IfMatch=_STALE_ETAG)
+        except ClientError as exc:
+            if _refuses_condition(exc):
+                return "refused", f"DELETE with If-Match is refused ({_error_summary(exc)})"
+            codes, status = error_codes(exc)
+            if status != 412 and "PreconditionFailed" not in codes:
+                raise
+        else:
+            if resp.get("VersionId"):
+                written.append(str(resp["VersionId"]))
+            return "ignored", "a DELETE with a stale If-Match deleted the object"
+        # The stale ETag was refused; the right one must delete (or the store refuses it after all).
+        try:
+            resp = await s3_client.delete_object(Bucket=bucket, Key=key, IfMatch=etag)
+        except ClientError as exc:
+            if _refuses_condition(exc):
+                return "refused", f"DELETE with If-Match is refused ({_error_summary(exc)})"
+            raise
+        if resp.get("VersionId"):
+            written.append(str(resp["VersionId"]))
+        return "honoured", "a stale If-Match is refused with 412, the pinned one deletes"
+
+    @staticmethod
+    async def _remove_probe(s3_client: Any, bucket: str, key: str, written: list[str]) -> str | None:
+        """Delete every version the probe wrote (or the key); a description of what is left."""
+        try:
+            if not written:
+                await s3_client.delete_object(Bucket=bucket, Key=key)
+            for version in written:
+                await s3_client.delete_object(Bucket=bucket, Key=key, VersionId=version)
+        except AWS_ERRORS as exc:
+            return f"could not remove {bucket}/{key} ({scrub(str(exc), 200)}); delete it by hand"
+        return None
 
     async def put(
         self, bucket: str, key: str, body: bytes, content_type: str | None = None

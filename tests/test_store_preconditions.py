@@ -12,6 +12,7 @@ ranges" means the same thing on every run.
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 import structlog
 
+from recording_storage.checks import PROBE_PREFIX, run_checks
 from recording_storage.config import BucketSourceConfig
 from recording_storage.s3 import S3Source
 from tests.fixtures.awsproxy import AwsCall, AwsFaultProxy, StoreBehaviour, running_proxy
@@ -327,3 +329,52 @@ async def test_shrunk_object_is_never_a_permanent_invalid_range(stack: Stack, pr
     assert await dead_letters(stack) == []
     assert landed(stack) == NEW["shrunk"]
 
+
+
+@pytest.mark.parametrize(
+    ("store", "versioned", "mode", "expected"),
+    [
+        ("aws", False, "auto",
+         {"if-match get": ("PASS", "honoured"), "if-match delete": ("PASS", "honoured")}),
+        ("ignores-if-match", False, "auto",
+         {"if-match get": ("PASS", "ignored"), "if-match delete": ("PASS", "ignored")}),
+        ("ignores-if-match", False, "required", {"if-match delete": ("FAIL", "ignored")}),
+        ("refuses-conditional-delete", False, "auto", {"if-match delete": ("PASS", "refused")}),
+        ("refuses-conditional-delete", False, "required", {"if-match delete": ("FAIL", "refused")}),
+        ("refuses-conditional-delete", True, "required",
+         {"if-match delete": ("PASS", "refused"), "versioning": ("PASS", "enabled")}),
+    ],
+    ids=["aws", "ignores", "ignores-required", "refuses", "refuses-required", "refuses-versioned-required"],
+)
+async def test_check_write_probe_reports_each_capability(
+    stack: Stack, proxy: AwsFaultProxy, store: str, versioned: bool, mode: str,
+    expected: dict[str, tuple[str, str]],
+) -> None:
+    """``check --write-probe`` proves per bucket, on an object it writes and removes, what the store
+    honours: one line per capability; ``required`` fails a bucket whose store cannot delete
+    conditionally (unless versioning makes the condition unnecessary)."""
+    if versioned:
+        await enable_versioning(stack)
+    proxy.store = STORES[store]
+    svc = with_section(proxied(stack, proxy), "s3", probe_buckets=(stack.bucket,), conditional_delete=mode)
+
+    out = io.StringIO()
+    code = await run_checks(svc.config, write_probe=True, out=out)
+
+    lines = {}
+    for line in out.getvalue().splitlines():
+        status, _, rest = line.partition(" ")
+        name, _, detail = rest.partition(": ")
+        lines[name] = (status, detail)
+    prefix = f"s3 {stack.bucket}"
+    assert lines[f"{prefix} write probe"][0] == "PASS", lines
+    assert lines[f"{prefix} range"][0] == "PASS" and "honoured" in lines[f"{prefix} range"][1]
+    assert lines[f"{prefix} checksums"] == ("PASS", "HEAD with checksum mode returns CRC32")
+    for name, (status, starts) in expected.items():
+        got = lines[f"{prefix} {name}"]
+        assert got[0] == status and got[1].startswith(starts), (name, got)
+    assert (code == 1) == any(status == "FAIL" for status, _ in expected.values())
+    assert [c for c in proxy.calls if PROBE_PREFIX in c.path and c.op == "s3:PutObject"]
+    async with S3Source(stack.config.aws, stack.config.s3) as s3:
+        resp = await s3._client.list_object_versions(Bucket=stack.bucket, Prefix=PROBE_PREFIX)
+    assert not resp.get("Versions") and not resp.get("DeleteMarkers"), "the probe left something behind"
