@@ -749,7 +749,8 @@ def test_keda_scales_the_deployment_on_its_queue(deployed: tuple[AppConfig, dict
 
 # AWS calls made only by tooling (local stack, tests) or only when a feature is configured.
 TOOLING_CALLS = {"create_bucket", "create_queue", "put_object"}
-OPTIONAL_CALLS = {"head_bucket": "s3:ListBucket"}  # s3.probe_buckets; documented as an add-on
+# s3.probe_buckets; check --write-probe (an operator identity): documented as add-ons
+OPTIONAL_CALLS = {"head_bucket": "s3:ListBucket", "get_bucket_versioning": "s3:GetBucketVersioning"}
 CALL_ACTIONS = {"head_object": "s3:GetObject"}
 
 
