@@ -200,7 +200,8 @@ class Transferer:
             except SourceMissing as exc:
                 # Our own delete ran but the ack did not (crash, failed DeleteMessage): only the
                 # targets can tell that redelivery from a job whose source never existed.
-                await self._gone(job, key, client, rooms, report, exc)
+                await self._gone(job, key, client, rooms, exc)
+                report.already_present += len(rooms)
         pairs = list(zip(rooms, targets, strict=True))
         sources: list[ObjectInfo] = []
         for info in pinned:
@@ -222,7 +223,6 @@ class Transferer:
         key: str,
         client: DracoonClient,
         rooms: Sequence[Node],
-        report: TransferReport,
         missing: SourceMissing,
     ) -> None:
         """A source that is not there (at the start or since mid-transfer): done if every target
@@ -231,7 +231,6 @@ class Transferer:
         if not await self._landed_earlier(job, key, client, rooms):
             raise missing
         log.info("source_gone_already_transferred", s3_key=key)
-        report.already_present += len(rooms)
 
     async def _landed_earlier(
         self, job: TransferJob, key: str, client: DracoonClient, rooms: Sequence[Node]
@@ -287,8 +286,8 @@ class Transferer:
             try:
                 nodes = await self._stream_with_restarts(info, client, keys, plans, notes, marker, report)
             except SourceMissing as exc:
-                report.already_present -= len(done)
-                await self._gone(job, info.key, client, [room for room, _ in rooms], report, exc)
+                await self._gone(job, info.key, client, [room for room, _ in rooms], exc)
+                report.already_present += len(plans)
                 return False
             done.extend(nodes)
             report.uploaded += len(nodes)
