@@ -15,7 +15,7 @@ import dataclasses
 import io
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import structlog
@@ -238,12 +238,14 @@ async def test_versioned_bucket_reads_the_pinned_version_whatever_happens(
     assert len(deletes) == 1 and "versionId=" in deletes[0].query
 
 
+@pytest.mark.parametrize("status", [501, 400])
 async def test_refused_conditional_delete_is_learned_once_per_bucket(
-    stack: Stack, proxy: AwsFaultProxy
+    stack: Stack, proxy: AwsFaultProxy, status: Literal[501, 400]
 ) -> None:
-    """501 to DELETE with If-Match: one warning naming the race window, and from then on the
-    bucket is deleted with HEAD-compare-DELETE (the second job sends no conditional DELETE)."""
-    proxy.store = STORES["refuses-conditional-delete"]
+    """501, or 400 naming the header, to DELETE with If-Match: one warning naming the race window,
+    and from then on the bucket is deleted with HEAD-compare-DELETE (the second job sends no
+    conditional DELETE)."""
+    proxy.store = dataclasses.replace(STORES["refuses-conditional-delete"], refusal_status=status)
     svc = proxied(stack, proxy)
     svc = with_section(svc, "workers", count=1)  # jobs in turn: the first learns, the second knows
     for key, seed in (("a/one.mp4", 3), ("a/two.mp4", 4)):
