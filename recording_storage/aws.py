@@ -219,9 +219,9 @@ def bucket_settings(aws: AwsConfig, s3: S3Config, bucket: str) -> tuple[AwsConfi
     """The settings of ``bucket``'s own client, or ``None`` when it uses the default client.
 
     A bucket entry in ``s3.buckets`` overrides only what it sets: endpoint, region, addressing
-    style, checksums, plain-http permission and credentials. Its own key pair replaces the
-    global one (session token included); without one the global keys, else the AWS default
-    chain, apply. Values were validated when the configuration loaded.
+    style, checksums, plain-http permission, conditional deletes and credentials. Its own key
+    pair replaces the global one (session token included); without one the global keys, else the
+    AWS default chain, apply. Values were validated when the configuration loaded.
     """
     src = s3.buckets.get(bucket)
     if src is None:
@@ -240,6 +240,7 @@ def bucket_settings(aws: AwsConfig, s3: S3Config, bucket: str) -> tuple[AwsConfi
         ("addressing_style", src.addressing_style),
         ("request_checksum_calculation", src.request_checksum_calculation),
         ("response_checksum_validation", src.response_checksum_validation),
+        ("conditional_delete", src.conditional_delete),
     ) if value is not None}
     return aws.model_copy(update=aws_update), s3.model_copy(update=s3_update)
 

@@ -5,8 +5,9 @@ cannot read, a DRACOON password that changed, an encryption password that does n
 key pair, a parent room that is not encrypted. Each of these would otherwise surface as a
 dead-lettered job hours later. Like Kazoo's storage-plan validation, every check does the real
 thing once (GetQueueAttributes, HeadBucket, login, key pair unlock, room lookup and, on request,
-an encrypted upload read back and deleted) and prints one line: ``PASS name: detail``,
-``FAIL name: reason`` or ``SKIP name: why``. Lines never carry secrets.
+an encrypted upload read back and deleted, and per bucket a probe object that proves what the
+store honours: Range, If-Match on GET and DELETE, versioning, checksums) and prints one line:
+``PASS name: detail``, ``FAIL name: reason`` or ``SKIP name: why``. Lines never carry secrets.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from .errors import ConfigError, CryptoError, PermanentError, RecordingStorageEr
 from .instances import DracoonAccount, InstanceProvider, open_instance_provider
 from .logs import redact_text, register_secrets
 from .pool import preferred_key_pair
-from .s3 import S3Source
+from .s3 import S3Source, StoreCapabilities, configured_buckets
 from .sqs import JobQueue
 
 __all__ = ["DEFAULT_TIMEOUT", "CheckResult", "run_checks"]
@@ -127,6 +128,8 @@ async def run_checks(
     run.emit("PASS", "config", f"valid (relative paths from {config.base_dir})")
     await _check_sqs(run, config)
     await _check_s3(run, config)
+    if write_probe:
+        await _probe_stores(run, config)
     async with AsyncExitStack() as stack:
         opened: list[tuple[InstanceProvider, list[str]]] = []
 
@@ -239,6 +242,79 @@ async def _check_s3(run: _Run, config: AppConfig) -> None:
     for bucket in buckets:
         await run.check(f"s3 {bucket}", functools.partial(head, bucket),
                         hint="check the bucket name, aws.region and s3:ListBucket/GetObject permissions")
+
+
+CAPABILITIES = ("range", "if-match get", "if-match delete", "versioning", "checksums")
+
+
+async def _probe_stores(run: _Run, config: AppConfig) -> None:
+    """``--write-probe``: per configured bucket, prove with a probe object what its store honours."""
+    try:
+        buckets = configured_buckets(config)
+    except ConfigError as exc:
+        run.emit("FAIL", "s3 write probe", "; ".join(str(p) for p in exc.problems))
+        return
+    if not buckets:
+        run.emit("SKIP", "s3 write probe", "no buckets configured (s3.probe_buckets, s3.buckets or the "
+                 "routing rules name them)")
+        return
+    for bucket in buckets:
+        found: list[tuple[StoreCapabilities, str]] = []
+        await run.check(f"s3 {bucket} write probe", functools.partial(_probe_store, config, bucket, found),
+                        hint="the probe needs s3:PutObject, GetObject, DeleteObject, GetBucketVersioning "
+                        "(and DeleteObjectVersion on a versioned bucket)")
+        if not found:
+            for name in CAPABILITIES:
+                run.emit("SKIP", f"s3 {bucket} {name}", "needs a working write probe")
+            continue
+        caps, mode = found[0]
+        for name, (status, detail) in zip(CAPABILITIES, _capability_lines(caps, mode), strict=True):
+            run.emit(status, f"s3 {bucket} {name}", detail)
+
+
+async def _probe_store(config: AppConfig, bucket: str, found: list[tuple[StoreCapabilities, str]]) -> str:
+    async with S3Source(config.aws, config.s3) as s3:
+        caps = await s3.probe_store(bucket, f"{PROBE_PREFIX}{secrets.token_hex(6)}")
+        found.append((caps, s3.settings(bucket).conditional_delete))
+    if caps.leftover:
+        raise PermanentError(caps.leftover, code="probe_not_deleted")
+    return f"wrote {caps.key!r}, probed it and removed it"
+
+
+def _capability_lines(caps: StoreCapabilities, mode: str) -> list[tuple[Status, str]]:
+    """One (status, detail) per entry of CAPABILITIES: what the store does, what the service does."""
+    versioned = caps.versioning == "Enabled"
+    return [
+        ("PASS", f"honoured ({caps.range_detail})") if caps.honours_range else
+        ("FAIL", f"not honoured ({caps.range_detail}); transfers fail as range_not_honoured"),
+        ("PASS", "honoured (a stale ETag is refused with 412)") if caps.honours_if_match_get else
+        ("PASS", "ignored; the service checks each answer's ETag, version id and Content-Range against "
+                 "the pinned version itself"),
+        _delete_line(caps, mode, versioned),
+        ("PASS", "enabled; deletes remove exactly the transferred version id") if versioned else
+        ("PASS", f"{caps.versioning.lower()}; deletes HEAD and compare the ETag first"),
+        _checksum_line(caps),
+    ]
+
+
+def _delete_line(caps: StoreCapabilities, mode: str, versioned: bool) -> tuple[Status, str]:
+    detail = f"{caps.conditional_delete} ({caps.delete_detail})"
+    if versioned:
+        return "PASS", f"{detail}; not needed, deletes name the version id"
+    if caps.conditional_delete == "honoured":
+        return "PASS", detail + ("; not used (s3.conditional_delete: off)" if mode == "off" else "")
+    if mode == "required":
+        return "FAIL", (f"{detail}; s3.conditional_delete is 'required', so this bucket's sources would be "
+                        "kept: enable versioning on the bucket, or set conditional_delete to 'auto'")
+    return "PASS", (f"{detail}; deletes use HEAD-compare-DELETE: a version written between that HEAD and "
+                    "the DELETE would be deleted untransferred (enable versioning to close the window)")
+
+
+def _checksum_line(caps: StoreCapabilities) -> tuple[Status, str]:
+    """What HEAD with checksum mode returns (the checksums a transfer could be verified with)."""
+    if caps.checksums:
+        return "PASS", f"HEAD with checksum mode returns {', '.join(caps.checksums)}"
+    return "PASS", "HEAD with checksum mode returns none"
 
 
 # -- DRACOON ------------------------------------------------------------------------------------

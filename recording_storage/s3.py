@@ -1,21 +1,24 @@
 """The S3 source: HEAD to pin a version, ranged GETs to stream it, conditional delete.
 
-Every read after the HEAD carries ``If-Match`` with the pinned ETag, so an object overwritten
-mid-transfer fails loudly (``SourceChanged``) instead of producing a file spliced from two
-versions. Ranges run ahead of the consumer in a bounded window: download overlaps encryption
-and upload while memory stays at about ``chunk_size x (parallel_ranges + 1)`` per object.
+Every read after the HEAD carries ``If-Match`` with the pinned ETag, and every answer is checked
+against the pin itself (ETag, version id, ``Content-Range`` total), since not every S3-compatible
+store honours the header: an object overwritten mid-transfer fails loudly (``SourceChanged``)
+instead of producing a file spliced from two versions. Ranges run ahead of the consumer in a
+bounded window: download overlaps encryption and upload while memory stays at about
+``chunk_size x (parallel_ranges + 1)`` per object.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import structlog
@@ -31,6 +34,7 @@ from .aws import (
     error_codes,
     make_client_config,
     make_session,
+    scrub,
     translate_error,
 )
 from .config import AwsConfig, S3Config
@@ -39,7 +43,9 @@ from .errors import PermanentError, TransientError
 if TYPE_CHECKING:
     from .config import AppConfig
 
-__all__ = ["ObjectInfo", "S3Source", "SourceChanged", "SourceMissing", "configured_buckets"]
+__all__ = [
+    "ObjectInfo", "S3Source", "SourceChanged", "SourceMissing", "StoreCapabilities", "configured_buckets",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -70,9 +76,109 @@ class ObjectInfo:
         return self.version_id if self.version_id and self.version_id != "null" else None
 
 
+@dataclass(frozen=True)
+class StoreCapabilities:
+    """What one bucket's store honours, proven with real requests on a probe object.
+
+    ``conditional_delete`` is ``honoured`` (a stale If-Match is refused with 412), ``refused``
+    (the store rejects the header: 501 or 400), or ``ignored`` (the probe object was deleted
+    despite a stale If-Match). ``checksums`` names the checksum fields HEAD returns with
+    checksum mode enabled; ``leftover`` says what the probe could not remove.
+    """
+
+    key: str
+    honours_range: bool
+    range_detail: str
+    honours_if_match_get: bool
+    conditional_delete: Literal["honoured", "refused", "ignored"]
+    delete_detail: str
+    versioning: str
+    checksums: tuple[str, ...]
+    leftover: str | None = None
+
+
+# Never a real ETag (MD5 hex of some content is possible, but this one names itself).
+_STALE_ETAG = '"00000000000000000000000000000000"'
+_PROBE_BODY = bytes(range(64))
+
+
 def _ranges(size: int, chunk: int) -> Iterator[tuple[int, int]]:
     """Inclusive ``(first, last)`` byte pairs covering ``size`` bytes in ``chunk``-sized steps."""
     return ((start, min(start + chunk, size) - 1) for start in range(0, size, chunk))
+
+
+_CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+def _check_pin(info: ObjectInfo, resp: Mapping[str, Any], first: int, last: int, what: str) -> None:
+    """Prove a ranged GET answer belongs to the pinned version and is the range asked for.
+
+    Raises SourceChanged when the ETag, the version id (when pinned) or the object size in
+    ``Content-Range`` differ from what HEAD pinned: the bytes are from another version, and
+    splicing them into the file would store a mix of two recordings. An answer without
+    ``Content-Range`` is left to the length check (a store that ignores Range).
+    """
+    etag = resp.get("ETag")
+    if etag is not None and str(etag) != info.etag:
+        raise SourceChanged(f"{what}: the store answered with ETag {etag}, not the pinned {info.etag}")
+    version = resp.get("VersionId")
+    if info.pinned_version and version is not None and version != info.pinned_version:
+        raise SourceChanged(f"{what}: the store answered with version {version}, not the pinned "
+                            f"{info.pinned_version}")
+    content_range = resp.get("ContentRange")
+    if content_range is None:
+        return
+    match = _CONTENT_RANGE_RE.fullmatch(str(content_range).strip())
+    if match is None:
+        raise SourceChanged(f"{what}: unreadable Content-Range {content_range!r}")
+    start, end, total = match.groups()
+    if total != str(info.size):
+        raise SourceChanged(f"{what}: the object is now {total} bytes, not the pinned {info.size}")
+    if (int(start), int(end)) != (first, last):
+        raise PermanentError(f"{what}: the store answered bytes {start}-{end}; it does not honour Range "
+                             "requests", code="range_not_honoured")
+
+
+class _ConditionalDeleteRefused(Exception):
+    """The store does not implement DeleteObject with If-Match (internal to ``S3Source.delete``)."""
+
+
+def _refuses_condition(exc: BaseException) -> bool:
+    """A store's way of saying it does not implement a conditional request.
+
+    AWS answered 501 ``NotImplemented`` to DeleteObject with If-Match on general purpose buckets
+    before 2024; other stores answer 400 with an error naming the header.
+    """
+    if not isinstance(exc, ClientError):
+        return False
+    codes, status = error_codes(exc)
+    if status == 501 or "NotImplemented" in codes:
+        return True
+    if status != 400:
+        return False
+    err: Mapping[str, Any] = (getattr(exc, "response", None) or {}).get("Error") or {}
+    named = " ".join(str(err.get(field) or "") for field in ("Message", "ArgumentName", "Header"))
+    return "if-match" in named.lower()
+
+
+def _error_summary(exc: BaseException) -> str:
+    codes, status = error_codes(exc) if isinstance(exc, ClientError) else (frozenset(), 0)
+    return f"{', '.join(sorted(codes)) or type(exc).__name__}, HTTP {status}"
+
+
+def _log_deleted(info: ObjectInfo, check: str) -> None:
+    """``delete_check`` says what proved the deleted object was the transferred version."""
+    log.info("s3_deleted", bucket=info.bucket, key=info.key, etag=info.etag,
+             version_id=info.pinned_version, delete_check=check)
+
+
+def _required_refused(bucket: str) -> PermanentError:
+    return PermanentError(
+        f"the store of bucket {bucket} refuses conditional deletes (DeleteObject with If-Match) and "
+        "s3.conditional_delete is 'required': the source is kept. Enable versioning on the bucket, or "
+        "set conditional_delete to 'auto' to accept a HEAD-compare-DELETE",
+        code="conditional_delete_unsupported",
+    )
 
 
 class S3Source(ClientOwner):
@@ -103,6 +209,8 @@ class S3Source(ClientOwner):
         self._max_connections = max_connections or max(10, 4 * s3.parallel_ranges)
         self._bucket_clients: dict[str, Any] = {}
         self._bucket_lock = asyncio.Lock()
+        # Buckets whose store answered a DELETE with If-Match by refusing it (learned once).
+        self._refuses_conditional_delete: set[str] = set()
 
     async def __aenter__(self) -> S3Source:
         kwargs = client_kwargs(self._aws)  # validates endpoint and credentials before any I/O
@@ -227,6 +335,9 @@ class S3Source(ClientOwner):
             s3_client = await self._client_for(info.bucket)
             resp = await s3_client.get_object(**params)
             async with resp["Body"] as body:
+                # Checked before a byte is used: a store that ignores If-Match answers with
+                # whatever the key holds now, and only the answer's own headers can tell.
+                _check_pin(info, resp, first, last, what)
                 length = resp.get("ContentLength")
                 if length is not None and int(length) != expected:
                     # A store that ignores Range answers 200 with the whole object.
@@ -251,31 +362,202 @@ class S3Source(ClientOwner):
                         view[got : got + len(piece)] = piece
                         got += len(piece)
         except AWS_ERRORS as exc:
-            raise translate_error(exc, what=what, resource="object") from exc
+            error = translate_error(exc, what=what, resource="object")
+            if error.code == "invalid_range":
+                # Every range lies inside the size HEAD pinned: only a shorter object since then
+                # (on a store that ignored If-Match) makes one unsatisfiable. A retry succeeds.
+                raise SourceChanged(f"{what}: range not satisfiable; the object shrank since it was "
+                                    "pinned") from exc
+            raise error from exc
         if got != expected:
             raise TransientError(f"{what}: short read, {got} of {expected} bytes", code="short_read")
         return data
 
-    async def delete(self, info: ObjectInfo) -> None:
-        """Delete the object only if it still has the pinned ETag; already gone counts as done.
+    def settings(self, bucket: str) -> S3Config:
+        """The S3 settings that apply to ``bucket`` (its own entry in ``s3.buckets``, else global)."""
+        return (bucket_settings(self._aws, self._cfg, bucket) or (self._aws, self._cfg))[1]
 
-        ``If-Match`` makes the delete conditional on the server (S3 since 2024, moto 5.x): an
-        object replaced after our HEAD raises SourceChanged and survives. S3-compatible stores
-        that ignore the header delete unconditionally. On a versioned bucket no VersionId is
-        sent, so S3 adds a delete marker and the bucket's lifecycle rules decide what remains.
+    def check_deletable(self, bucket: str) -> None:
+        """Raise before any work when ``bucket``'s sources could not be deleted as configured.
+
+        Only a bucket with ``conditional_delete: required`` whose store already refused a
+        conditional DELETE fails here: uploading its recordings again would only add files
+        whose sources must stay.
+        """
+        refused = bucket in self._refuses_conditional_delete
+        if refused and self.settings(bucket).conditional_delete == "required":
+            raise _required_refused(bucket)
+
+    async def delete(self, info: ObjectInfo) -> None:
+        """Delete exactly the version that was transferred; already gone counts as done.
+
+        A versioned bucket deletes the pinned VersionId: a newer version can never be hit, and
+        no delete marker hides the key. Otherwise the object is HEADed right before the delete
+        and its ETag compared (this catches stores that ignore ``If-Match``), then deleted with
+        ``If-Match`` (closing the window between the two on stores that honour it). A store
+        that refuses the conditional DELETE is noticed once per bucket and, unless
+        ``conditional_delete`` is ``required``, deleted with HEAD-compare-DELETE from then on.
+        A replaced object raises SourceChanged and survives.
         """
         what = f"S3 DeleteObject {info.bucket}/{info.key}"
+        if info.pinned_version:
+            if await self._delete_call(info, what, VersionId=info.pinned_version):
+                _log_deleted(info, "version")
+            return
+        try:
+            current = await self.head(info.bucket, info.key)
+        except SourceMissing:
+            log.info("s3_delete_already_gone", bucket=info.bucket, key=info.key)
+            return
+        if current.etag != info.etag:
+            raise SourceChanged(f"{what}: the key now holds ETag {current.etag}, not the transferred "
+                                f"{info.etag}")
+        mode = self.settings(info.bucket).conditional_delete
+        if mode != "off" and info.bucket not in self._refuses_conditional_delete:
+            try:
+                deleted = await self._delete_call(info, what, IfMatch=info.etag)
+            except _ConditionalDeleteRefused as refused:
+                # Concurrent jobs may learn it together; the warning is given once.
+                first = info.bucket not in self._refuses_conditional_delete
+                self._refuses_conditional_delete.add(info.bucket)
+                if mode == "required":
+                    raise _required_refused(info.bucket) from refused.__cause__
+                if first:
+                    log.warning(
+                        "s3_conditional_delete_unsupported", bucket=info.bucket, error=str(refused),
+                        race_window="between the HEAD that compares the ETag and the DELETE: a version "
+                        "written in that round trip would be deleted without being transferred",
+                        setting="s3.conditional_delete: required keeps sources instead; enable "
+                        "versioning on the bucket to close the window",
+                    )
+                await self.delete(info)  # HEAD again: the refused attempt widened the window
+                return
+            if deleted:
+                _log_deleted(info, "if-match")
+            return
+        if await self._delete_call(info, what):
+            _log_deleted(info, "etag-compare")
+
+    async def _delete_call(self, info: ObjectInfo, what: str, **conditions: str) -> bool:
+        """One DeleteObject; False when the object (or its bucket) was already gone."""
         try:
             s3_client = await self._client_for(info.bucket)
-            await s3_client.delete_object(Bucket=info.bucket, Key=info.key, IfMatch=info.etag)
+            await s3_client.delete_object(Bucket=info.bucket, Key=info.key, **conditions)
         except AWS_ERRORS as exc:
+            if "IfMatch" in conditions and _refuses_condition(exc):
+                raise _ConditionalDeleteRefused(
+                    f"{what}: the store refuses DeleteObject with If-Match ({_error_summary(exc)})"
+                ) from exc
             error = translate_error(exc, what=what, resource="object")
             if isinstance(error, SourceMissing) or error.code == "no_such_bucket":
                 # A redelivered job whose delete already happened: the goal is met.
                 log.info("s3_delete_already_gone", bucket=info.bucket, key=info.key)
-                return
+                return False
             raise error from exc
-        log.info("s3_deleted", bucket=info.bucket, key=info.key, etag=info.etag)
+        return True
+
+    async def head_checksums(self, bucket: str, key: str) -> tuple[str, ...]:
+        """The checksum algorithms HEAD reports for ``key`` with checksum mode enabled."""
+        try:
+            s3_client = await self._client_for(bucket)
+            resp = await s3_client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        except AWS_ERRORS as exc:
+            raise translate_error(exc, what=f"S3 HeadObject {bucket}/{key}", resource="object") from exc
+        return tuple(sorted(name.removeprefix("Checksum") for name, value in resp.items()
+                            if name.startswith("Checksum") and name != "ChecksumType" and value))
+
+    async def probe_store(self, bucket: str, key: str) -> StoreCapabilities:
+        """Write ``key``, prove what the store honours on it, and remove every version written.
+
+        For ``recording-storage check --write-probe``: a store's documentation is not proof,
+        and the service's safety on each store depends on exactly these answers.
+        """
+        s3_client = await self._client_for(bucket)
+        written: list[str] = []  # version ids (objects and delete markers) to remove at the end
+        what = f"S3 probe {bucket}/{key}"
+        try:
+            try:
+                put = await s3_client.put_object(Bucket=bucket, Key=key, Body=_PROBE_BODY)
+                if put.get("VersionId"):
+                    written.append(str(put["VersionId"]))
+                etag = str(put["ETag"])
+                honours_range, range_detail = await self._probe_range(s3_client, bucket, key)
+                honours_get = await self._probe_refuses(
+                    s3_client.get_object(Bucket=bucket, Key=key, IfMatch=_STALE_ETAG))
+                checksums = await self.head_checksums(bucket, key)
+                status = (await s3_client.get_bucket_versioning(Bucket=bucket)).get("Status") or "Disabled"
+                delete, delete_detail = await self._probe_delete(s3_client, bucket, key, etag, written)
+            except AWS_ERRORS as exc:
+                raise translate_error(exc, what=what, resource="bucket") from exc
+        finally:
+            leftover = await self._remove_probe(s3_client, bucket, key, written)
+        return StoreCapabilities(key, honours_range, range_detail, honours_get, delete, delete_detail,
+                                 status, checksums, leftover)
+
+    @staticmethod
+    async def _probe_range(s3_client: Any, bucket: str, key: str) -> tuple[bool, str]:
+        resp = await s3_client.get_object(Bucket=bucket, Key=key, Range="bytes=5-14")
+        async with resp["Body"] as body:
+            data = await body.read()
+        content_range = resp.get("ContentRange")
+        ok = data == _PROBE_BODY[5:15] and content_range == f"bytes 5-14/{len(_PROBE_BODY)}"
+        size = len(_PROBE_BODY)
+        return ok, f"asked for bytes 5-14 of {size}, got {len(data)} bytes, Content-Range {content_range}"
+
+    @staticmethod
+    async def _probe_refuses(request: Any) -> bool:
+        """True when the store answers a request with a stale If-Match by 412."""
+        try:
+            resp = await request
+        except ClientError as exc:
+            codes, status = error_codes(exc)
+            if status == 412 or "PreconditionFailed" in codes:
+                return True
+            raise
+        body = resp.get("Body")
+        if body is not None:
+            async with body:
+                await body.read()
+        return False
+
+    @staticmethod
+    async def _probe_delete(
+        s3_client: Any, bucket: str, key: str, etag: str, written: list[str]
+    ) -> tuple[Literal["honoured", "refused", "ignored"], str]:
+        try:
+            resp = await s3_client.delete_object(Bucket=bucket, Key=key, IfMatch=_STALE_ETAG)
+        except ClientError as exc:
+            if _refuses_condition(exc):
+                return "refused", f"DELETE with If-Match is refused ({_error_summary(exc)})"
+            codes, status = error_codes(exc)
+            if status != 412 and "PreconditionFailed" not in codes:
+                raise
+        else:
+            if resp.get("VersionId"):
+                written.append(str(resp["VersionId"]))
+            return "ignored", "a DELETE with a stale If-Match deleted the object"
+        # The stale ETag was refused; the right one must delete (or the store refuses it after all).
+        try:
+            resp = await s3_client.delete_object(Bucket=bucket, Key=key, IfMatch=etag)
+        except ClientError as exc:
+            if _refuses_condition(exc):
+                return "refused", f"DELETE with If-Match is refused ({_error_summary(exc)})"
+            raise
+        if resp.get("VersionId"):
+            written.append(str(resp["VersionId"]))
+        return "honoured", "a stale If-Match is refused with 412, the pinned one deletes"
+
+    @staticmethod
+    async def _remove_probe(s3_client: Any, bucket: str, key: str, written: list[str]) -> str | None:
+        """Delete every version the probe wrote (or the key); a description of what is left."""
+        try:
+            if not written:
+                await s3_client.delete_object(Bucket=bucket, Key=key)
+            for version in written:
+                await s3_client.delete_object(Bucket=bucket, Key=key, VersionId=version)
+        except AWS_ERRORS as exc:
+            return f"could not remove {bucket}/{key} ({scrub(str(exc), 200)}); delete it by hand"
+        return None
 
     async def put(
         self, bucket: str, key: str, body: bytes, content_type: str | None = None

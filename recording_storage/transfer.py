@@ -1,12 +1,12 @@
 """One job: S3 objects -> one AES-256-GCM stream each -> every target room in DRACOON.
 
 Per-job state machine (each step idempotent, so a redelivery after a crash only repeats work):
-HEAD and pin each source's ETag; resolve or create the rooms; recognise an earlier upload of the
-same source by the marker in its notes; download once, encrypt once and fan the ciphertext out to
-every remaining target's upload channel; complete with ``resolutionStrategy=fail`` (a 409 is
-re-checked, never auto-renamed); serve the new file's missing keys; only when every target of
-every key is done, delete the sources conditionally on their pinned ETags. The caller deletes the
-SQS message last.
+resolve or create the rooms; HEAD and pin every source's ETag before the first upload (a job is
+all or nothing for missing sources); recognise an earlier upload of the same source by the
+marker in its notes; download once, encrypt once and fan the ciphertext out to every remaining
+target's upload channel; complete with ``resolutionStrategy=fail`` (a 409 is re-checked, never
+auto-renamed); serve the new file's missing keys; only when every target of every key is done,
+delete exactly the transferred versions of the sources. The caller deletes the SQS message last.
 """
 
 from __future__ import annotations
@@ -225,22 +225,24 @@ class Transferer:
         if files is not None:
             report.files = files
         structlog.contextvars.bind_contextvars(targets=len(targets))
-        sources: list[ObjectInfo] = []
+        if self._cfg.s3.delete_after_transfer:
+            self._s3.check_deletable(job.bucket)
+        # Every source is pinned before the first upload, so a job is all-or-nothing for missing
+        # sources: a dead-lettered job leaves no part of its recordings behind.
+        pinned: list[ObjectInfo] = []
         for key in job.keys:
             try:
-                info = await self._s3.head(job.bucket, key)
-            except SourceMissing:
+                pinned.append(await self._s3.head(job.bucket, key))
+            except SourceMissing as exc:
                 # Our own delete ran but the ack did not (crash, failed DeleteMessage): only the
                 # targets can tell that redelivery from a job whose source never existed.
-                if not await self._landed_earlier(job, key, client, rooms):
-                    raise
-                log.info("source_gone_already_transferred", s3_key=key)
+                await self._gone(job, key, client, rooms, exc)
                 report.already_present += len(rooms)
-                continue
-            sources.append(info)
-            await self._transfer_object(
-                job, info, client, keys, list(zip(rooms, targets, strict=True)), report
-            )
+        pairs = list(zip(rooms, targets, strict=True))
+        sources: list[ObjectInfo] = []
+        for info in pinned:
+            if await self._transfer_object(job, info, client, keys, pairs, report):
+                sources.append(info)
         if self._cfg.s3.delete_after_transfer:
             for info in sources:
                 try:
@@ -250,6 +252,21 @@ class Transferer:
                     # Overwritten after we copied it: the new version is not ours to delete.
                     log.warning("source_changed_not_deleted", s3_key=info.key, code=Code.TRANSFERER_ERROR)
         return report
+
+    async def _gone(
+        self,
+        job: TransferJob,
+        key: str,
+        client: DracoonClient,
+        rooms: Sequence[Node],
+        missing: SourceMissing,
+    ) -> None:
+        """A source that is not there (at the start or since mid-transfer): done if every target
+        already holds it (an overlapping or earlier delivery transferred and deleted it), else
+        ``missing`` is raised."""
+        if not await self._landed_earlier(job, key, client, rooms):
+            raise missing
+        log.info("source_gone_already_transferred", s3_key=key)
 
     async def _landed_earlier(
         self, job: TransferJob, key: str, client: DracoonClient, rooms: Sequence[Node]
@@ -286,7 +303,10 @@ class Transferer:
         keys: UnlockedKeyPair,
         rooms: list[tuple[Node, ResolvedTarget]],
         report: TransferReport,
-    ) -> None:
+    ) -> bool:
+        """Bring ``info`` into every target; False when the source vanished meanwhile but every
+        target holds it already (an overlapping delivery finished first), so there is nothing
+        of ours to delete."""
         name = job.file_name(info.key, info.content_type)
         earlier = job.earlier_file_names(info.key, info.content_type)
         marker = source_marker(info.bucket, info.key, info.etag)
@@ -301,27 +321,55 @@ class Transferer:
                 plans.append(plan)
         if plans:
             notes = job.notes(info.key, info.bucket, info.etag)
-            for attempt in range(1, STREAM_ATTEMPTS + 1):
-                try:
-                    nodes = await self._stream(info, client, keys, plans, notes, marker, report)
-                    break
-                except TransientError as exc:
-                    if attempt == STREAM_ATTEMPTS or exc.code not in {"upload_interrupted", "network"}:
-                        raise
-                    log.warning("upload_restarting", s3_key=info.key, attempt=attempt, error=str(exc))
+            try:
+                nodes = await self._stream_with_restarts(info, client, keys, plans, notes, marker, report)
+            except SourceMissing as exc:
+                await self._gone(job, info.key, client, [room for room, _ in rooms], exc)
+                report.already_present += len(plans)
+                return False
             done.extend(nodes)
             report.uploaded += len(nodes)
         for node in done:
             report.files.append(node.id)
+            await self._serve_keys(client, keys, node)
+        return True
+
+    async def _stream_with_restarts(
+        self,
+        info: ObjectInfo,
+        client: DracoonClient,
+        keys: UnlockedKeyPair,
+        plans: list[_Plan],
+        notes: str,
+        marker: str,
+        report: TransferReport,
+    ) -> list[Node]:
+        """``_stream``, restarted on a broken upload; a changed source is looked at once more.
+
+        SourceChanged is left to the redelivery (which pins the new version from a fresh HEAD),
+        unless the key is gone by now: then SourceMissing lets the caller ask the targets, as
+        for a source missing from the start.
+        """
+        for attempt in range(1, STREAM_ATTEMPTS + 1):
             try:
-                await serve_missing_keys(
-                    client, (keys,), file_id=node.id, batch_size=self._cfg.sharer.batch_size
-                )
-            except RecordingStorageError as exc:
-                # The file is safe; a redelivery finds it present and serves the keys again.
-                raise TransientError(
-                    f"serving file keys for file {node.id} failed: {exc}", code="share_failed"
-                ) from exc
+                return await self._stream(info, client, keys, plans, notes, marker, report)
+            except SourceChanged:
+                await self._s3.head(info.bucket, info.key)  # raises SourceMissing if it is gone
+                raise
+            except TransientError as exc:
+                if attempt == STREAM_ATTEMPTS or exc.code not in {"upload_interrupted", "network"}:
+                    raise
+                log.warning("upload_restarting", s3_key=info.key, attempt=attempt, error=str(exc))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _serve_keys(self, client: DracoonClient, keys: UnlockedKeyPair, node: Node) -> None:
+        try:
+            await serve_missing_keys(client, (keys,), file_id=node.id, batch_size=self._cfg.sharer.batch_size)
+        except RecordingStorageError as exc:
+            # The file is safe; a redelivery finds it present and serves the keys again.
+            raise TransientError(
+                f"serving file keys for file {node.id} failed: {exc}", code="share_failed"
+            ) from exc
 
     async def _plan(
         self,
@@ -428,17 +476,41 @@ class Transferer:
                 )
             encryptor.finalize()
             file_key = encrypt_file_key(encryptor.file_key(), keys.public_key_container)
-            nodes = await _fan_out(
-                [
-                    self._complete(client, u, p, file_key, marker, info.size)
-                    for u, p in zip(uploads, plans, strict=True)
-                ]
-            )
+            nodes = await self._complete_all(client, keys, uploads, plans, file_key, marker, info.size)
         except BaseException:
             await asyncio.shield(asyncio.gather(*(u.cancel() for u in uploads), return_exceptions=True))
             raise
         report.bytes_read += info.size
         return nodes
+
+    async def _complete_all(
+        self,
+        client: DracoonClient,
+        keys: UnlockedKeyPair,
+        uploads: list[Upload],
+        plans: list[_Plan],
+        file_key: EncryptedFileKey,
+        marker: str,
+        size: int,
+    ) -> list[Node]:
+        """Complete every upload; if one target fails, the others still finish (a completion cut
+        off half-way is in an unknown state) and their files get their keys served before the
+        failure is raised, so room members can open what did land."""
+        completions = [
+            self._complete(client, u, p, file_key, marker, size) for u, p in zip(uploads, plans, strict=True)
+        ]
+        results = await asyncio.gather(*completions, return_exceptions=True)
+        nodes = [r for r in results if isinstance(r, Node)]
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is None:
+            return nodes
+        for node in nodes:
+            try:
+                await self._serve_keys(client, keys, node)
+            except TransientError as exc:  # the sharer's next pass serves them; report the real failure
+                log.warning("share_after_failure_failed", file_id=node.id, error=str(exc),
+                            code=Code.TRANSFERER_ERROR)
+        raise failure
 
     async def _complete(
         self,

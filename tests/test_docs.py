@@ -807,7 +807,8 @@ def test_scale_on_in_flight_is_chosen_and_explained() -> None:
 
 # AWS calls made only by tooling (local stack, tests) or only when a feature is configured.
 TOOLING_CALLS = {"create_bucket", "create_queue", "put_object"}
-OPTIONAL_CALLS = {"head_bucket": "s3:ListBucket"}  # s3.probe_buckets; documented as an add-on
+# s3.probe_buckets; check --write-probe (an operator identity): documented as add-ons
+OPTIONAL_CALLS = {"head_bucket": "s3:ListBucket", "get_bucket_versioning": "s3:GetBucketVersioning"}
 CALL_ACTIONS = {"head_object": "s3:GetObject"}
 
 

@@ -11,7 +11,6 @@ reason while the source stays in S3.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import json
 import time
@@ -26,10 +25,10 @@ from recording_storage.emulator.model import Node
 from recording_storage.errors import TransientError
 from recording_storage.s3 import S3Source
 from recording_storage.targets import parse_source_marker, source_marker
-from tests.fixtures.awsproxy import AwsCall, AwsFaultProxy, end_leases, running_proxy, via_proxy
+from tests.fixtures.awsproxy import AwsCall, AwsFaultProxy, end_leases, running_proxy
 from tests.fixtures.dracoon import emulator_config
 from tests.fixtures.procs import wait_until
-from tests.fixtures.service import Stack, job_message
+from tests.fixtures.service import Stack, blob, dead_letters, job_message, live_channels, proxied
 
 pytestmark = pytest.mark.integration
 
@@ -41,28 +40,15 @@ KEY = "rec/call.mp4"
 RANGE_2 = "bytes=65536-131071"  # the second 64 KiB range of a 150 kB object
 
 
-def blob(size: int, seed: int = 1) -> bytes:
-    return bytes((i * 31 + seed) % 251 for i in range(size))
-
-
 @pytest.fixture
 async def proxy(moto_server: str) -> AsyncIterator[AwsFaultProxy]:
     async with running_proxy(moto_server) as started:
         yield started
 
 
-def proxied(stack: Stack, proxy: AwsFaultProxy, max_attempts: int = 2) -> Stack:
-    """The same stack with the service's S3 and SQS traffic going through ``proxy``."""
-    return dataclasses.replace(stack, config=via_proxy(stack.config, proxy, max_attempts=max_attempts))
-
-
 def counter(stack: Stack, method: str, path: str) -> FaultRule:
     """A 1 ms latency rule used only to count matching DRACOON requests (``rule.seen``)."""
     return stack.dracoon.emulator.faults.add(method=method, path=path, latency_ms=1, name="counter")
-
-
-def live_channels(stack: Stack) -> list[str]:
-    return [c.id for c in stack.dracoon.state.uploads.values() if c.status in ("transfer", "finishing")]
 
 
 async def publish(stack: Stack, data: bytes, key: str = KEY, **meeting: Any) -> str:
@@ -84,17 +70,6 @@ async def assert_landed_once(stack: Stack, data: bytes, *path: str, key: str = K
     assert not await stack.exists(key)
     assert await stack.queue_counts() == (0, 0, 0)
     return file
-
-
-async def dead_letters(stack: Stack) -> list[tuple[str, str]]:
-    """(reason code, reason) of each DLQ message; reading leases them, so check counts first."""
-    return [
-        (
-            m["MessageAttributes"]["rs-reason-code"]["StringValue"],
-            m["MessageAttributes"]["rs-reason"]["StringValue"],
-        )
-        for m in await stack.dlq_messages()
-    ]
 
 
 def range_from(first: int) -> Callable[[AwsCall], bool]:

@@ -163,6 +163,8 @@ class BucketSourceConfig(_Section):
     request_checksum_calculation: Literal["when_supported", "when_required"] | None = None
     response_checksum_validation: Literal["when_supported", "when_required"] | None = None
     allow_insecure_http: bool | None = None
+    # Overrides s3.conditional_delete for this bucket's store.
+    conditional_delete: Literal["auto", "required", "off"] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> BucketSourceConfig:
@@ -204,6 +206,11 @@ class S3Config(_Section):
     probe_buckets: tuple[str, ...] = ()
     # Per-bucket source settings (S3-compatible stores); buckets not listed use the client above.
     buckets: dict[str, BucketSourceConfig] = Field(default_factory=dict)
+    # Deleting a source on an unversioned bucket: HEAD and compare the ETag, then DELETE with
+    # If-Match. auto = fall back to HEAD-compare-DELETE (warned once) on a store that refuses
+    # the conditional DELETE; required = such a store keeps its sources and fails check; off =
+    # never send If-Match on DELETE (the operator accepts the HEAD-to-DELETE race window).
+    conditional_delete: Literal["auto", "required", "off"] = "auto"
 
     @model_validator(mode="after")
     def _bucket_names(self) -> S3Config:
