@@ -48,7 +48,7 @@ DLQ_REASONS: Final = (
     "invalid_message", "no_routing_rules", "unknown_instance", "instance_config_invalid",
     "configurator_rejected", "invalid_target_config", "no_targets", "expiration_passed",
     "source_missing", "access_denied", "no_such_bucket", "room_not_encrypted", "name_clash",
-    "no_key_pair", "quota", "plaintext_too_large",
+    "no_key_pair", "quota", "plaintext_too_large", "conditional_delete_unsupported",
 )
 # Systems whose retries the service counts itself (botocore's own retries are not visible).
 RETRY_SYSTEMS: Final = ("dracoon", "s3")
