@@ -240,6 +240,7 @@ def bucket_settings(aws: AwsConfig, s3: S3Config, bucket: str) -> tuple[AwsConfi
         ("addressing_style", src.addressing_style),
         ("request_checksum_calculation", src.request_checksum_calculation),
         ("response_checksum_validation", src.response_checksum_validation),
+        ("verify", src.verify),
     ) if value is not None}
     return aws.model_copy(update=aws_update), s3.model_copy(update=s3_update)
 

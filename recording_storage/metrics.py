@@ -38,6 +38,11 @@ OTHER: Final = "other"
 
 _JOB_OUTCOMES: Final = frozenset(get_args(JobOutcome))
 _SHARER_OUTCOMES: Final = frozenset(get_args(SharerOutcome))
+_CHECKSUMS: Final = ("sha256", "crc64nvme", "crc32c", "crc32", "sha1")
+# The ``integrity=`` values the transfer logs, kept as they are (a label may hold '-').
+INTEGRITY_PROOFS: Final = frozenset(
+    {"none", "md5", "multipart-md5", *_CHECKSUMS, *(f"composite-{c}" for c in _CHECKSUMS)}
+)
 _UNSAFE = re.compile(r"[^a-z0-9_]+")
 _MAX_LABEL_LEN = 40
 
@@ -110,6 +115,12 @@ class Metrics:
         self._unmatched = Counter(
             f"{PREFIX}_unmatched_objects_total", "S3 objects that matched no job or target rule.", registry=r
         )
+        self._integrity = Counter(
+            f"{PREFIX}_integrity_checks_total",
+            "Objects whose content was checked before upload, by proof (sha256, crc64nvme, md5, "
+            "multipart-md5, composite-crc32, ..., none) and result (verified or mismatch).",
+            ["proof", "result"], registry=r,
+        )
         self._dlq_reason = _BoundedLabel(max_values=32)
         self._system = _BoundedLabel(max_values=16)
         # Known label values exist from the start at 0, so rate() and alerts work before the
@@ -168,6 +179,11 @@ class Metrics:
     def dlq_message(self, reason: str) -> None:
         """One message dead-lettered; ``reason`` is the error's short ``code``, never its message."""
         self._dlq.labels(reason=self._dlq_reason(reason)).inc()
+
+    def integrity_check(self, proof: str, verified: bool) -> None:
+        """One object's content checked with ``proof`` (``none``: the store offered nothing)."""
+        label = proof if proof in INTEGRITY_PROOFS else OTHER
+        self._integrity.labels(proof=label, result="verified" if verified else "mismatch").inc()
 
     def unmatched_object(self) -> None:
         """One S3 object (from an S3 event) that no job or target rule claims."""

@@ -35,6 +35,7 @@ from .aws import (
 )
 from .config import AwsConfig, S3Config
 from .errors import PermanentError, TransientError
+from .integrity import CHECKSUM_ALGORITHMS, StoreDigests
 
 if TYPE_CHECKING:
     from .config import AppConfig
@@ -63,6 +64,8 @@ class ObjectInfo:
     version_id: str | None = None
     last_modified: datetime | None = None
     metadata: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+    # What the HEAD stated that can prove the content (None: not asked, s3.verify is off).
+    digests: StoreDigests | None = field(default=None, hash=False, compare=False)
 
     @property
     def pinned_version(self) -> str | None:
@@ -140,14 +143,37 @@ class S3Source(ClientOwner):
                          addressing_style=s3.addressing_style)
             return self._bucket_clients[bucket]
 
+    def verify_mode(self, bucket: str) -> str:
+        """``s3.verify`` for ``bucket`` (its own entry in ``s3.buckets`` wins)."""
+        _, s3 = bucket_settings(self._aws, self._cfg, bucket) or (self._aws, self._cfg)
+        return s3.verify
+
     async def head(self, bucket: str, key: str) -> ObjectInfo:
-        """HEAD the object and pin its ETag; a missing key raises SourceMissing, never succeeds."""
+        """HEAD the object and pin its ETag; a missing key raises SourceMissing, never succeeds.
+
+        Unless ``s3.verify`` is off, checksum mode is enabled so the answer carries the
+        object's additional checksums (stores that do not know the header ignore it).
+        """
         what = f"S3 HeadObject {bucket}/{key}"
+        verify = self.verify_mode(bucket) != "off"
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if verify:
+            params["ChecksumMode"] = "ENABLED"
         try:
             s3_client = await self._client_for(bucket)
-            resp = await s3_client.head_object(Bucket=bucket, Key=key)
+            resp = await s3_client.head_object(**params)
         except AWS_ERRORS as exc:
             raise translate_error(exc, what=what, resource="object") from exc
+        digests = None
+        if verify:
+            digests = StoreDigests(
+                etag=str(resp["ETag"]),
+                checksums={a: str(resp[f"Checksum{a.upper()}"]) for a in CHECKSUM_ALGORITHMS
+                           if resp.get(f"Checksum{a.upper()}")},
+                checksum_type=resp.get("ChecksumType"),
+                server_side_encryption=resp.get("ServerSideEncryption"),
+                sse_customer_algorithm=resp.get("SSECustomerAlgorithm"),
+            )
         info = ObjectInfo(
             bucket=bucket,
             key=key,
@@ -157,6 +183,7 @@ class S3Source(ClientOwner):
             version_id=resp.get("VersionId"),
             last_modified=resp.get("LastModified"),
             metadata=dict(resp.get("Metadata") or {}),
+            digests=digests,
         )
         log.debug("s3_head", bucket=bucket, key=key, size=info.size, etag=info.etag)
         return info
@@ -255,6 +282,41 @@ class S3Source(ClientOwner):
         if got != expected:
             raise TransientError(f"{what}: short read, {got} of {expected} bytes", code="short_read")
         return data
+
+    async def part_sizes(self, info: ObjectInfo, parts: int) -> tuple[int, ...] | None:
+        """The sizes of the ``parts`` parts of a multipart object, as the store reports them.
+
+        One HEAD with ``PartNumber`` per part (pinned like every read), a few at a time. ``None``
+        when the store does not report the layout (it answers with the whole object, or with
+        another part count, or with sizes that do not add up): per-part proofs are then unusable.
+        """
+        gate = asyncio.Semaphore(self._cfg.parallel_ranges)
+
+        async def one(number: int) -> tuple[int, int | None, int | None]:
+            params: dict[str, Any] = {
+                "Bucket": info.bucket, "Key": info.key, "PartNumber": number, "IfMatch": info.etag,
+            }
+            if info.pinned_version:
+                params["VersionId"] = info.pinned_version
+            what = f"S3 HeadObject {info.bucket}/{info.key} part {number}"
+            async with gate:
+                try:
+                    s3_client = await self._client_for(info.bucket)
+                    resp = await s3_client.head_object(**params)
+                except AWS_ERRORS as exc:
+                    error = translate_error(exc, what=what, resource="object")
+                    if isinstance(error, (SourceChanged, SourceMissing, TransientError)):
+                        raise error from exc
+                    return number, None, None  # e.g. 400/416: the store knows no part numbers
+            count = resp.get("PartsCount")
+            return number, int(resp.get("ContentLength") or 0), int(count) if count is not None else None
+
+        answers = await asyncio.gather(*(one(n) for n in range(1, parts + 1)))
+        sizes = tuple(size or 0 for _, size, _ in answers)
+        if any(count != parts for _, _, count in answers) or sum(sizes) != info.size or 0 in sizes:
+            log.info("s3_part_layout_unavailable", bucket=info.bucket, key=info.key, parts=parts)
+            return None
+        return sizes
 
     async def delete(self, info: ObjectInfo) -> None:
         """Delete the object only if it still has the pinned ETag; already gone counts as done.

@@ -171,7 +171,8 @@ async def serve(
 
 async def _serve(rt: Runtime, stop: asyncio.Event, *, drain: bool, max_messages: int | None) -> PoolStats:
     cfg = rt.config
-    transferer = Transferer(rt.s3, rt.pool, rt.instances, cfg, decode=make_decoder(cfg, metrics=rt.metrics))
+    transferer = Transferer(rt.s3, rt.pool, rt.instances, cfg, decode=make_decoder(cfg, metrics=rt.metrics),
+                            on_integrity=rt.metrics.integrity_check)
     workers = WorkerPool(
         rt.queue,
         transferer.handle,

@@ -26,6 +26,7 @@ from .crypto import EncryptedFileKey, FileEncryptor, UnlockedKeyPair, encrypt_fi
 from .dracoon import DracoonClient, NameConflict, Node, Upload
 from .errors import PermanentError, RecordingStorageError, TransientError
 from .instances import DracoonAccount, InstanceProvider
+from .integrity import ContentDigest, IntegrityMismatch, Proof, candidate_proofs
 from .jobs import JobMessage, parse_job_message
 from .logs import Code
 from .pool import DracoonPool
@@ -111,6 +112,23 @@ class TransferReport:
     already_present: int = 0
     deleted_sources: int = 0
     files: list[int] = field(default_factory=list)
+    # Per transferred object, in job order: the plaintext SHA-256 (absent with s3.verify off)
+    # and the proof its content was checked with.
+    sha256: list[str] = field(default_factory=list)
+    integrity: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Verification:
+    """How one object's content is proven: ``proof`` None means ``integrity=none``."""
+
+    proof: Proof | None
+    part_sizes: tuple[int, ...] = ()
+    hash: bool = True  # False with s3.verify off: no digest at all
+
+    @property
+    def name(self) -> str:
+        return self.proof.name if self.proof is not None else "none"
 
 
 @dataclass(frozen=True)
@@ -158,7 +176,9 @@ class Transferer:
         cfg: AppConfig,
         *,
         decode: Callable[[str], Sequence[TransferJob]] | None = None,
+        on_integrity: Callable[[str, bool], None] | None = None,
     ) -> None:
+        self._on_integrity = on_integrity
         self._s3 = s3
         self._pool = pool
         self._instances = instances
@@ -171,11 +191,18 @@ class Transferer:
     async def handle(self, msg: QueueMessage) -> JobResult:
         """Worker entry point: decode the message into jobs, bind their log context, run them."""
         total = 0
+        sha256: list[str] = []
+        integrity: list[str] = []
         for job in self._decode(msg.body):
             structlog.contextvars.bind_contextvars(**job.describe())
             report = await self.run(job)
             total += report.bytes_read
-        return JobResult(bytes_transferred=total)
+            sha256 += report.sha256
+            integrity += report.integrity
+        summary: dict[str, object] = {"integrity": integrity} if integrity else {}
+        if sha256:
+            summary["sha256"] = sha256
+        return JobResult(bytes_transferred=total, summary=summary)
 
     async def run(self, job: TransferJob, *, now: datetime | None = None) -> TransferReport:
         account = await self._instances.get(job.instance_domain)
@@ -201,10 +228,10 @@ class Transferer:
                 log.info("source_gone_already_transferred", s3_key=key)
                 report.already_present += len(rooms)
                 continue
-            sources.append(info)
-            await self._transfer_object(
+            info = await self._transfer_verified(
                 job, info, client, keys, list(zip(rooms, targets, strict=True)), report
             )
+            sources.append(info)
         if self._cfg.s3.delete_after_transfer:
             for info in sources:
                 try:
@@ -214,6 +241,59 @@ class Transferer:
                     # Overwritten after we copied it: the new version is not ours to delete.
                     log.warning("source_changed_not_deleted", s3_key=info.key, code=Code.TRANSFERER_ERROR)
         return report
+
+    async def _transfer_verified(
+        self,
+        job: TransferJob,
+        info: ObjectInfo,
+        client: DracoonClient,
+        keys: UnlockedKeyPair,
+        rooms: list[tuple[Node, ResolvedTarget]],
+        report: TransferReport,
+    ) -> ObjectInfo:
+        """Transfer one object; a content mismatch restarts it once from a fresh HEAD.
+
+        The same pinned version read twice to the same wrong digest means the store's bytes and
+        its stated digest disagree for good: permanent (``integrity_mismatch``), the source
+        stays. Anything else (other bytes the second time, a new version) stays transient.
+        Returns the version that was transferred (the one the delete must pin).
+        """
+        try:
+            await self._transfer_object(job, info, client, keys, rooms, report)
+            return info
+        except IntegrityMismatch as exc:
+            first = exc
+            log.warning("integrity_mismatch_restarting", s3_key=info.key, integrity=exc.proof.name,
+                        error=str(exc), code=Code.TRANSFERER_ERROR)
+        fresh = await self._s3.head(info.bucket, info.key)
+        try:
+            await self._transfer_object(job, fresh, client, keys, rooms, report)
+        except IntegrityMismatch as again:
+            if (fresh.etag, again.proof, again.actual) == (info.etag, first.proof, first.actual):
+                raise PermanentError(
+                    f"{again} (read twice with the same result)", code="integrity_mismatch"
+                ) from again
+            raise
+        return fresh
+
+    async def _verification(self, info: ObjectInfo) -> _Verification:
+        """The cheapest proof the store offers for ``info``, or none if ``s3.verify`` allows it."""
+        mode = self._s3.verify_mode(info.bucket)
+        if mode == "off" or info.digests is None:
+            return _Verification(None, hash=False)
+        for proof in candidate_proofs(info.digests):
+            if not proof.parts:
+                return _Verification(proof)
+            sizes = await self._s3.part_sizes(info, proof.parts)
+            if sizes is not None:
+                return _Verification(proof, sizes)
+        if mode == "required":
+            raise PermanentError(
+                f"s3.verify is 'required' but the store states no verifiable digest for "
+                f"{info.bucket}/{info.key} (no checksum, and the ETag is no MD5 or multipart MD5)",
+                code="integrity_unverifiable",
+            )
+        return _Verification(None)
 
     async def _landed_earlier(
         self, job: TransferJob, key: str, client: DracoonClient, rooms: Sequence[Node]
@@ -263,9 +343,10 @@ class Transferer:
                 plans.append(plan)
         if plans:
             notes = job.notes(info.key, info.bucket, info.etag)
+            check = await self._verification(info)
             for attempt in range(1, STREAM_ATTEMPTS + 1):
                 try:
-                    nodes = await self._stream(info, client, keys, plans, notes, marker, report)
+                    nodes = await self._stream(info, client, keys, plans, notes, marker, report, check)
                     break
                 except TransientError as exc:
                     if attempt == STREAM_ATTEMPTS or exc.code not in {"upload_interrupted", "network"}:
@@ -332,8 +413,11 @@ class Transferer:
         notes: str,
         marker: str,
         report: TransferReport,
+        check: _Verification,
     ) -> list[Node]:
         uploads: list[Upload] = []
+        digest = ContentDigest(check.proof, check.part_sizes) if check.hash else None
+        hashing: asyncio.Future[None] | None = None
         try:
             for plan in plans:
                 uploads.append(
@@ -352,6 +436,12 @@ class Transferer:
             # aclosing: a failed upload cancels the read-ahead GETs at once, not at garbage collection.
             async with contextlib.aclosing(self._s3.iter_chunks(info)) as chunks:
                 async for chunk in chunks:
+                    if digest is not None:
+                        # In a worker thread, overlapping this chunk's encryption and upload;
+                        # awaited before the next chunk so the hash sees the bytes in order.
+                        if hashing is not None:
+                            await hashing
+                        hashing = asyncio.ensure_future(asyncio.to_thread(digest.update, chunk))
                     ciphertext = encryptor.update(chunk)
                     await _fan_out([u.write(ciphertext) for u in uploads])
                     done_bytes += len(chunk)
@@ -371,6 +461,9 @@ class Transferer:
                 raise TransientError(
                     f"read {done_bytes} of {info.size} bytes of the source", code="short_read"
                 )
+            if hashing is not None:
+                await hashing
+            self._verify(info, check, digest, report)
             encryptor.finalize()
             file_key = encrypt_file_key(encryptor.file_key(), keys.public_key_container)
             nodes = await _fan_out(
@@ -380,10 +473,34 @@ class Transferer:
                 ]
             )
         except BaseException:
+            if hashing is not None and not hashing.done():
+                hashing.cancel()  # the thread finishes its chunk; nobody waits for it
             await asyncio.shield(asyncio.gather(*(u.cancel() for u in uploads), return_exceptions=True))
             raise
         report.bytes_read += info.size
         return nodes
+
+    def _verify(
+        self, info: ObjectInfo, check: _Verification, digest: ContentDigest | None, report: TransferReport
+    ) -> None:
+        """Compare the content's digest with the store's; a mismatch raises before any completion."""
+        if digest is None:  # s3.verify off
+            report.integrity.append(check.name)
+            log.info("object_integrity", s3_key=info.key, integrity=check.name, bytes=info.size)
+            return
+        result = digest.finish()
+        proof = check.proof
+        if proof is not None and result.actual != proof.expected:
+            if self._on_integrity is not None:
+                self._on_integrity(proof.name, False)
+            what = f"S3 object {info.bucket}/{info.key} (etag {info.etag})"
+            raise IntegrityMismatch(what, proof, result.actual or "", result.sha256)
+        if self._on_integrity is not None:
+            self._on_integrity(check.name, True)
+        report.sha256.append(result.sha256)
+        report.integrity.append(check.name)
+        log.info("object_integrity", s3_key=info.key, integrity=check.name, sha256=result.sha256,
+                 bytes=info.size, code=Code.TRANSFERER_STATUS)
 
     async def _complete(
         self,

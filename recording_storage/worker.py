@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -64,6 +64,8 @@ class JobResult:
     """What a handler reports on success; the pool only needs the byte count for metrics."""
 
     bytes_transferred: int = 0
+    # Extra fields for the job's summary log line (per-object sha256 and integrity proofs).
+    summary: Mapping[str, object] = field(default_factory=dict)
 
 
 Handler = Callable[[QueueMessage], Awaitable[JobResult]]
@@ -217,7 +219,8 @@ class WorkerPool:
         structlog.contextvars.bind_contextvars(message_id=msg.message_id, receive_count=msg.receive_count)
         started = time.monotonic()
         with self._metrics.job_in_flight():
-            outcome, transferred = await self._run_job(msg, started)
+            outcome, result = await self._run_job(msg, started)
+        transferred = result.bytes_transferred
         self.stats.count(outcome)
         self._metrics.job_finished(outcome, transferred, time.monotonic() - started)
         log.info(
@@ -227,15 +230,15 @@ class WorkerPool:
             seconds=round(time.monotonic() - started, 3),
             mb_per_s=round(transferred / max(time.monotonic() - started, 1e-6) / 1e6, 2),
             code=Code.TRANSFER_SUMMARY,
+            **result.summary,
         )
 
-    async def _run_job(self, msg: QueueMessage, started: float) -> tuple[Outcome, int]:
+    async def _run_job(self, msg: QueueMessage, started: float) -> tuple[Outcome, JobResult]:
         heartbeat = asyncio.create_task(self._heartbeat(msg, started))
         outcome: Outcome = "transient"
-        transferred = 0
+        result = JobResult()
         try:
             result = await self._handler(msg)
-            transferred = result.bytes_transferred
             outcome = "success"
         except asyncio.CancelledError:
             outcome = "cancelled"
@@ -259,7 +262,7 @@ class WorkerPool:
         elif outcome == "cancelled":
             # Shutdown: give the message back at once; a redelivery repeats only idempotent steps.
             await self._settle(self._release(msg, 0))
-        return outcome, transferred
+        return outcome, result
 
     @staticmethod
     async def _settle(action: Awaitable[None]) -> None:

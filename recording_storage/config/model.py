@@ -163,6 +163,7 @@ class BucketSourceConfig(_Section):
     request_checksum_calculation: Literal["when_supported", "when_required"] | None = None
     response_checksum_validation: Literal["when_supported", "when_required"] | None = None
     allow_insecure_http: bool | None = None
+    verify: Literal["auto", "required", "off"] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> BucketSourceConfig:
@@ -204,6 +205,10 @@ class S3Config(_Section):
     probe_buckets: tuple[str, ...] = ()
     # Per-bucket source settings (S3-compatible stores); buckets not listed use the client above.
     buckets: dict[str, BucketSourceConfig] = Field(default_factory=dict)
+    # Prove each object's content with a digest the store states (checksum or MD5 ETag) before
+    # any upload completes. auto: the best proof offered, none when the store offers nothing;
+    # required: no proof, no transfer; off: no hashing at all (and no sha256 in the notes).
+    verify: Literal["auto", "required", "off"] = "auto"
 
     @model_validator(mode="after")
     def _bucket_names(self) -> S3Config:
