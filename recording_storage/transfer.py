@@ -12,6 +12,7 @@ SQS message last.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,6 +37,8 @@ from .sqs import QueueMessage
 from .targets import (
     ResolvedTarget,
     file_name_for,
+    notes_with_sha256,
+    parse_content_sha256,
     parse_source_marker,
     resolve_targets,
     source_marker,
@@ -344,6 +347,10 @@ class Transferer:
         if plans:
             notes = job.notes(info.key, info.bucket, info.etag)
             check = await self._verification(info)
+            if check.proof is not None and check.proof.name == "sha256":
+                # The store states the SHA-256 and no upload completes unless the content
+                # matches it: it can go into the notes now, saving the update afterwards.
+                notes = notes_with_sha256(notes, base64.b64decode(check.proof.expected).hex())
             for attempt in range(1, STREAM_ATTEMPTS + 1):
                 try:
                     nodes = await self._stream(info, client, keys, plans, notes, marker, report, check)
@@ -418,6 +425,7 @@ class Transferer:
         uploads: list[Upload] = []
         digest = ContentDigest(check.proof, check.part_sizes) if check.hash else None
         hashing: asyncio.Future[None] | None = None
+        sha256: str | None = None
         try:
             for plan in plans:
                 uploads.append(
@@ -463,7 +471,7 @@ class Transferer:
                 )
             if hashing is not None:
                 await hashing
-            self._verify(info, check, digest, report)
+            sha256 = self._verify(info, check, digest, report)
             encryptor.finalize()
             file_key = encrypt_file_key(encryptor.file_key(), keys.public_key_container)
             nodes = await _fan_out(
@@ -478,16 +486,35 @@ class Transferer:
             await asyncio.shield(asyncio.gather(*(u.cancel() for u in uploads), return_exceptions=True))
             raise
         report.bytes_read += info.size
+        if sha256 is not None and parse_content_sha256(notes) != sha256:
+            await self._record_sha256(client, nodes, notes, sha256)
         return nodes
+
+    @staticmethod
+    async def _record_sha256(client: DracoonClient, nodes: Sequence[Node], notes: str, sha256: str) -> None:
+        """Add the proven content SHA-256 to each new file's notes (DRACOON takes notes only when
+        the upload opens, before the digest is known, or in a node update).
+
+        Best effort: the file is complete and proven, and the digest is in the job's log line;
+        a failed update is logged, not retried by redelivering the whole job.
+        """
+        for node in nodes:
+            try:
+                await client.set_file_notes(node.id, notes_with_sha256(notes, sha256))
+            except RecordingStorageError as exc:
+                log.warning("notes_sha256_not_recorded", file_id=node.id, error_code=exc.code, error=str(exc))
 
     def _verify(
         self, info: ObjectInfo, check: _Verification, digest: ContentDigest | None, report: TransferReport
-    ) -> None:
-        """Compare the content's digest with the store's; a mismatch raises before any completion."""
+    ) -> str | None:
+        """Compare the content's digest with the store's; a mismatch raises before any completion.
+
+        Returns the plaintext SHA-256 (None when ``s3.verify`` is off).
+        """
         if digest is None:  # s3.verify off
             report.integrity.append(check.name)
             log.info("object_integrity", s3_key=info.key, integrity=check.name, bytes=info.size)
-            return
+            return None
         result = digest.finish()
         proof = check.proof
         if proof is not None and result.actual != proof.expected:
@@ -501,6 +528,7 @@ class Transferer:
         report.integrity.append(check.name)
         log.info("object_integrity", s3_key=info.key, integrity=check.name, sha256=result.sha256,
                  bytes=info.size, code=Code.TRANSFERER_STATUS)
+        return result.sha256
 
     async def _complete(
         self,

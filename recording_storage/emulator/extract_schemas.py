@@ -25,6 +25,7 @@ ROOTS = (
     "UserKeyPairContainer",
     "UserFileKeySetBatchRequest",
     "DeleteNodesRequest",
+    "UpdateFileRequest",
 )
 KEEP = (
     "type",
