@@ -11,6 +11,9 @@ each in a helper process, the transfer in this process (or, for memory, in a chi
   concurrently but independently (what the two paths cost together on this machine: no
   pipeline can beat it). ``pipeline_overlap`` = e2e / max(download, upload),
   ``encryption_overhead`` = e2e / e2e without encryption.
+* ``integrity_overhead``: the real ``Transferer.run`` on one object, with content verification
+  (``s3.verify: auto``: plaintext SHA-256 plus the store's proof, here moto's composite CRC32
+  per part) vs. without (``s3.verify: off``: no hashing at all), interleaved, best of N each.
 * ``pipeline_memory``: peak RSS of a fresh process transferring a big vs a small object.
 * ``parallel_parts``: S3-direct upload with 20 ms injected latency per part PUT, 4 vs 1 in flight.
   The emulator answers parts with opaque ETags (as S3 does under SSE-KMS) so that it does not
@@ -59,7 +62,7 @@ from recording_storage.crypto import (
 from recording_storage.dracoon import DracoonClient
 from recording_storage.pool import preferred_key_pair
 
-__all__ = ["memory", "parallel_parts", "stream"]
+__all__ = ["integrity", "memory", "parallel_parts", "stream"]
 
 # -- pipeline_stream --------------------------------------------------------------------------
 
@@ -188,6 +191,54 @@ def stream(options: BenchOptions) -> list[Result]:
         Result("pipeline_concurrent_s", best["concurrent"], "info", "s"),
         Result("pipeline_e2e_vs_concurrent", best["e2e"] / best["concurrent"], "info", "x"),
         Result("pipeline_e2e_mbps", size / best["e2e"] / 1e6, "info", "MB/s"),
+    ]
+
+
+# -- integrity_overhead -----------------------------------------------------------------------
+
+@benchmark("integrity_overhead")
+def integrity(options: BenchOptions) -> list[Result]:
+    """What proving the content costs: e2e with verification / e2e without, same object, same run."""
+    quiet_logs()
+    size = sizes(options, tiny=2 * MIB, quick=64 * MIB, full=256 * MIB)
+    rounds = 1 if os.environ.get("BENCH_TINY") else 3 if options.quick else 5
+    key = f"bench/integrity-{size}.bin"
+    load_note()
+    counter = itertools.count()
+    proofs: list[str] = []
+    with running_stack() as stack, asyncio.Runner() as runner:
+        config = stack.app_config()
+        runner.run(_stack.create_bucket(config))
+        runner.run(put_generated_object(config, key, size))
+        exits = AsyncExitStack()
+        try:
+            rt = runner.run(exits.enter_async_context(_stack.transfer_runtime(stack, config)))
+
+            async def transfer(path: str) -> None:
+                report = await rt.transferer.run(job_for(key, f"Bench/{path}-{next(counter)}"))
+                if report.uploaded != 1 or report.bytes_read != size:
+                    raise RuntimeError(f"transfer incomplete: {report}")
+                proofs.extend(report.integrity)
+
+            async def verified() -> None:
+                await transfer("verified")
+
+            async def unverified() -> None:
+                # The same runtime with s3.verify off: no checksum HEAD, no part layout, no hashing.
+                with mock.patch.object(rt.s3, "verify_mode", lambda bucket: "off"):
+                    await transfer("unverified")
+
+            candidates = {"verified": verified, "unverified": unverified}
+            samples = timed(runner, candidates, rounds, stack.server_pids)
+        finally:
+            runner.run(exits.aclose())
+    best = {name: s.best() for name, s in samples.items()}
+    info(f"object {size // MIB} MiB, proofs used: {sorted(set(proofs))}")
+    report(samples, size)
+    return [
+        Result("integrity_overhead", best["verified"] / best["unverified"], "<= 1.10", "x"),
+        Result("integrity_e2e_s", best["verified"], "info", "s"),
+        Result("integrity_e2e_unverified_s", best["unverified"], "info", "s"),
     ]
 
 
