@@ -122,14 +122,20 @@ def candidate_proofs(d: StoreDigests) -> list[Proof]:
         if not value:
             continue
         per_part = _PARTS_SUFFIX.fullmatch(value)
-        if per_part is not None and d.checksum_type != "FULL_OBJECT":
-            composite.append(Proof(f"composite-{algorithm}", algorithm, value, int(per_part.group(2))))
+        if per_part is not None:
+            if d.checksum_type != "FULL_OBJECT":
+                composite.append(Proof(f"composite-{algorithm}", algorithm, value, int(per_part.group(2))))
         elif d.checksum_type == "COMPOSITE":
-            # Some stores (moto) state a composite value without its "-N": the ETag's count
-            # is the part count then; without one the value cannot be recomputed.
+            # A composite value stated without its "-N" (moto does so): the multipart ETag's
+            # count is the part count; without one the value cannot be recomputed.
             if etag_parts is not None:
                 composite.append(Proof(f"composite-{algorithm}", algorithm, value, int(etag_parts.group(2))))
-        elif per_part is None:
+        elif d.checksum_type is None and etag_parts is not None and algorithm != "crc64nvme":
+            # A multipart object's checksum with neither "-N" nor a type: it may be per part or
+            # of the whole object (CRC64NVME is always the latter). Guessing could report a
+            # mismatch for good content, so it is not used; the multipart ETag still is.
+            continue
+        else:
             found.append(Proof(algorithm, algorithm, value))
     if not opaque and _MD5_ETAG.fullmatch(etag):
         found.append(Proof("md5", "md5", etag))

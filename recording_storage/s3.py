@@ -106,6 +106,7 @@ class S3Source(ClientOwner):
         self._max_connections = max_connections or max(10, 4 * s3.parallel_ranges)
         self._bucket_clients: dict[str, Any] = {}
         self._bucket_lock = asyncio.Lock()
+        self._no_checksum_mode: set[str] = set()  # buckets whose store refuses x-amz-checksum-mode
 
     async def __aenter__(self) -> S3Source:
         kwargs = client_kwargs(self._aws)  # validates endpoint and credentials before any I/O
@@ -152,16 +153,28 @@ class S3Source(ClientOwner):
         """HEAD the object and pin its ETag; a missing key raises SourceMissing, never succeeds.
 
         Unless ``s3.verify`` is off, checksum mode is enabled so the answer carries the
-        object's additional checksums (stores that do not know the header ignore it).
+        object's additional checksums. Most stores that do not know the header ignore it; one
+        that refuses it (Backblaze B2 answers 400) is asked again without it, and from then on
+        that bucket's HEADs leave it out (its ETag may still prove the content).
         """
         what = f"S3 HeadObject {bucket}/{key}"
         verify = self.verify_mode(bucket) != "off"
         params: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if verify:
+        if verify and bucket not in self._no_checksum_mode:
             params["ChecksumMode"] = "ENABLED"
         try:
             s3_client = await self._client_for(bucket)
-            resp = await s3_client.head_object(**params)
+            try:
+                resp = await s3_client.head_object(**params)
+            except ClientError as exc:
+                if "ChecksumMode" not in params or error_codes(exc)[1] not in (400, 501):
+                    raise
+                del params["ChecksumMode"]
+                resp = await s3_client.head_object(**params)
+                self._no_checksum_mode.add(bucket)
+                log.warning("s3_checksum_mode_refused", bucket=bucket,
+                            error=f"HTTP {error_codes(exc)[1]} to x-amz-checksum-mode; HEADs of this bucket "
+                                  "no longer send it, only its ETags can prove content")
         except AWS_ERRORS as exc:
             raise translate_error(exc, what=what, resource="object") from exc
         digests = None

@@ -73,9 +73,10 @@ async def put_multipart(stack: Stack, key: str, data: bytes, part: int, **create
 
 
 async def run(stack: Stack, data: bytes | None, key: str = KEY) -> tuple[Any, list[dict[str, Any]]]:
+    """Publish ``data`` under ``key`` (None: already there, and its job already sent), then drain."""
     if data is not None:
         await stack.put(key, data)
-    await stack.send(job_message(stack.bucket, [key]))
+        await stack.send(job_message(stack.bucket, [key]))
     with structlog.testing.capture_logs() as logs:
         stats = await stack.drain()
     return stats, logs
@@ -180,6 +181,16 @@ def test_opaque_etags_offer_nothing_and_wrong_layouts_do_not_verify() -> None:
     assert candidate_proofs(StoreDigests('"not-an-md5"')) == []
     sse_s3 = StoreDigests(f'"{md5}"', server_side_encryption="AES256")  # SSE-S3 keeps MD5 ETags
     assert [p.name for p in candidate_proofs(sse_s3)] == ["md5"]
+    multipart = f'"{md5}-3"'
+    # A multipart object's checksum with neither "-N" nor a type could be either kind: unused.
+    untyped = StoreDigests(multipart, {"crc32": "AAAAAA=="})
+    assert [p.name for p in candidate_proofs(untyped)] == ["multipart-md5"]
+    typed = StoreDigests(multipart, {"crc32": "AAAAAA=="}, checksum_type="COMPOSITE")
+    assert [(p.name, p.parts) for p in candidate_proofs(typed)] == [
+        ("composite-crc32", 3), ("multipart-md5", 3)
+    ]
+    full = StoreDigests(multipart, {"crc64nvme": "AAAAAAAAAAA="})  # CRC64NVME is always full-object
+    assert [p.name for p in candidate_proofs(full)] == ["crc64nvme", "multipart-md5"]
     proof = Proof("multipart-md5", "md5", "x-2", parts=2)
     with pytest.raises(ValueError, match="needs 2 part sizes"):
         ContentDigest(proof, [3])
@@ -201,6 +212,21 @@ async def test_no_checksums_falls_back_to_the_md5_etag(stack: Stack, proxy: AwsF
     stats, logs = await run(proxied(stack, proxy), data)
     assert stats.outcomes == {"success": 1}
     await assert_landed(stack, data, logs, "md5")
+
+
+async def test_a_store_refusing_checksum_mode_is_asked_without_it(stack: Stack, proxy: AwsFaultProxy) -> None:
+    """Backblaze B2 answers 400 to ``x-amz-checksum-mode``: the HEAD is repeated without it."""
+    data = blob(150_000)
+    await stack.put(KEY, data)
+    await stack.send(job_message(stack.bucket, [KEY]))
+    # botocore answers a HEAD's 400 by asking HeadBucket for the region and trying once more:
+    # both tries carry the header, so both are refused; the third (without it) is answered.
+    refused = proxy.add("s3:HeadObject", "error", status=400, code="InvalidArgument", count=2)
+    stats, logs = await run(proxied(stack, proxy), None)
+    assert stats.outcomes == {"success": 1}
+    assert refused.fired == 2
+    assert len(events(logs, "s3_checksum_mode_refused")) == 1
+    await assert_landed(stack, data, logs, "md5")  # no checksum without checksum mode
 
 
 OPAQUE = {"drop": ("x-amz-checksum-",), "headers": {"x-amz-server-side-encryption": "aws:kms"}}
@@ -301,6 +327,7 @@ async def test_multipart_source_lands_proven_per_part(
 ) -> None:
     data = os.urandom(5 * MIB + 300_000)
     await put_multipart(stack, KEY, data, 5 * MIB, **create)
+    await stack.send(job_message(stack.bucket, [KEY]))
     stats, logs = await run(proxied(stack, proxy), None)
     assert stats.outcomes == {"success": 1}
     await assert_landed(stack, data, logs, proof)
