@@ -299,10 +299,15 @@ class S3Source(ClientOwner):
     async def part_sizes(self, info: ObjectInfo, parts: int) -> tuple[int, ...] | None:
         """The sizes of the ``parts`` parts of a multipart object, as the store reports them.
 
-        One HEAD with ``PartNumber`` per part (pinned like every read), a few at a time. ``None``
-        when the store does not report the layout (it answers with the whole object, or with
-        another part count, or with sizes that do not add up): per-part proofs are then unusable.
+        GetObjectAttributes (``ObjectParts``) first: one request on AWS for up to 1000 parts.
+        Stores that do not list the parts there get one HEAD with ``PartNumber`` per part
+        (pinned like every read), a few at a time. ``None`` when the store does not report the
+        layout (it answers with the whole object, another part count, or sizes that do not add
+        up): per-part proofs are then unusable.
         """
+        listed = await self._listed_part_sizes(info, parts)
+        if listed is not None:
+            return listed
         gate = asyncio.Semaphore(self._cfg.parallel_ranges)
 
         async def one(number: int) -> tuple[int, int | None, int | None]:
@@ -330,6 +335,39 @@ class S3Source(ClientOwner):
             log.info("s3_part_layout_unavailable", bucket=info.bucket, key=info.key, parts=parts)
             return None
         return sizes
+
+    async def _listed_part_sizes(self, info: ObjectInfo, parts: int) -> tuple[int, ...] | None:
+        """Part sizes from GetObjectAttributes, or None when the store does not list them all."""
+        sizes: dict[int, int] = {}
+        marker = 0
+        params: dict[str, Any] = {
+            "Bucket": info.bucket, "Key": info.key, "ObjectAttributes": ["ObjectParts"], "MaxParts": 1000,
+        }
+        if info.pinned_version:
+            params["VersionId"] = info.pinned_version
+        try:
+            s3_client = await self._client_for(info.bucket)
+            while True:
+                resp = await s3_client.get_object_attributes(**params, PartNumberMarker=marker)
+                if resp.get("ETag") and resp["ETag"].strip('"') != info.etag.strip('"'):
+                    raise SourceChanged(f"S3 GetObjectAttributes {info.bucket}/{info.key}: ETag changed")
+                listing = resp.get("ObjectParts") or {}
+                for part in listing.get("Parts") or []:
+                    sizes[int(part["PartNumber"])] = int(part["Size"])
+                if not listing.get("IsTruncated"):
+                    break
+                marker = int(listing.get("NextPartNumberMarker") or 0)
+        except ClientError as exc:
+            status = error_codes(exc)[1]
+            if status < 500 or status == 501:
+                return None  # not implemented, not permitted or unknown here: ask per part instead
+            raise translate_error(exc, what=f"S3 GetObjectAttributes {info.bucket}/{info.key}") from exc
+        except AWS_ERRORS as exc:
+            raise translate_error(exc, what=f"S3 GetObjectAttributes {info.bucket}/{info.key}") from exc
+        ordered = tuple(sizes.get(n, 0) for n in range(1, parts + 1))
+        if len(sizes) != parts or sum(ordered) != info.size or 0 in ordered:
+            return None
+        return ordered
 
     async def delete(self, info: ObjectInfo) -> None:
         """Delete the object only if it still has the pinned ETag; already gone counts as done.

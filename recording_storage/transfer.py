@@ -337,16 +337,24 @@ class Transferer:
         marker = source_marker(info.bucket, info.key, info.etag)
         done: list[Node] = []
         plans: list[_Plan] = []
-        for room, target in rooms:
-            existing, plan = await self._plan(client, room, target, name, marker, info.size)
-            if existing is not None:
-                done.append(existing)
-                report.already_present += 1
-            elif plan is not None:
-                plans.append(plan)
+        # Choosing the proof may take a HEAD per part (multipart layouts): it runs while the
+        # targets are looked up in DRACOON, not after.
+        choosing = asyncio.ensure_future(self._verification(info))
+        try:
+            for room, target in rooms:
+                existing, plan = await self._plan(client, room, target, name, marker, info.size)
+                if existing is not None:
+                    done.append(existing)
+                    report.already_present += 1
+                elif plan is not None:
+                    plans.append(plan)
+        finally:
+            if not plans:
+                choosing.cancel()  # nothing to upload, nothing to prove
+                await asyncio.gather(choosing, return_exceptions=True)
         if plans:
             notes = job.notes(info.key, info.bucket, info.etag)
-            check = await self._verification(info)
+            check = await choosing
             if check.proof is not None and check.proof.name == "sha256":
                 # The store states the SHA-256 and no upload completes unless the content
                 # matches it: it can go into the notes now, saving the update afterwards.

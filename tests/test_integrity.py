@@ -22,7 +22,12 @@ import structlog
 from recording_storage.config import AwsConfig
 from recording_storage.integrity import ContentDigest, Proof, StoreDigests, candidate_proofs
 from recording_storage.s3 import S3Source
-from recording_storage.targets import parse_source_marker
+from recording_storage.targets import (
+    notes_with_sha256,
+    parse_content_sha256,
+    parse_source_marker,
+    source_marker,
+)
 from tests.fixtures.aws import make_s3_config
 from tests.fixtures.awsproxy import AwsCall, AwsFaultProxy, running_proxy, via_proxy
 from tests.fixtures.service import Stack, job_message
@@ -174,6 +179,30 @@ async def test_multipart_objects_are_proven_with_the_reported_part_layout(
             assert digest.finish().actual == proof.expected
 
 
+async def test_a_listed_part_layout_saves_the_per_part_heads(stack: Stack, proxy: AwsFaultProxy) -> None:
+    """AWS lists the parts in GetObjectAttributes (moto does not): one request instead of a
+    HEAD per part. The proxy adds the listing AWS would send."""
+    sizes = (5 * MIB, 5 * MIB, 12_345)
+    data = os.urandom(sum(sizes))
+    await put_multipart(stack, "mp", data, 5 * MIB)
+    listing = "".join(f"<Part><PartNumber>{n}</PartNumber><Size>{size}</Size></Part>"
+                      for n, size in enumerate(sizes, 1))
+    answer = (  # what AWS answers (moto leaves ObjectParts out)
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<GetObjectAttributesOutput xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        f"<ObjectParts><TotalPartsCount>3</TotalPartsCount><IsTruncated>false</IsTruncated>{listing}"
+        "</ObjectParts></GetObjectAttributesOutput>"
+    ).encode()
+    listed = proxy.edit("s3:GetObject", when=lambda call: call.range is None, body=lambda _: answer)
+    async with S3Source(via_proxy(stack.config, proxy).aws, stack.config.s3) as s3:
+        info = await s3.head(stack.bucket, "mp")
+        assert info.digests is not None
+        (proof,) = candidate_proofs(info.digests)
+        assert await s3.part_sizes(info, proof.parts) == sizes
+    assert listed.fired == 1
+    assert proxy.count("s3:HeadObject") == 1  # the pin only, no HEAD per part
+
+
 def test_opaque_etags_offer_nothing_and_wrong_layouts_do_not_verify() -> None:
     md5 = hashlib.md5(b"abc").hexdigest()
     assert candidate_proofs(StoreDigests(f'"{md5}"', server_side_encryption="aws:kms")) == []
@@ -196,6 +225,18 @@ def test_opaque_etags_offer_nothing_and_wrong_layouts_do_not_verify() -> None:
         ContentDigest(proof, [3])
 
 
+def test_sha256_joins_the_marker_and_old_markers_still_parse() -> None:
+    marker = source_marker("bucket", "rec/call.mp4", '"abc-2"')
+    old = "Meeting ID: 7.\n" + "x" * 200 + "\n" + marker  # as versions before the digest wrote it
+    assert parse_source_marker(old) == marker and parse_content_sha256(old) is None
+    sha = hashlib.sha256(b"content").hexdigest()
+    new = notes_with_sha256(old, sha)
+    assert len(new) <= 255 and new.startswith("Meeting ID: 7.")
+    assert parse_source_marker(new) == marker  # redelivery recognition is unchanged
+    assert parse_content_sha256(new) == sha
+    assert notes_with_sha256("no marker here", sha) == "no marker here"
+
+
 # -- the service against stores that misbehave --------------------------------------------------
 
 
@@ -204,6 +245,22 @@ async def test_store_checksum_proves_the_content(stack: Stack) -> None:
     stats, logs = await run(stack, data)
     assert stats.outcomes == {"success": 1}
     await assert_landed(stack, data, logs, "crc32")  # botocore's default upload checksum
+
+
+async def test_a_stated_sha256_goes_into_the_notes_without_an_update(stack: Stack) -> None:
+    """The store's SHA-256 is known before the stream and is proven before completion: the notes
+    sent when the upload opens carry it, and no node update follows."""
+    updates = stack.dracoon.emulator.faults.add(
+        method="PUT", path=r"^/api/v4/nodes/files/\d+$", latency_ms=1, name="counter"
+    )
+    data = blob(150_000)
+    async with S3Source(stack.config.aws, stack.config.s3) as s3:
+        await s3._client.put_object(Bucket=stack.bucket, Key=KEY, Body=data, ChecksumAlgorithm="SHA256")
+    await stack.send(job_message(stack.bucket, [KEY]))
+    stats, logs = await run(stack, None)
+    assert stats.outcomes == {"success": 1}
+    await assert_landed(stack, data, logs, "sha256")
+    assert updates.seen == 0
 
 
 async def test_no_checksums_falls_back_to_the_md5_etag(stack: Stack, proxy: AwsFaultProxy) -> None:
