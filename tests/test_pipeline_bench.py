@@ -23,7 +23,8 @@ EXPECTED = {
                         "pipeline_concurrent_s", "pipeline_e2e_vs_concurrent"},
     "pipeline_memory": {"memory_growth", "peak_rss_2gib", "peak_rss_over_idle_mib", "peak_rss_small_mib",
                         "rss_idle_mib", "memory_big_object_mib"},
-    "integrity_overhead": {"integrity_overhead", "integrity_e2e_s", "integrity_e2e_unverified_s"},
+    "integrity_overhead": {"integrity_overhead", "integrity_overhead_multipart_md5", "integrity_e2e_s",
+                           "integrity_e2e_unverified_s"},
     "parallel_parts": {"parallel_parts_speedup", "parallel_parts_1_mbps", "parallel_parts_4_mbps",
                        "parallel_parts_speedup_md5_etags"},
 }
