@@ -168,6 +168,12 @@ async def _as_coro(aw: Awaitable[T]) -> T:
     return await aw
 
 
+async def _discard(task: asyncio.Future[T]) -> None:
+    """Cancel ``task`` and wait for it, whatever it raised: its result is no longer wanted."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 class Transferer:
     """Runs jobs; one instance serves every worker of the process."""
 
@@ -348,11 +354,12 @@ class Transferer:
                     report.already_present += 1
                 elif plan is not None:
                     plans.append(plan)
-        finally:
-            if not plans:
-                choosing.cancel()  # nothing to upload, nothing to prove
-                await asyncio.gather(choosing, return_exceptions=True)
-        if plans:
+        except BaseException:
+            await _discard(choosing)
+            raise
+        if not plans:
+            await _discard(choosing)  # nothing to upload, nothing to prove
+        else:
             notes = job.notes(info.key, info.bucket, info.etag)
             check = await choosing
             if check.proof is not None and check.proof.name == "sha256":
@@ -521,7 +528,8 @@ class Transferer:
         """
         if digest is None:  # s3.verify off
             report.integrity.append(check.name)
-            log.info("object_integrity", s3_key=info.key, integrity=check.name, bytes=info.size)
+            log.info("object_integrity", s3_key=info.key, integrity=check.name, bytes=info.size,
+                     code=Code.TRANSFERER_STATUS)
             return None
         result = digest.finish()
         proof = check.proof
