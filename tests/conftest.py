@@ -11,6 +11,7 @@ import structlog
 pytest_plugins = [
     "tests.fixtures.keys",
     "tests.fixtures.aws",
+    "tests.fixtures.awsproxy",
     "tests.fixtures.dracoon",
     "tests.fixtures.service",
 ]

@@ -13,14 +13,14 @@ import dataclasses
 import hashlib
 import os
 import zlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import structlog
 
-from recording_storage.config import AwsConfig
+from recording_storage.config import AwsConfig, S3Config
 from recording_storage.integrity import ContentDigest, Proof, StoreDigests, candidate_proofs
+from recording_storage.metrics import PREFIX, Metrics
 from recording_storage.s3 import S3Source
 from recording_storage.targets import (
     notes_with_sha256,
@@ -29,7 +29,7 @@ from recording_storage.targets import (
     source_marker,
 )
 from tests.fixtures.aws import make_s3_config
-from tests.fixtures.awsproxy import AwsCall, AwsFaultProxy, running_proxy, via_proxy
+from tests.fixtures.awsproxy import AwsCall, AwsFaultProxy, via_proxy
 from tests.fixtures.service import Stack, job_message
 
 pytestmark = pytest.mark.integration
@@ -41,12 +41,6 @@ BIG_CHUNKS = pytest.mark.parametrize("stack_overrides", [{"s3": {"chunk_size": M
 
 def blob(size: int, seed: int = 7) -> bytes:
     return bytes((i * 131 + seed) % 251 for i in range(size))
-
-
-@pytest.fixture
-async def proxy(moto_server: str) -> AsyncIterator[AwsFaultProxy]:
-    async with running_proxy(moto_server) as started:
-        yield started
 
 
 def proxied(stack: Stack, proxy: AwsFaultProxy) -> Stack:
@@ -179,7 +173,7 @@ async def test_multipart_objects_are_proven_with_the_reported_part_layout(
             assert digest.finish().actual == proof.expected
 
 
-async def test_a_listed_part_layout_saves_the_per_part_heads(stack: Stack, proxy: AwsFaultProxy) -> None:
+async def test_a_listed_part_layout_saves_the_per_part_heads(stack: Stack, aws_proxy: AwsFaultProxy) -> None:
     """AWS lists the parts in GetObjectAttributes (moto does not): one request instead of a
     HEAD per part. The proxy adds the listing AWS would send."""
     sizes = (5 * MIB, 5 * MIB, 12_345)
@@ -193,14 +187,14 @@ async def test_a_listed_part_layout_saves_the_per_part_heads(stack: Stack, proxy
         f"<ObjectParts><TotalPartsCount>3</TotalPartsCount><IsTruncated>false</IsTruncated>{listing}"
         "</ObjectParts></GetObjectAttributesOutput>"
     ).encode()
-    listed = proxy.edit("s3:GetObject", when=lambda call: call.range is None, body=lambda _: answer)
-    async with S3Source(via_proxy(stack.config, proxy).aws, stack.config.s3) as s3:
+    listed = aws_proxy.edit("s3:GetObject", when=lambda call: call.range is None, body=lambda _: answer)
+    async with S3Source(via_proxy(stack.config, aws_proxy).aws, stack.config.s3) as s3:
         info = await s3.head(stack.bucket, "mp")
         assert info.digests is not None
         (proof,) = candidate_proofs(info.digests)
         assert await s3.part_sizes(info, proof.parts) == sizes
     assert listed.fired == 1
-    assert proxy.count("s3:HeadObject") == 1  # the pin only, no HEAD per part
+    assert aws_proxy.count("s3:HeadObject") == 1  # the pin only, no HEAD per part
 
 
 def test_opaque_etags_offer_nothing_and_wrong_layouts_do_not_verify() -> None:
@@ -237,6 +231,20 @@ def test_sha256_joins_the_marker_and_old_markers_still_parse() -> None:
     assert notes_with_sha256("no marker here", sha) == "no marker here"
 
 
+def test_verify_mode_per_bucket_and_the_proof_metric() -> None:
+    cfg = S3Config(verify="required", buckets={"kazoo": {"verify": "off"}, "other": {"region": "x"}})
+    s3 = S3Source(AwsConfig(), cfg)
+    assert [s3.verify_mode(b) for b in ("kazoo", "other", "unlisted")] == ["off", "required", "required"]
+    metrics = Metrics()
+    metrics.integrity_check("composite-crc32", True)
+    metrics.integrity_check("crc64nvme", False)
+    metrics.integrity_check("made-up", True)
+    text = metrics.render().decode()
+    assert f'{PREFIX}_integrity_checks_total{{proof="composite-crc32",result="verified"}} 1.0' in text
+    assert f'{PREFIX}_integrity_checks_total{{proof="crc64nvme",result="mismatch"}} 1.0' in text
+    assert f'{PREFIX}_integrity_checks_total{{proof="other",result="verified"}} 1.0' in text
+
+
 # -- the service against stores that misbehave --------------------------------------------------
 
 
@@ -263,23 +271,25 @@ async def test_a_stated_sha256_goes_into_the_notes_without_an_update(stack: Stac
     assert updates.seen == 0
 
 
-async def test_no_checksums_falls_back_to_the_md5_etag(stack: Stack, proxy: AwsFaultProxy) -> None:
-    proxy.edit("s3:HeadObject", drop=("x-amz-checksum-",))
+async def test_no_checksums_falls_back_to_the_md5_etag(stack: Stack, aws_proxy: AwsFaultProxy) -> None:
+    aws_proxy.edit("s3:HeadObject", drop=("x-amz-checksum-",))
     data = blob(150_000)
-    stats, logs = await run(proxied(stack, proxy), data)
+    stats, logs = await run(proxied(stack, aws_proxy), data)
     assert stats.outcomes == {"success": 1}
     await assert_landed(stack, data, logs, "md5")
 
 
-async def test_a_store_refusing_checksum_mode_is_asked_without_it(stack: Stack, proxy: AwsFaultProxy) -> None:
+async def test_a_store_refusing_checksum_mode_is_asked_without_it(
+    stack: Stack, aws_proxy: AwsFaultProxy
+) -> None:
     """Backblaze B2 answers 400 to ``x-amz-checksum-mode``: the HEAD is repeated without it."""
     data = blob(150_000)
     await stack.put(KEY, data)
     await stack.send(job_message(stack.bucket, [KEY]))
     # botocore answers a HEAD's 400 by asking HeadBucket for the region and trying once more:
     # both tries carry the header, so both are refused; the third (without it) is answered.
-    refused = proxy.add("s3:HeadObject", "error", status=400, code="InvalidArgument", count=2)
-    stats, logs = await run(proxied(stack, proxy), None)
+    refused = aws_proxy.add("s3:HeadObject", "error", status=400, code="InvalidArgument", count=2)
+    stats, logs = await run(proxied(stack, aws_proxy), None)
     assert stats.outcomes == {"success": 1}
     assert refused.fired == 2
     assert len(events(logs, "s3_checksum_mode_refused")) == 1
@@ -289,22 +299,24 @@ async def test_a_store_refusing_checksum_mode_is_asked_without_it(stack: Stack, 
 OPAQUE = {"drop": ("x-amz-checksum-",), "headers": {"x-amz-server-side-encryption": "aws:kms"}}
 
 
-async def test_nothing_verifiable_is_none_under_auto(stack: Stack, proxy: AwsFaultProxy) -> None:
+async def test_nothing_verifiable_is_none_under_auto(stack: Stack, aws_proxy: AwsFaultProxy) -> None:
     """No checksum and an SSE-KMS ETag (no MD5): transferred, logged as integrity=none."""
-    proxy.edit("s3:HeadObject", **OPAQUE)
+    aws_proxy.edit("s3:HeadObject", **OPAQUE)
     data = blob(150_000)
-    stats, logs = await run(proxied(stack, proxy), data)
+    stats, logs = await run(proxied(stack, aws_proxy), data)
     assert stats.outcomes == {"success": 1}
     await assert_landed(stack, data, logs, "none")
 
 
-async def test_nothing_verifiable_is_dead_lettered_under_required(stack: Stack, proxy: AwsFaultProxy) -> None:
-    proxy.edit("s3:HeadObject", **OPAQUE)
-    stats, _ = await run(with_s3(proxied(stack, proxy), verify="required"), blob(150_000))
+async def test_nothing_verifiable_is_dead_lettered_under_required(
+    stack: Stack, aws_proxy: AwsFaultProxy
+) -> None:
+    aws_proxy.edit("s3:HeadObject", **OPAQUE)
+    stats, _ = await run(with_s3(proxied(stack, aws_proxy), verify="required"), blob(150_000))
     assert stats.outcomes == {"permanent": 1}
     reason = await assert_kept_with_reason(stack, "integrity_unverifiable")
     assert "s3.verify is 'required'" in reason
-    assert proxy.count("s3:GetObject") == 0  # refused before reading a byte
+    assert aws_proxy.count("s3:GetObject") == 0  # refused before reading a byte
 
 
 async def test_verify_off_hashes_nothing(stack: Stack) -> None:
@@ -321,10 +333,10 @@ async def test_verify_off_hashes_nothing(stack: Stack) -> None:
 WRONG_CRC32 = {"headers": {"x-amz-checksum-crc32": "AAAAAA=="}}
 
 
-async def test_a_wrong_checksum_once_is_read_again_and_lands(stack: Stack, proxy: AwsFaultProxy) -> None:
-    edit = proxy.edit("s3:HeadObject", count=1, **WRONG_CRC32)
+async def test_a_wrong_checksum_once_is_read_again_and_lands(stack: Stack, aws_proxy: AwsFaultProxy) -> None:
+    edit = aws_proxy.edit("s3:HeadObject", count=1, **WRONG_CRC32)
     data = blob(150_000)
-    stats, logs = await run(proxied(stack, proxy), data)
+    stats, logs = await run(proxied(stack, aws_proxy), data)
     assert stats.outcomes == {"success": 1}
     assert edit.fired == 1
     (restart,) = events(logs, "integrity_mismatch_restarting")
@@ -333,14 +345,14 @@ async def test_a_wrong_checksum_once_is_read_again_and_lands(stack: Stack, proxy
 
 
 async def test_a_wrong_checksum_every_time_is_dead_lettered_with_both_digests(
-    stack: Stack, proxy: AwsFaultProxy
+    stack: Stack, aws_proxy: AwsFaultProxy
 ) -> None:
-    proxy.edit("s3:HeadObject", **WRONG_CRC32)
+    aws_proxy.edit("s3:HeadObject", **WRONG_CRC32)
     channels = stack.dracoon.emulator.faults.add(
         method="POST", path=r"^/api/v4/nodes/files/uploads$", latency_ms=1, name="counter"
     )
     data = blob(150_000)
-    stats, _ = await run(proxied(stack, proxy), data)
+    stats, _ = await run(proxied(stack, aws_proxy), data)
     assert stats.outcomes == {"permanent": 1}
     assert channels.seen == 2  # read and uploaded twice, completed never
     reason = await assert_kept_with_reason(stack, "integrity_mismatch")
@@ -359,12 +371,12 @@ def second_range(call: AwsCall) -> bool:
 
 @pytest.mark.parametrize(("count", "outcome"), [(1, "success"), (None, "permanent")], ids=["once", "always"])
 async def test_bytes_corrupted_on_the_way_never_land(
-    stack: Stack, proxy: AwsFaultProxy, count: int | None, outcome: str
+    stack: Stack, aws_proxy: AwsFaultProxy, count: int | None, outcome: str
 ) -> None:
     """A store (or middlebox) that flips a byte in one range: the length is right, the content is not."""
-    proxy.edit("s3:GetObject", body=_flip_one_byte, when=second_range, count=count)
+    aws_proxy.edit("s3:GetObject", body=_flip_one_byte, when=second_range, count=count)
     data = blob(150_000)
-    stats, logs = await run(proxied(stack, proxy), data)
+    stats, logs = await run(proxied(stack, aws_proxy), data)
     assert stats.outcomes == {outcome: 1}
     if outcome == "success":
         await assert_landed(stack, data, logs, "crc32")
@@ -380,12 +392,12 @@ async def test_bytes_corrupted_on_the_way_never_land(
     ids=["multipart-etag", "composite"],
 )
 async def test_multipart_source_lands_proven_per_part(
-    stack: Stack, proxy: AwsFaultProxy, create: dict[str, str], proof: str
+    stack: Stack, aws_proxy: AwsFaultProxy, create: dict[str, str], proof: str
 ) -> None:
     data = os.urandom(5 * MIB + 300_000)
     await put_multipart(stack, KEY, data, 5 * MIB, **create)
     await stack.send(job_message(stack.bucket, [KEY]))
-    stats, logs = await run(proxied(stack, proxy), None)
+    stats, logs = await run(proxied(stack, aws_proxy), None)
     assert stats.outcomes == {"success": 1}
     await assert_landed(stack, data, logs, proof)
-    assert proxy.count("s3:HeadObject") >= 3  # the pin, then one per part for the layout
+    assert aws_proxy.count("s3:HeadObject") >= 3  # the pin, then one per part for the layout
