@@ -11,6 +11,9 @@ each in a helper process, the transfer in this process (or, for memory, in a chi
   concurrently but independently (what the two paths cost together on this machine: no
   pipeline can beat it). ``pipeline_overlap`` = e2e / max(download, upload),
   ``encryption_overhead`` = e2e / e2e without encryption.
+* ``integrity_overhead``: the real ``Transferer.run`` on one object, with content verification
+  (``s3.verify: auto``: plaintext SHA-256 plus the store's proof, here moto's composite CRC32
+  per part) vs. without (``s3.verify: off``: no hashing at all), interleaved, best of N each.
 * ``pipeline_memory``: peak RSS of a fresh process transferring a big vs a small object.
 * ``parallel_parts``: S3-direct upload with 20 ms injected latency per part PUT, 4 vs 1 in flight.
   The emulator answers parts with opaque ETags (as S3 does under SSE-KMS) so that it does not
@@ -48,7 +51,7 @@ from bench._stack import (
 from bench._timing import Candidate, Samples, info, load_note, report, sizes, timed
 from bench.common import BenchOptions, Result, benchmark
 from recording_storage import transfer as transfer_module
-from recording_storage.config import DracoonConfig
+from recording_storage.config import AppConfig, DracoonConfig
 from recording_storage.crypto import (
     EncryptedFileKey,
     FileEncryptor,
@@ -58,8 +61,9 @@ from recording_storage.crypto import (
 )
 from recording_storage.dracoon import DracoonClient
 from recording_storage.pool import preferred_key_pair
+from recording_storage.s3 import S3Source
 
-__all__ = ["memory", "parallel_parts", "stream"]
+__all__ = ["integrity", "memory", "parallel_parts", "stream"]
 
 # -- pipeline_stream --------------------------------------------------------------------------
 
@@ -189,6 +193,102 @@ def stream(options: BenchOptions) -> list[Result]:
         Result("pipeline_e2e_vs_concurrent", best["e2e"] / best["concurrent"], "info", "x"),
         Result("pipeline_e2e_mbps", size / best["e2e"] / 1e6, "info", "MB/s"),
     ]
+
+
+# -- integrity_overhead -----------------------------------------------------------------------
+
+@benchmark("integrity_overhead")
+def integrity(options: BenchOptions) -> list[Result]:
+    """What proving the content costs: e2e with verification / e2e without, same object, same run.
+
+    The gated figure uses an object as AWS stores one today (multipart, full-object CRC64NVME:
+    SHA-256 plus a CRC in a worker thread). The same is measured, for information, with a
+    multipart object that carries no checksum, so the multipart ETag is the only proof (a
+    part layout lookup, then MD5 per part next to the SHA-256): the dearest proof there is.
+    """
+    quiet_logs()
+    size = sizes(options, tiny=2 * MIB, quick=64 * MIB, full=256 * MIB)
+    rounds = 1 if os.environ.get("BENCH_TINY") else 3 if options.quick else 5
+    objects = {"crc64nvme": ("CRC64NVME", "FULL_OBJECT"), "multipart-md5": (None, None)}
+    part = max(5 * MIB, size // 4)  # 4 parts (1 in tiny mode: S3's smallest part is 5 MiB)
+    load_note()
+    counter = itertools.count()
+    proofs: dict[str, set[str]] = {name: set() for name in objects}
+    with running_stack() as stack, asyncio.Runner() as runner:
+        config = stack.app_config()
+        runner.run(_stack.create_bucket(config))
+        for name, (algorithm, kind) in objects.items():
+            runner.run(_put_object(config, f"bench/integrity-{name}.bin", size, part, algorithm, kind))
+        exits = AsyncExitStack()
+        try:
+            rt = runner.run(exits.enter_async_context(_stack.transfer_runtime(stack, config)))
+
+            def transfer(name: str, verify: bool) -> Candidate:
+                async def run() -> None:
+                    key = f"bench/integrity-{name}.bin"
+                    # The same runtime with s3.verify off: no checksum HEAD, no layout, no hashing.
+                    unverified = config.s3.model_copy(update={"verify": "off"})
+                    mode = contextlib.nullcontext() if verify else mock.patch.object(
+                        rt.s3, "settings", lambda bucket: unverified)
+                    with mode:
+                        report = await rt.transferer.run(job_for(key, f"Bench/{name}-{next(counter)}"))
+                    if report.uploaded != 1 or report.bytes_read != size:
+                        raise RuntimeError(f"transfer incomplete: {report}")
+                    if verify:
+                        proofs[name].update(report.integrity)
+                return run
+
+            candidates = {f"{name} {'verified' if verify else 'unverified'}": transfer(name, verify)
+                          for name in objects for verify in (True, False)}
+            samples = timed(runner, candidates, rounds, stack.server_pids)
+        finally:
+            runner.run(exits.aclose())
+    best = {name: s.best() for name, s in samples.items()}
+    info(f"object {size // MIB} MiB in {part // MIB} MiB parts; proofs used: "
+         + ", ".join(f"{name}: {sorted(used)}" for name, used in proofs.items()))
+    for name, used in proofs.items():
+        if used != {name}:
+            raise RuntimeError(f"the {name} object was proven with {sorted(used)}, not {name}")
+    report(samples, size)
+    return [
+        Result("integrity_overhead", best["crc64nvme verified"] / best["crc64nvme unverified"],
+               "<= 1.10", "x"),
+        Result("integrity_overhead_multipart_md5",
+               best["multipart-md5 verified"] / best["multipart-md5 unverified"], "info", "x"),
+        Result("integrity_e2e_s", best["crc64nvme verified"], "info", "s"),
+        Result("integrity_e2e_unverified_s", best["crc64nvme unverified"], "info", "s"),
+    ]
+
+
+async def _put_object(
+    config: AppConfig, key: str, size: int, part: int, algorithm: str | None, kind: str | None
+) -> None:
+    """A multipart object (one part if small) with the given checksum; ``None``: no checksum at
+    all (request checksums off), so only the multipart ETag can prove it."""
+    block = os.urandom(MIB)
+    create: dict[str, str] = {}
+    if algorithm is not None:
+        create["ChecksumAlgorithm"] = algorithm
+    if kind is not None:
+        create["ChecksumType"] = kind
+    cfg = config.s3
+    if algorithm is None:
+        cfg = cfg.model_copy(update={"request_checksum_calculation": "when_required"})
+    async with S3Source(config.aws, cfg) as s3:
+        client = s3._client  # bench set-up: S3Source has no multipart upload of its own
+        upload = await client.create_multipart_upload(Bucket=BUCKET, Key=key, **create)
+        parts = []
+        for number, offset in enumerate(range(0, size, part), start=1):
+            length = min(part, size - offset)
+            body = (number.to_bytes(8, "big") + block * (length // MIB + 1))[:length]
+            extra = {"ChecksumAlgorithm": algorithm} if algorithm else {}
+            reply = await client.upload_part(Bucket=BUCKET, Key=key, UploadId=upload["UploadId"],
+                                             PartNumber=number, Body=body, **extra)
+            parts.append({"PartNumber": number, "ETag": reply["ETag"]}
+                         | {k: v for k, v in reply.items() if k == f"Checksum{algorithm}"})
+            del body
+        await client.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=upload["UploadId"],
+                                               MultipartUpload={"Parts": parts})
 
 
 MALLOC_MMAP_THRESHOLD = "1048576"  # keep in step with entrypoint.sh (the container entry point)

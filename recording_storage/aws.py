@@ -241,6 +241,7 @@ def bucket_settings(aws: AwsConfig, s3: S3Config, bucket: str) -> tuple[AwsConfi
         ("request_checksum_calculation", src.request_checksum_calculation),
         ("response_checksum_validation", src.response_checksum_validation),
         ("conditional_delete", src.conditional_delete),
+        ("verify", src.verify),
     ) if value is not None}
     return aws.model_copy(update=aws_update), s3.model_copy(update=s3_update)
 

@@ -56,6 +56,11 @@ OTHER: Final = "other"
 
 _JOB_OUTCOMES: Final = frozenset(get_args(JobOutcome))
 _SHARER_OUTCOMES: Final = frozenset(get_args(SharerOutcome))
+_CHECKSUMS: Final = ("sha256", "crc64nvme", "crc32c", "crc32", "sha1")
+# The ``integrity=`` values the transfer logs, kept as they are (a label may hold '-').
+INTEGRITY_PROOFS: Final = frozenset(
+    {"none", "md5", "multipart-md5", *_CHECKSUMS, *(f"composite-{c}" for c in _CHECKSUMS)}
+)
 _UNSAFE = re.compile(r"[^a-z0-9_]+")
 _UNSAFE_IN_DOMAIN = re.compile(r"[^a-z0-9_.-]+")  # an instance label keeps its domain readable
 _MAX_LABEL_LEN = 40
@@ -153,6 +158,12 @@ class Metrics:
         self._dlq_reason = _BoundedLabel(max_values=32, known=DLQ_REASONS)
         self._instance = _BoundedLabel(max_values=64, unsafe=_UNSAFE_IN_DOMAIN)
         self._system = _BoundedLabel(max_values=16, known=RETRY_SYSTEMS)
+        self._integrity = Counter(
+            f"{PREFIX}_integrity_checks_total",
+            "Objects whose content was checked before upload, by proof (sha256, crc64nvme, md5, "
+            "multipart-md5, composite-crc32, ..., none) and result (verified or mismatch).",
+            ["proof", "result"], registry=r,
+        )
         # Known label values exist from the start at 0, so rate() and alerts work before the
         # first event instead of seeing a series appear out of nowhere.
         for outcome in sorted(_JOB_OUTCOMES):
@@ -226,6 +237,10 @@ class Metrics:
     def job_held(self, instance: str) -> None:
         """One job held for an account-wide problem of ``instance`` (a configured domain)."""
         self._held.labels(instance=self._instance(instance)).inc()
+    def integrity_check(self, proof: str, verified: bool) -> None:
+        """One object's content checked with ``proof`` (``none``: the store offered nothing)."""
+        label = proof if proof in INTEGRITY_PROOFS else OTHER
+        self._integrity.labels(proof=label, result="verified" if verified else "mismatch").inc()
 
     def unmatched_object(self) -> None:
         """One S3 object (from an S3 event) that no job or target rule claims."""

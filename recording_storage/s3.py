@@ -39,6 +39,7 @@ from .aws import (
 )
 from .config import AwsConfig, S3Config
 from .errors import PermanentError, TransientError
+from .integrity import CHECKSUM_ALGORITHMS, StoreDigests
 
 if TYPE_CHECKING:
     from .config import AppConfig
@@ -69,6 +70,8 @@ class ObjectInfo:
     version_id: str | None = None
     last_modified: datetime | None = None
     metadata: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+    # What the HEAD stated that can prove the content (None: not asked, s3.verify is off).
+    digests: StoreDigests | None = field(default=None, hash=False, compare=False)
 
     @property
     def pinned_version(self) -> str | None:
@@ -211,6 +214,7 @@ class S3Source(ClientOwner):
         self._bucket_lock = asyncio.Lock()
         # Buckets whose store answered a DELETE with If-Match by refusing it (learned once).
         self._refuses_conditional_delete: set[str] = set()
+        self._no_checksum_mode: set[str] = set()  # buckets whose store refuses x-amz-checksum-mode
 
     async def __aenter__(self) -> S3Source:
         kwargs = client_kwargs(self._aws)  # validates endpoint and credentials before any I/O
@@ -249,13 +253,43 @@ class S3Source(ClientOwner):
             return self._bucket_clients[bucket]
 
     async def head(self, bucket: str, key: str) -> ObjectInfo:
-        """HEAD the object and pin its ETag; a missing key raises SourceMissing, never succeeds."""
+        """HEAD the object and pin its ETag; a missing key raises SourceMissing, never succeeds.
+
+        Unless ``s3.verify`` is off, checksum mode is enabled so the answer carries the
+        object's additional checksums. Most stores that do not know the header ignore it; one
+        that refuses it (Backblaze B2 answers 400) is asked again without it, and from then on
+        that bucket's HEADs leave it out (its ETag may still prove the content).
+        """
         what = f"S3 HeadObject {bucket}/{key}"
+        verify = self.settings(bucket).verify != "off"
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if verify and bucket not in self._no_checksum_mode:
+            params["ChecksumMode"] = "ENABLED"
         try:
             s3_client = await self._client_for(bucket)
-            resp = await s3_client.head_object(Bucket=bucket, Key=key)
+            try:
+                resp = await s3_client.head_object(**params)
+            except ClientError as exc:
+                if "ChecksumMode" not in params or error_codes(exc)[1] not in (400, 501):
+                    raise
+                del params["ChecksumMode"]
+                resp = await s3_client.head_object(**params)
+                self._no_checksum_mode.add(bucket)
+                log.warning("s3_checksum_mode_refused", bucket=bucket,
+                            error=f"HTTP {error_codes(exc)[1]} to x-amz-checksum-mode; HEADs of this bucket "
+                                  "no longer send it, only its ETags can prove content")
         except AWS_ERRORS as exc:
             raise translate_error(exc, what=what, resource="object") from exc
+        digests = None
+        if verify:
+            digests = StoreDigests(
+                etag=str(resp["ETag"]),
+                checksums={a: str(resp[f"Checksum{a.upper()}"]) for a in CHECKSUM_ALGORITHMS
+                           if resp.get(f"Checksum{a.upper()}")},
+                checksum_type=resp.get("ChecksumType"),
+                server_side_encryption=resp.get("ServerSideEncryption"),
+                sse_customer_algorithm=resp.get("SSECustomerAlgorithm"),
+            )
         info = ObjectInfo(
             bucket=bucket,
             key=key,
@@ -265,6 +299,7 @@ class S3Source(ClientOwner):
             version_id=resp.get("VersionId"),
             last_modified=resp.get("LastModified"),
             metadata=dict(resp.get("Metadata") or {}),
+            digests=digests,
         )
         log.debug("s3_head", bucket=bucket, key=key, size=info.size, etag=info.etag)
         return info
@@ -372,6 +407,79 @@ class S3Source(ClientOwner):
         if got != expected:
             raise TransientError(f"{what}: short read, {got} of {expected} bytes", code="short_read")
         return data
+
+    async def part_sizes(self, info: ObjectInfo, parts: int) -> tuple[int, ...] | None:
+        """The sizes of the ``parts`` parts of a multipart object, as the store reports them.
+
+        GetObjectAttributes (``ObjectParts``) first: one request on AWS for up to 1000 parts.
+        Stores that do not list the parts there get one HEAD with ``PartNumber`` per part
+        (pinned like every read), a few at a time. ``None`` when the store does not report the
+        layout (it answers with the whole object, another part count, or sizes that do not add
+        up): per-part proofs are then unusable.
+        """
+        listed = await self._listed_part_sizes(info, parts)
+        if listed is not None:
+            return listed
+        gate = asyncio.Semaphore(self._cfg.parallel_ranges)
+
+        async def one(number: int) -> tuple[int, int | None, int | None]:
+            params: dict[str, Any] = {
+                "Bucket": info.bucket, "Key": info.key, "PartNumber": number, "IfMatch": info.etag,
+            }
+            if info.pinned_version:
+                params["VersionId"] = info.pinned_version
+            what = f"S3 HeadObject {info.bucket}/{info.key} part {number}"
+            async with gate:
+                try:
+                    s3_client = await self._client_for(info.bucket)
+                    resp = await s3_client.head_object(**params)
+                except AWS_ERRORS as exc:
+                    error = translate_error(exc, what=what, resource="object")
+                    if isinstance(error, (SourceChanged, SourceMissing, TransientError)):
+                        raise error from exc
+                    return number, None, None  # e.g. 400/416: the store knows no part numbers
+            count = resp.get("PartsCount")
+            return number, int(resp.get("ContentLength") or 0), int(count) if count is not None else None
+
+        answers = await asyncio.gather(*(one(n) for n in range(1, parts + 1)))
+        sizes = tuple(size or 0 for _, size, _ in answers)
+        if any(count != parts for _, _, count in answers) or sum(sizes) != info.size or 0 in sizes:
+            log.info("s3_part_layout_unavailable", bucket=info.bucket, key=info.key, parts=parts)
+            return None
+        return sizes
+
+    async def _listed_part_sizes(self, info: ObjectInfo, parts: int) -> tuple[int, ...] | None:
+        """Part sizes from GetObjectAttributes, or None when the store does not list them all."""
+        sizes: dict[int, int] = {}
+        marker = 0
+        params: dict[str, Any] = {
+            "Bucket": info.bucket, "Key": info.key, "ObjectAttributes": ["ObjectParts"], "MaxParts": 1000,
+        }
+        if info.pinned_version:
+            params["VersionId"] = info.pinned_version
+        try:
+            s3_client = await self._client_for(info.bucket)
+            while True:
+                resp = await s3_client.get_object_attributes(**params, PartNumberMarker=marker)
+                if resp.get("ETag") and resp["ETag"].strip('"') != info.etag.strip('"'):
+                    raise SourceChanged(f"S3 GetObjectAttributes {info.bucket}/{info.key}: ETag changed")
+                listing = resp.get("ObjectParts") or {}
+                for part in listing.get("Parts") or []:
+                    sizes[int(part["PartNumber"])] = int(part["Size"])
+                if not listing.get("IsTruncated"):
+                    break
+                marker = int(listing.get("NextPartNumberMarker") or 0)
+        except ClientError as exc:
+            status = error_codes(exc)[1]
+            if status < 500 or status == 501:
+                return None  # not implemented, not permitted or unknown here: ask per part instead
+            raise translate_error(exc, what=f"S3 GetObjectAttributes {info.bucket}/{info.key}") from exc
+        except AWS_ERRORS as exc:
+            raise translate_error(exc, what=f"S3 GetObjectAttributes {info.bucket}/{info.key}") from exc
+        ordered = tuple(sizes.get(n, 0) for n in range(1, parts + 1))
+        if len(sizes) != parts or sum(ordered) != info.size or 0 in ordered:
+            return None
+        return ordered
 
     def settings(self, bucket: str) -> S3Config:
         """The S3 settings that apply to ``bucket`` (its own entry in ``s3.buckets``, else global)."""

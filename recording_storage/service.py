@@ -191,7 +191,7 @@ async def serve(
 async def _serve(rt: Runtime, stop: asyncio.Event, *, drain: bool, max_messages: int | None) -> PoolStats:
     cfg = rt.config
     transferer = Transferer(rt.s3, rt.pool, rt.instances, cfg, decode=make_decoder(cfg, metrics=rt.metrics),
-                            on_bytes=rt.metrics.add_bytes)
+                            on_bytes=rt.metrics.add_bytes, on_integrity=rt.metrics.integrity_check)
     workers = WorkerPool(
         rt.queue,
         transferer.handle,

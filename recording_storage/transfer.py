@@ -12,6 +12,7 @@ delete exactly the transferred versions of the sources. The caller deletes the S
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -33,6 +34,7 @@ from .crypto import (
 from .dracoon import AuthenticationFailed, DracoonClient, NameConflict, Node, Upload
 from .errors import InstanceHeld, PermanentError, RecordingStorageError, TransientError
 from .instances import DracoonAccount, InstanceProvider
+from .integrity import ContentDigest, IntegrityMismatch, Proof, candidate_proofs
 from .jobs import JobMessage, parse_job_message
 from .logs import Code
 from .pool import DracoonPool
@@ -44,6 +46,8 @@ from .targets import (
     earlier_file_names_for,
     file_name_for,
     node_name_key,
+    notes_with_sha256,
+    parse_content_sha256,
     parse_source_marker,
     resolve_targets,
     source_marker,
@@ -126,6 +130,23 @@ class TransferReport:
     already_present: int = 0
     deleted_sources: int = 0
     files: list[int] = field(default_factory=list)
+    # Per transferred object, in job order: the plaintext SHA-256 (absent with s3.verify off)
+    # and the proof its content was checked with.
+    sha256: list[str] = field(default_factory=list)
+    integrity: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Verification:
+    """How one object's content is proven: ``proof`` None means ``integrity=none``."""
+
+    proof: Proof | None
+    part_sizes: tuple[int, ...] = ()
+    hash: bool = True  # False with s3.verify off: no digest at all
+
+    @property
+    def name(self) -> str:
+        return self.proof.name if self.proof is not None else "none"
 
 
 @dataclass(frozen=True)
@@ -162,6 +183,12 @@ async def _as_coro(aw: Awaitable[T]) -> T:
     return await aw
 
 
+async def _discard(task: asyncio.Future[T]) -> None:
+    """Cancel ``task`` and wait for it, whatever it raised: its result is no longer wanted."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 class Transferer:
     """Runs jobs; one instance serves every worker of the process."""
 
@@ -174,7 +201,9 @@ class Transferer:
         *,
         decode: Callable[[str], Sequence[TransferJob]] | None = None,
         on_bytes: Callable[[int], None] | None = None,
+        on_integrity: Callable[[str, bool], None] | None = None,
     ) -> None:
+        self._on_integrity = on_integrity
         self._s3 = s3
         self._on_bytes = on_bytes  # bytes of each chunk once every target took it (metrics)
         self._pool = pool
@@ -190,6 +219,8 @@ class Transferer:
         total, instances = 0, set[str]()
         s3_keys: list[str] = []
         node_ids: list[int] = []
+        sha256: list[str] = []
+        integrity: list[str] = []
         try:
             for job in self._decode(msg.body):
                 structlog.contextvars.bind_contextvars(**job.describe())
@@ -200,12 +231,17 @@ class Transferer:
                 except (AuthenticationFailed, WrongPassword) as exc:  # the account's, not the job's
                     raise InstanceHeld(job.instance_domain, exc) from exc
                 total += report.bytes_read
+                sha256 += report.sha256
+                integrity += report.integrity
                 instances.add(job.instance_domain)
         finally:
             # For the lines after the job (job_failed_*, the worker's job_finished), whatever
             # the outcome: which sources it was about and which DRACOON files hold them so far.
             structlog.contextvars.bind_contextvars(s3_keys=s3_keys, node_ids=node_ids)
-        return JobResult(bytes_transferred=total, instances=tuple(sorted(instances)))
+        summary: dict[str, object] = {"integrity": integrity} if integrity else {}
+        if sha256:
+            summary["sha256"] = sha256
+        return JobResult(bytes_transferred=total, instances=tuple(sorted(instances)), summary=summary)
 
     async def run(
         self, job: TransferJob, *, now: datetime | None = None, files: list[int] | None = None
@@ -241,8 +277,9 @@ class Transferer:
         pairs = list(zip(rooms, targets, strict=True))
         sources: list[ObjectInfo] = []
         for info in pinned:
-            if await self._transfer_object(job, info, client, keys, pairs, report):
-                sources.append(info)
+            transferred = await self._transfer_verified(job, info, client, keys, pairs, report)
+            if transferred is not None:
+                sources.append(transferred)
         if self._cfg.s3.delete_after_transfer:
             for info in sources:
                 try:
@@ -267,6 +304,63 @@ class Transferer:
         if not await self._landed_earlier(job, key, client, rooms):
             raise missing
         log.info("source_gone_already_transferred", s3_key=key)
+
+    async def _transfer_verified(
+        self,
+        job: TransferJob,
+        info: ObjectInfo,
+        client: DracoonClient,
+        keys: UnlockedKeyPair,
+        rooms: list[tuple[Node, ResolvedTarget]],
+        report: TransferReport,
+    ) -> ObjectInfo | None:
+        """Transfer one object; a content mismatch restarts it once from a fresh HEAD.
+
+        The same pinned version read twice to the same wrong digest means the store's bytes and
+        its stated digest disagree for good: permanent (``integrity_mismatch``), the source
+        stays. Anything else (other bytes the second time, a new version) stays transient.
+        Returns the version that was transferred (the one the delete must pin), or None when
+        the source vanished but every target holds it already (nothing of ours to delete).
+        """
+        try:
+            return info if await self._transfer_object(job, info, client, keys, rooms, report) else None
+        except IntegrityMismatch as exc:
+            first = exc
+            log.warning("integrity_mismatch_restarting", s3_key=info.key, integrity=exc.proof.name,
+                        error=str(exc), code=Code.TRANSFERER_ERROR)
+        try:
+            fresh = await self._s3.head(info.bucket, info.key)
+        except SourceMissing as exc:
+            await self._gone(job, info.key, client, [room for room, _ in rooms], exc)
+            return None
+        try:
+            landed = await self._transfer_object(job, fresh, client, keys, rooms, report)
+        except IntegrityMismatch as again:
+            if (fresh.etag, again.proof, again.actual) == (info.etag, first.proof, first.actual):
+                raise PermanentError(
+                    f"{again} (read twice with the same result)", code="integrity_mismatch"
+                ) from again
+            raise
+        return fresh if landed else None
+
+    async def _verification(self, info: ObjectInfo) -> _Verification:
+        """The cheapest proof the store offers for ``info``, or none if ``s3.verify`` allows it."""
+        mode = self._s3.settings(info.bucket).verify
+        if mode == "off" or info.digests is None:
+            return _Verification(None, hash=False)
+        for proof in candidate_proofs(info.digests):
+            if not proof.parts:
+                return _Verification(proof)
+            sizes = await self._s3.part_sizes(info, proof.parts)
+            if sizes is not None:
+                return _Verification(proof, sizes)
+        if mode == "required":
+            raise PermanentError(
+                f"s3.verify is 'required' but the store states no verifiable digest for "
+                f"{info.bucket}/{info.key} (no checksum, and the ETag is no MD5 or multipart MD5)",
+                code="integrity_unverifiable",
+            )
+        return _Verification(None)
 
     async def _landed_earlier(
         self, job: TransferJob, key: str, client: DracoonClient, rooms: Sequence[Node]
@@ -312,17 +406,33 @@ class Transferer:
         marker = source_marker(info.bucket, info.key, info.etag)
         done: list[Node] = []
         plans: list[_Plan] = []
-        for room, target in rooms:
-            existing, plan = await self._plan(client, room, target, (name, *earlier), marker, info.size)
-            if existing is not None:
-                done.append(existing)
-                report.already_present += 1
-            elif plan is not None:
-                plans.append(plan)
-        if plans:
+        # Choosing the proof may take a HEAD per part (multipart layouts): it runs while the
+        # targets are looked up in DRACOON, not after.
+        choosing = asyncio.ensure_future(self._verification(info))
+        try:
+            for room, target in rooms:
+                existing, plan = await self._plan(client, room, target, (name, *earlier), marker, info.size)
+                if existing is not None:
+                    done.append(existing)
+                    report.already_present += 1
+                elif plan is not None:
+                    plans.append(plan)
+        except BaseException:
+            await _discard(choosing)
+            raise
+        if not plans:
+            await _discard(choosing)  # nothing to upload, nothing to prove
+        else:
             notes = job.notes(info.key, info.bucket, info.etag)
+            check = await choosing
+            if check.proof is not None and check.proof.name == "sha256":
+                # The store states the SHA-256 and no upload completes unless the content
+                # matches it: it can go into the notes now, saving the update afterwards.
+                notes = notes_with_sha256(notes, base64.b64decode(check.proof.expected).hex())
             try:
-                nodes = await self._stream_with_restarts(info, client, keys, plans, notes, marker, report)
+                nodes = await self._stream_with_restarts(
+                    info, client, keys, plans, notes, marker, report, check
+                )
             except SourceMissing as exc:
                 await self._gone(job, info.key, client, [room for room, _ in rooms], exc)
                 report.already_present += len(plans)
@@ -343,6 +453,7 @@ class Transferer:
         notes: str,
         marker: str,
         report: TransferReport,
+        check: _Verification,
     ) -> list[Node]:
         """``_stream``, restarted on a broken upload; a changed source is looked at once more.
 
@@ -352,7 +463,7 @@ class Transferer:
         """
         for attempt in range(1, STREAM_ATTEMPTS + 1):
             try:
-                return await self._stream(info, client, keys, plans, notes, marker, report)
+                return await self._stream(info, client, keys, plans, notes, marker, report, check)
             except SourceChanged:
                 await self._s3.head(info.bucket, info.key)  # raises SourceMissing if it is gone
                 raise
@@ -433,8 +544,12 @@ class Transferer:
         notes: str,
         marker: str,
         report: TransferReport,
+        check: _Verification,
     ) -> list[Node]:
         uploads: list[Upload] = []
+        digest = ContentDigest(check.proof, check.part_sizes) if check.hash else None
+        hashing: asyncio.Future[None] | None = None
+        sha256: str | None = None
         try:
             for plan in plans:
                 uploads.append(
@@ -453,6 +568,12 @@ class Transferer:
             # aclosing: a failed upload cancels the read-ahead GETs at once, not at garbage collection.
             async with contextlib.aclosing(self._s3.iter_chunks(info)) as chunks:
                 async for chunk in chunks:
+                    if digest is not None:
+                        # In a worker thread, overlapping this chunk's encryption and upload;
+                        # awaited before the next chunk so the hash sees the bytes in order.
+                        if hashing is not None:
+                            await hashing
+                        hashing = asyncio.ensure_future(asyncio.to_thread(digest.update, chunk))
                     ciphertext = encryptor.update(chunk)
                     await _fan_out([u.write(ciphertext) for u in uploads])
                     done_bytes += len(chunk)
@@ -474,13 +595,20 @@ class Transferer:
                 raise TransientError(
                     f"read {done_bytes} of {info.size} bytes of the source", code="short_read"
                 )
+            if hashing is not None:
+                await hashing
+            sha256 = self._verify(info, check, digest, report)
             encryptor.finalize()
             file_key = encrypt_file_key(encryptor.file_key(), keys.public_key_container)
             nodes = await self._complete_all(client, keys, uploads, plans, file_key, marker, info.size)
         except BaseException:
+            if hashing is not None and not hashing.done():
+                hashing.cancel()  # the thread finishes its chunk; nobody waits for it
             await asyncio.shield(asyncio.gather(*(u.cancel() for u in uploads), return_exceptions=True))
             raise
         report.bytes_read += info.size
+        if sha256 is not None and parse_content_sha256(notes) != sha256:
+            await self._record_sha256(client, nodes, notes, sha256)
         return nodes
 
     async def _complete_all(
@@ -511,6 +639,47 @@ class Transferer:
                 log.warning("share_after_failure_failed", file_id=node.id, error=str(exc),
                             code=Code.TRANSFERER_ERROR)
         raise failure
+
+    @staticmethod
+    async def _record_sha256(client: DracoonClient, nodes: Sequence[Node], notes: str, sha256: str) -> None:
+        """Add the proven content SHA-256 to each new file's notes (DRACOON takes notes only when
+        the upload opens, before the digest is known, or in a node update).
+
+        Best effort: the file is complete and proven, and the digest is in the job's log line;
+        a failed update is logged, not retried by redelivering the whole job.
+        """
+        for node in nodes:
+            try:
+                await client.set_file_notes(node.id, notes_with_sha256(notes, sha256))
+            except RecordingStorageError as exc:
+                log.warning("notes_sha256_not_recorded", file_id=node.id, error_code=exc.code, error=str(exc))
+
+    def _verify(
+        self, info: ObjectInfo, check: _Verification, digest: ContentDigest | None, report: TransferReport
+    ) -> str | None:
+        """Compare the content's digest with the store's; a mismatch raises before any completion.
+
+        Returns the plaintext SHA-256 (None when ``s3.verify`` is off).
+        """
+        if digest is None:  # s3.verify off
+            report.integrity.append(check.name)
+            log.info("object_integrity", s3_key=info.key, integrity=check.name, bytes=info.size,
+                     code=Code.TRANSFERER_STATUS)
+            return None
+        result = digest.finish()
+        proof = check.proof
+        if proof is not None and result.actual != proof.expected:
+            if self._on_integrity is not None:
+                self._on_integrity(proof.name, False)
+            what = f"S3 object {info.bucket}/{info.key} (etag {info.etag})"
+            raise IntegrityMismatch(what, proof, result.actual or "", result.sha256)
+        if self._on_integrity is not None:
+            self._on_integrity(check.name, True)
+        report.sha256.append(result.sha256)
+        report.integrity.append(check.name)
+        log.info("object_integrity", s3_key=info.key, integrity=check.name, sha256=result.sha256,
+                 bytes=info.size, code=Code.TRANSFERER_STATUS)
+        return result.sha256
 
     async def _complete(
         self,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -70,6 +70,8 @@ class JobResult:
 
     bytes_transferred: int = 0
     instances: tuple[str, ...] = ()
+    # Extra fields for the job's summary log line (per-object sha256 and integrity proofs).
+    summary: Mapping[str, object] = field(default_factory=dict)
 
 
 Handler = Callable[[QueueMessage], Awaitable[JobResult]]
@@ -223,7 +225,8 @@ class WorkerPool:
         structlog.contextvars.bind_contextvars(message_id=msg.message_id, receive_count=msg.receive_count)
         started = time.monotonic()
         with self._metrics.job_in_flight():
-            outcome, transferred, error_code = await self._run_job(msg, started)
+            outcome, result, error_code = await self._run_job(msg, started)
+        transferred = result.bytes_transferred
         self.stats.count(outcome)
         self._metrics.job_finished(outcome, time.monotonic() - started)
         log.info(
@@ -234,17 +237,17 @@ class WorkerPool:
             seconds=round(time.monotonic() - started, 3),
             mb_per_s=round(transferred / max(time.monotonic() - started, 1e-6) / 1e6, 2),
             code=Code.TRANSFER_SUMMARY,
+            **result.summary,
         )
 
-    async def _run_job(self, msg: QueueMessage, started: float) -> tuple[Outcome, int, str | None]:
-        """Run the handler and settle the message: (outcome, bytes, the failure's error code)."""
+    async def _run_job(self, msg: QueueMessage, started: float) -> tuple[Outcome, JobResult, str | None]:
+        """Run the handler and settle the message: (outcome, its result, the failure's error code)."""
         heartbeat = asyncio.create_task(self._heartbeat(msg, started))
         outcome: Outcome = "transient"
-        transferred = 0
+        result = JobResult()
         error_code: str | None = None
         try:
             result = await self._handler(msg)
-            transferred = result.bytes_transferred
             outcome = "success"
             for instance in result.instances:
                 self._health.instance_recovered(instance)
@@ -273,7 +276,7 @@ class WorkerPool:
         elif outcome == "cancelled":
             # Shutdown: give the message back at once; a redelivery repeats only idempotent steps.
             await self._settle(self._release(msg, 0))
-        return outcome, transferred, error_code
+        return outcome, result, error_code
 
     async def _retry_or_give_up(
         self, msg: QueueMessage, exc: Exception, code: str, retry_after: float | None

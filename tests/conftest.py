@@ -20,6 +20,7 @@ from recording_storage.emulator import contract
 pytest_plugins = [
     "tests.fixtures.keys",
     "tests.fixtures.aws",
+    "tests.fixtures.awsproxy",
     "tests.fixtures.dracoon",
     "tests.fixtures.service",
 ]

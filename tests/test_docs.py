@@ -402,14 +402,17 @@ def test_documented_file_names_are_generated(examples: list[Any]) -> None:
 
 
 def test_documented_notes_are_generated(examples: list[Any]) -> None:
-    """The notes example is what upload_notes() writes for example 2's first key."""
-    from recording_storage.targets import source_marker, upload_notes
+    """The notes example is what upload_notes() writes for example 2's first key, with the
+    content SHA-256 added to the marker once the upload completed."""
+    from recording_storage.targets import notes_with_sha256, parse_source_marker, source_marker, upload_notes
 
     (notes,) = [b.rstrip("\n") for b in fenced_blocks(_job_doc(), "text") if b.startswith("Meeting ID:")]
     job = examples[1]
-    etag = notes.rsplit("etag=", 1)[1]
-    assert upload_notes(job, job.keys[0], job.bucket, f'"{etag}"') == notes
-    assert notes.endswith(source_marker(job.bucket, job.keys[0], etag))
+    etag, _, sha256 = notes.rsplit("etag=", 1)[1].partition(":sha256=")
+    assert len(sha256) == 64
+    opened = upload_notes(job, job.keys[0], job.bucket, f'"{etag}"')
+    assert notes_with_sha256(opened, sha256) == notes
+    assert parse_source_marker(notes) == source_marker(job.bucket, job.keys[0], etag)
 
 
 def test_invalid_example_gives_the_documented_reason() -> None:

@@ -23,11 +23,13 @@ EXPECTED = {
                         "pipeline_concurrent_s", "pipeline_e2e_vs_concurrent"},
     "pipeline_memory": {"memory_growth", "peak_rss_2gib", "peak_rss_over_idle_mib", "peak_rss_small_mib",
                         "rss_idle_mib", "memory_big_object_mib"},
+    "integrity_overhead": {"integrity_overhead", "integrity_overhead_multipart_md5", "integrity_e2e_s",
+                           "integrity_e2e_unverified_s"},
     "parallel_parts": {"parallel_parts_speedup", "parallel_parts_1_mbps", "parallel_parts_4_mbps",
                        "parallel_parts_speedup_md5_etags"},
 }
 GATES = {"pipeline_overlap": "<= 1.25", "encryption_overhead": "<= 1.15", "memory_growth": "<= 1.10",
-         "parallel_parts_speedup": ">= 3"}
+         "parallel_parts_speedup": ">= 3", "integrity_overhead": "<= 1.10"}
 
 
 @pytest.fixture(autouse=True)
@@ -54,6 +56,12 @@ def test_pipeline_stream_tiny() -> None:
     results = _check(list(pipeline_bench.stream(BenchOptions(quick=True))), EXPECTED["pipeline_stream"])
     e2e, down, up = (results[f"pipeline_{n}_s"].value for n in ("e2e", "download_only", "upload_only"))
     assert results["pipeline_overlap"].value == pytest.approx(e2e / max(down, up))
+
+
+def test_integrity_overhead_tiny() -> None:
+    results = _check(list(pipeline_bench.integrity(BenchOptions(quick=True))), EXPECTED["integrity_overhead"])
+    verified, unverified = results["integrity_e2e_s"].value, results["integrity_e2e_unverified_s"].value
+    assert results["integrity_overhead"].value == pytest.approx(verified / unverified)
 
 
 def test_pipeline_memory_tiny() -> None:

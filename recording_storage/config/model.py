@@ -165,6 +165,8 @@ class BucketSourceConfig(_Section):
     allow_insecure_http: bool | None = None
     # Overrides s3.conditional_delete for this bucket's store.
     conditional_delete: Literal["auto", "required", "off"] | None = None
+    # Overrides s3.verify for this bucket's store.
+    verify: Literal["auto", "required", "off"] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> BucketSourceConfig:
@@ -211,6 +213,10 @@ class S3Config(_Section):
     # the conditional DELETE; required = such a store keeps its sources and fails check; off =
     # never send If-Match on DELETE (the operator accepts the HEAD-to-DELETE race window).
     conditional_delete: Literal["auto", "required", "off"] = "auto"
+    # Prove each object's content with a digest the store states (checksum or MD5 ETag) before
+    # any upload completes. auto: the best proof offered, none when the store offers nothing;
+    # required: no proof, no transfer; off: no hashing at all (and no sha256 in the notes).
+    verify: Literal["auto", "required", "off"] = "auto"
 
     @model_validator(mode="after")
     def _bucket_names(self) -> S3Config:

@@ -36,6 +36,13 @@ class NodeOps(ApiBase):
     async def get_node(self, node_id: int) -> Node:
         return Node.from_json(await self._get("/nodes/{id}", f"/nodes/{node_id}"), what="GET /nodes/{id}")
 
+    async def set_file_notes(self, file_id: int, notes: str) -> Node:
+        """Replace a file's notes (``PUT /nodes/files/{id}``; idempotent, so retried freely)."""
+        what = "PUT /nodes/files/{id}"
+        reply = await self.http.request("PUT", "/nodes/files/{id}", path=f"/nodes/files/{file_id}",
+                                        json_body={"notes": notes})
+        return Node.from_json(reply.json(what), what=what)
+
     async def iter_children(
         self, parent_id: int, *, name: str | None = None, types: Sequence[str] | None = None
     ) -> AsyncIterator[Node]:

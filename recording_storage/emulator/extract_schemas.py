@@ -33,6 +33,7 @@ ROOTS = (
     "UserKeyPairContainer",
     "UserFileKeySetBatchRequest",
     "DeleteNodesRequest",
+    "UpdateFileRequest",
 )
 # "METHOD /path" as in the description (its server prefix ``/api`` left off).
 OPERATIONS = (

@@ -164,6 +164,24 @@ async def create_folder(request: web.Request) -> web.Response:
     return json_response(node_json(state, folder, user.id), status=201)
 
 
+async def update_file(request: web.Request) -> web.Response:
+    """``PUT /api/v4/nodes/files/{file_id}`` (``UpdateFileRequest``): notes and classification;
+    other fields are accepted and ignored (not modelled). Needs ``change`` on the file."""
+    body = await read_json(request, "UpdateFileRequest")
+    state, user = ctx(request).state, current_user(request)
+    node = state.nodes.get(path_id(request, "file_id"))
+    if node is None or node.type != "file":
+        raise ApiError(404, "File not found", -40751)
+    if not state.can(user.id, node, "change"):
+        raise forbidden()
+    _check_notes(body.get("notes"))
+    if "notes" in body:
+        node.notes = body["notes"] or None
+    if body.get("classification") is not None:
+        node.classification = body["classification"]
+    return json_response(node_json(state, node, user.id))
+
+
 async def encrypt_room(request: web.Request) -> web.Response:
     """``PUT /api/v4/nodes/rooms/{room_id}/encrypt``: only empty rooms; sub-rooms follow **[inferred]**.
 
@@ -259,6 +277,7 @@ def routes() -> list[web.RouteDef]:
         web.post("/api/v4/nodes/rooms", create_room),
         web.post("/api/v4/nodes/folders", create_folder),
         web.put("/api/v4/nodes/rooms/{room_id:\\d+}/encrypt", encrypt_room),
+        web.put("/api/v4/nodes/files/{file_id:-?\\d+}", update_file),
         web.get("/api/v4/nodes/{node_id:-?\\d+}", get_node, allow_head=False),
         web.delete("/api/v4/nodes/{node_id:-?\\d+}", delete_node),
     ]

@@ -55,6 +55,8 @@ __all__ = [
     "earlier_file_names_for",
     "extension_for",
     "file_name_for",
+    "notes_with_sha256",
+    "parse_content_sha256",
     "parse_source_marker",
     "source_marker",
     "upload_notes",
@@ -86,6 +88,7 @@ _CONTENT_TYPES = {
 _SUFFIX = re.compile(r"[A-Za-z0-9]{1,10}", re.ASCII)
 _ETAG_CHARS = re.compile(r"[^0-9A-Za-z-]", re.ASCII)
 _MARKER = re.compile(r"rs:src=[0-9a-f]{16}:etag=[0-9A-Za-z-]{1,64}(?![0-9A-Za-z-])", re.ASCII)
+_MARKER_SHA256 = re.compile(_MARKER.pattern + r":sha256=([0-9a-f]{64})(?![0-9a-f])", re.ASCII)
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -188,6 +191,27 @@ def parse_source_marker(notes: str | None) -> str | None:
         return None
     m = _MARKER.search(notes)
     return m.group(0) if m else None
+
+
+def notes_with_sha256(notes: str, sha256: str) -> str:
+    """``notes`` with the content's SHA-256 added to its marker (``...:etag=<etag>:sha256=<hex>``).
+
+    The marker still parses as before (``parse_source_marker`` stops at the ``:``), so files
+    with and without the digest are recognised alike; the human summary is cut to keep the
+    notes within 255 characters. Notes without a marker are returned unchanged.
+    """
+    found = _MARKER.search(notes)
+    if found is None:
+        return notes
+    marker = f"{found.group(0)}:sha256={sha256}"
+    human = truncate_name(notes[: found.start()].rstrip("\n"), MAX_NOTES_LENGTH - name_length(marker) - 1)
+    return f"{human}\n{marker}" if human else marker
+
+
+def parse_content_sha256(notes: str | None) -> str | None:
+    """The content SHA-256 recorded in a marker by ``notes_with_sha256``, or ``None``."""
+    found = _MARKER_SHA256.search(notes or "")
+    return found.group(1) if found else None
 
 
 def _person(label: str, person: Person) -> str | None:
