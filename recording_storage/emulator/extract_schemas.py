@@ -70,6 +70,7 @@ OPERATIONS = (
     "GET /v4/user/account/keypairs",
     "GET /v4/nodes/missingFileKeys",
     "POST /v4/nodes/files/keys",
+    "PUT /v4/nodes/files/{file_id}",
     "GET /v4/nodes/files/{file_id}/user_file_key",
     "POST /v4/nodes/files/{file_id}/downloads",
     "GET /v4/nodes/files/{file_id}/downloads",
