@@ -15,11 +15,11 @@ from pathlib import Path
 
 from . import __version__
 from .config import AppConfig, load_config
-from .errors import ConfigError, RecordingStorageError
+from .errors import ConfigError, ExitCode, RecordingStorageError, StartupError
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = ExitCode.OK, ExitCode.FAILED, ExitCode.CONFIG
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,11 +105,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("Fix the problems above and run again (conf/app.yaml documents every setting, "
               "docs/configuration.md the instances file).", file=sys.stderr)
         return EXIT_CONFIG
+    except StartupError as exc:
+        print(f"recording-storage: {exc}", file=sys.stderr)
+        return ExitCode.CANNOT_START
     except RecordingStorageError as exc:
         print(f"recording-storage: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
+    except OSError as exc:
+        # A file or socket the user named: one line, not a traceback.
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"recording-storage: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _dispatch(args: argparse.Namespace) -> int:

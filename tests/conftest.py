@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.fixtures.aws",
     "tests.fixtures.dracoon",
     "tests.fixtures.service",
+    "tests.fixtures.procs",
 ]
 
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ..config import HealthConfig
+from ..errors import StartupError
 from ..metrics import Metrics
 from .state import CORS_HEADERS, LOG_CODE, CheckResult, HealthState
 
@@ -109,7 +110,15 @@ async def serve_health(state: HealthState, metrics: Metrics, cfg: HealthConfig) 
     await runner.setup()
     try:
         site = web.TCPSite(runner, cfg.host, cfg.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            # Two `run` on one host meet here; a traceback would hide the one useful fact.
+            raise StartupError(
+                f"the health server cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}; "
+                "another process (a second `recording-storage run`?) may hold the port: stop it, or set "
+                "health.port (RECORDING_STORAGE__HEALTH__PORT) to a free port, or health.enabled: false",
+                code="health_port_unavailable") from None
         host, port = runner.addresses[0][:2]
         url = f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}"
         log.info("health_server_started", url=url)
