@@ -268,9 +268,17 @@ async def _serve(
 
 
 async def share_once(config: AppConfig, *, only: str | None = None) -> int:
-    """``recording-storage share``: one sharer pass, exit 1 if an instance failed."""
-    async with open_runtime(config, with_health=False) as rt:
-        sharer = Sharer(rt.instances, rt.pool, config.sharer)
+    """``recording-storage share``: one sharer pass, exit 1 if an instance failed.
+
+    Opens only the instance source and DRACOON: a CronJob running ``share`` must not fail
+    because SQS or S3, which sharing never touches, is unreachable.
+    """
+    register_secrets(*_secret_values(config))
+    async with AsyncExitStack() as stack:
+        instances = open_instance_provider(config)
+        stack.push_async_callback(instances.aclose)
+        pool = await stack.enter_async_context(DracoonPool(config.dracoon))
+        sharer = Sharer(instances, pool, config.sharer)
         results = await sharer.run_once(only=only)
     served = sum(s.served for s in results.values())
     total = len(results) + len([d for d in sharer.failures if d])

@@ -166,3 +166,17 @@ async def test_drain_exit_status_tells_dead_letters_from_success(
     proc = spawn_service(child(stack), "run", "--drain")
     assert await proc.wait(60) == ExitCode.JOBS_DEAD_LETTERED, proc.tail()
     assert len(await stack.dlq_messages()) == 1
+
+
+# -- each command opens only the clients it needs --------------------------------------------
+
+
+async def test_share_works_while_sqs_and_s3_are_unreachable(stack: Stack, spawn_service: Spawner) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}"  # bound, never listening: refused
+        config = child(stack, aws={"endpoint_url": dead, "max_attempts": 1},
+                       queue={"name": "rs-share-never-resolves"})
+        proc = spawn_service(config, "share")
+        assert await proc.wait(60) == ExitCode.OK, proc.tail()
+    assert "served 0 file key(s) for 1 of 1 instance(s)" in plain_lines(proc)
