@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .config import AppConfig, load_config
+from .config import AppConfig, config_file_used, load_config
 from .errors import ConfigError, ExitCode, RecordingStorageError, StartupError
 
 __all__ = ["main"]
@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also upload a tiny encrypted file per instance, read it back and delete it",
     )
+    check.add_argument("--json", action="store_true", help="print one JSON object per check (for automation)")
 
     send = sub.add_parser("send-job", parents=[with_config],
                           help="publish a job message (JSON) to the configured queue")
@@ -137,6 +138,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command in ("check", "send-job") and log_cfg.level == "info":
         # Their own output is the report; progress lines between its lines only hide it.
         log_cfg = log_cfg.model_copy(update={"level": "warning"})
+    if command == "check" and log_cfg.level == "warning":
+        # Retry warnings repeat what the report's FAIL lines already say.
+        log_cfg = log_cfg.model_copy(update={"level": "error"})
     configure_logging(log_cfg)
     if command == "run":
         from .service import run
@@ -145,7 +149,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "check":
         from .checks import run_checks
 
-        return asyncio.run(run_checks(config, write_probe=args.write_probe))
+        return asyncio.run(run_checks(config, write_probe=args.write_probe, as_json=args.json,
+                                      config_file=config_file_used(args.config)))
     if command == "send-job":
         body = sys.stdin.read() if args.file == "-" else _read_job_file(Path(args.file))
         return asyncio.run(_send_job(config, body, validate=not args.no_validate))
