@@ -54,6 +54,26 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("file", help="JSON file with the job message, or - for standard input")
     send.add_argument("--no-validate", action="store_true", help="send even if the message does not parse")
 
+    dlq = sub.add_parser("dlq", parents=[with_config], help="list dead-lettered jobs, or send them back",
+                         description="Inspect the dead-letter queue (queue.dlq_name) and redrive it.")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    dlq_list = dlq_sub.add_parser(
+        "list", parents=[with_config],
+        help="one entry per dead letter: id, reason, error, age, instance, keys",
+        epilog="example: recording-storage dlq list --reason source_missing\n"
+               "exit status: 0 listed (also when empty), 1 SQS failed, 2 invalid configuration",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    dlq_list.add_argument("--reason", default=None, metavar="CODE", help="only this reason code")
+    dlq_list.add_argument("--limit", type=_positive, default=1000, help="look at most at N messages (1000)")
+    dlq_list.add_argument("--json", action="store_true", help="one JSON object per dead letter")
+    redrive = dlq_sub.add_parser(
+        "redrive", parents=[with_config], help="send dead letters back to the job queue (body unchanged)",
+        epilog="example: recording-storage dlq redrive --reason access_denied --limit 10\n"
+               "exit status: 0 done (also when nothing matched), 1 SQS failed, 2 invalid configuration",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    redrive.add_argument("--reason", default=None, metavar="CODE", help="only this reason code")
+    redrive.add_argument("--limit", type=_positive, default=None, help="at most N messages")
+
     share = sub.add_parser("share", parents=[with_config], help="serve missing file keys once and exit")
     share.add_argument("--instance", default=None, help="only this instance domain")
 
@@ -135,7 +155,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     from .logs import configure_logging
 
     log_cfg = config.log
-    if command in ("check", "send-job") and log_cfg.level == "info":
+    if command in ("check", "send-job", "dlq") and log_cfg.level == "info":
         # Their own output is the report; progress lines between its lines only hide it.
         log_cfg = log_cfg.model_copy(update={"level": "warning"})
     if command == "check" and log_cfg.level == "warning":
@@ -154,6 +174,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "send-job":
         body = sys.stdin.read() if args.file == "-" else _read_job_file(Path(args.file))
         return asyncio.run(_send_job(config, body, validate=not args.no_validate))
+    if command == "dlq":
+        from . import dlq
+
+        if args.dlq_command == "list":
+            asyncio.run(dlq.list_dead_letters(config, sys.stdout, reason=args.reason, limit=args.limit,
+                                              as_json=args.json))
+        else:
+            asyncio.run(dlq.redrive_dead_letters(config, sys.stdout, reason=args.reason, limit=args.limit))
+        return EXIT_OK
     if command == "share":
         from .service import share_once
 
