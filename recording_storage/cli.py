@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,6 +75,16 @@ def _parser() -> argparse.ArgumentParser:
     redrive.add_argument("--reason", default=None, metavar="CODE", help="only this reason code")
     redrive.add_argument("--limit", type=_positive, default=None, help="at most N messages")
 
+    config_cmd = sub.add_parser("config", parents=[with_config], help="show the effective configuration")
+    config_sub = config_cmd.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    show = config_sub.add_parser(
+        "show", parents=[with_config],
+        help="every setting after file and environment, secrets masked, with its source",
+        epilog="example: recording-storage -c conf/app.yaml config show | grep queue.\n"
+               "exit status: 0 shown, 2 invalid configuration",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    show.add_argument("--json", action="store_true", help="one JSON object (key, value, source) per setting")
+
     share = sub.add_parser("share", parents=[with_config], help="serve missing file keys once and exit")
     share.add_argument("--instance", default=None, help="only this instance domain")
 
@@ -134,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # `recording-storage config show | head`: the reader has all it wanted.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except OSError as exc:
         # A file or socket the user named: one line, not a traceback.
         where = f" ({exc.filename})" if exc.filename else ""
@@ -151,6 +166,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         if command == "demo":
             return asyncio.run(localstack.demo(Path(".local-stack/demo").resolve()))
         return asyncio.run(localstack.serve(args.dir.resolve()))
+    if command == "config":
+        from .config.show import effective_settings, render_settings
+
+        file, settings = effective_settings(args.config)
+        print(render_settings(file, settings, as_json=args.json))
+        return EXIT_OK
     config = _load(args)
     from .logs import configure_logging
 
@@ -213,7 +234,6 @@ async def _send_job(config: AppConfig, body: str, *, validate: bool) -> int:
 
 def _keypair(args: argparse.Namespace) -> int:
     import json
-    import os
 
     from .crypto import KeyPairVersion, generate_key_pair
 
