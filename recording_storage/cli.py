@@ -54,6 +54,17 @@ def _parser() -> argparse.ArgumentParser:
                           help="publish a job message (JSON) to the configured queue")
     send.add_argument("file", help="JSON file with the job message, or - for standard input")
     send.add_argument("--no-validate", action="store_true", help="send even if the message does not parse")
+    send.add_argument("--dry-run", action="store_true",
+                      help="do not send; print what the job would do (the same as plan)")
+
+    plan = sub.add_parser(
+        "plan", parents=[with_config],
+        help="show what a job would do (rooms, names, expirations) without doing it",
+        epilog="example: recording-storage plan job.json\n"
+               "exit status: 0 the job would run, 1 it would be dead-lettered (reason printed) or a "
+               "dependency failed, 2 invalid configuration",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    plan.add_argument("file", help="JSON file with the job message (or S3 event), or - for standard input")
 
     dlq = sub.add_parser("dlq", parents=[with_config], help="list dead-lettered jobs, or send them back",
                          description="Inspect the dead-letter queue (queue.dlq_name) and redrive it.")
@@ -176,7 +187,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     from .logs import configure_logging
 
     log_cfg = config.log
-    if command in ("check", "send-job", "dlq") and log_cfg.level == "info":
+    if command in ("check", "send-job", "dlq", "plan") and log_cfg.level == "info":
         # Their own output is the report; progress lines between its lines only hide it.
         log_cfg = log_cfg.model_copy(update={"level": "warning"})
     if command == "check" and log_cfg.level == "warning":
@@ -192,6 +203,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return asyncio.run(run_checks(config, write_probe=args.write_probe, as_json=args.json,
                                       config_file=config_file_used(args.config)))
+    if command == "plan" or (command == "send-job" and args.dry_run):
+        from .plan import plan_message
+
+        body = sys.stdin.read() if args.file == "-" else _read_job_file(Path(args.file))
+        return asyncio.run(plan_message(config, body, sys.stdout))
     if command == "send-job":
         body = sys.stdin.read() if args.file == "-" else _read_job_file(Path(args.file))
         return asyncio.run(_send_job(config, body, validate=not args.no_validate))
