@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .completion import command_parsers
 from .config import AppConfig, config_file_used, load_config
 from .errors import ConfigError, ExitCode, RecordingStorageError, StartupError
 
@@ -59,11 +60,7 @@ def _parser() -> argparse.ArgumentParser:
 
     plan = sub.add_parser(
         "plan", parents=[with_config],
-        help="show what a job would do (rooms, names, expirations) without doing it",
-        epilog="example: recording-storage plan job.json\n"
-               "exit status: 0 the job would run, 1 it would be dead-lettered (reason printed) or a "
-               "dependency failed, 2 invalid configuration",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        help="show what a job would do (rooms, names, expirations) without doing it")
     plan.add_argument("file", help="JSON file with the job message (or S3 event), or - for standard input")
 
     dlq = sub.add_parser("dlq", parents=[with_config], help="list dead-lettered jobs, or send them back",
@@ -71,18 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
     dlq_list = dlq_sub.add_parser(
         "list", parents=[with_config],
-        help="one entry per dead letter: id, reason, error, age, instance, keys",
-        epilog="example: recording-storage dlq list --reason source_missing\n"
-               "exit status: 0 listed (also when empty), 1 SQS failed, 2 invalid configuration",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        help="one entry per dead letter: id, reason, error, age, instance, keys")
     dlq_list.add_argument("--reason", default=None, metavar="CODE", help="only this reason code")
     dlq_list.add_argument("--limit", type=_positive, default=1000, help="look at most at N messages (1000)")
     dlq_list.add_argument("--json", action="store_true", help="one JSON object per dead letter")
     redrive = dlq_sub.add_parser(
-        "redrive", parents=[with_config], help="send dead letters back to the job queue (body unchanged)",
-        epilog="example: recording-storage dlq redrive --reason access_denied --limit 10\n"
-               "exit status: 0 done (also when nothing matched), 1 SQS failed, 2 invalid configuration",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "redrive", parents=[with_config], help="send dead letters back to the job queue (body unchanged)")
     redrive.add_argument("--reason", default=None, metavar="CODE", help="only this reason code")
     redrive.add_argument("--limit", type=_positive, default=None, help="at most N messages")
 
@@ -90,10 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     config_sub = config_cmd.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     show = config_sub.add_parser(
         "show", parents=[with_config],
-        help="every setting after file and environment, secrets masked, with its source",
-        epilog="example: recording-storage -c conf/app.yaml config show | grep queue.\n"
-               "exit status: 0 shown, 2 invalid configuration",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        help="every setting after file and environment, secrets masked, with its source")
     show.add_argument("--json", action="store_true", help="one JSON object (key, value, source) per setting")
 
     share = sub.add_parser("share", parents=[with_config], help="serve missing file keys once and exit")
@@ -111,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", help="start the local stack and move one recording end to end")
 
+    completion = sub.add_parser("completion", help="print a shell completion script (bash or zsh)")
+    completion.add_argument("shell", choices=["bash", "zsh"], help="the shell to complete in")
+
     keypair = sub.add_parser(
         "keypair", help="generate a DRACOON user key pair (JSON) for tests and emulators"
     )
@@ -121,7 +112,50 @@ def _parser() -> argparse.ArgumentParser:
         default="DRACOON_ENCRYPTION_PASSWORD",
         help="environment variable holding the encryption password",
     )
+    _add_footers(parser)
     return parser
+
+
+# Every subcommand's --help ends with an example and its exit statuses (docs/operations.md has
+# the full table). Keyed by the command path as typed.
+_FOOTERS: dict[str, tuple[str, str]] = {
+    "run": ("recording-storage -c conf/app.yaml run --drain",
+            "0 stopped by a signal, or a bounded run (--drain/--max-messages) with every job done; "
+            "3 cannot start; 4 bounded run, some jobs dead-lettered; 5 bounded run, some jobs left "
+            "for retry; 130 interrupted (bounded run stopped, or a second Ctrl-C); 2 invalid configuration"),
+    "check": ("recording-storage check --write-probe",
+              "0 every check passed (warnings allowed); 1 a check failed; 2 invalid configuration"),
+    "send-job": ("recording-storage send-job job.json",
+                 "0 sent (message id printed); 1 invalid job or SQS failed; 2 invalid configuration"),
+    "plan": ("recording-storage plan job.json",
+             "0 the job would run; 1 it would be dead-lettered (reason printed) or a dependency "
+             "failed; 2 invalid configuration"),
+    "dlq": ("recording-storage dlq list", "0 done; 1 SQS failed; 2 invalid configuration"),
+    "dlq list": ("recording-storage dlq list --reason source_missing",
+                 "0 listed (also when empty); 1 SQS failed; 2 invalid configuration"),
+    "dlq redrive": ("recording-storage dlq redrive --reason access_denied --limit 10",
+                    "0 done (also when nothing matched); 1 SQS failed; 2 invalid configuration"),
+    "config": ("recording-storage config show", "0 shown; 2 invalid configuration"),
+    "config show": ("recording-storage -c conf/app.yaml config show | grep queue.",
+                    "0 shown; 2 invalid configuration"),
+    "share": ("recording-storage share --instance meet.example.com",
+              "0 every instance served; 1 an instance failed; 2 invalid configuration"),
+    "local-stack": ("recording-storage local-stack --dir /tmp/rs-stack",
+                    "0 stopped with Ctrl-C; 3 the directory is held by a running stack"),
+    "demo": ("make demo", "0 DEMO PASSED; 1 DEMO FAILED"),
+    "keypair": ("DRACOON_ENCRYPTION_PASSWORD=... recording-storage keypair --version A",
+                "0 printed; 2 no password in the environment variable"),
+    "completion": ("source <(recording-storage completion bash)", "0 printed"),
+}
+
+
+def _add_footers(parser: argparse.ArgumentParser) -> None:
+    for path, child in command_parsers(parser).items():
+        if not path:
+            continue
+        example, statuses = _FOOTERS[path]
+        child.epilog = f"example:\n  {example}\n\nexit status: {statuses}"
+        child.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def _positive(text: str) -> int:
@@ -167,10 +201,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _without_service_config(args: argparse.Namespace) -> int | None:
+    """Commands that do not run with the loaded service configuration; None for the others."""
     command: str = args.command
     if command == "keypair":
         return _keypair(args)
+    if command == "completion":
+        from .completion import completion_script
+
+        print(completion_script(_parser(), args.shell), end="")
+        return EXIT_OK
     if command in ("local-stack", "demo"):
         from . import localstack
 
@@ -183,6 +223,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         file, settings = effective_settings(args.config)
         print(render_settings(file, settings, as_json=args.json))
         return EXIT_OK
+    return None
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command: str = args.command
+    done = _without_service_config(args)
+    if done is not None:
+        return done
     config = _load(args)
     from .logs import configure_logging
 
