@@ -7,6 +7,7 @@ import asyncio
 import os
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,8 +35,10 @@ def terminal_commands(banner: str) -> tuple[dict[str, str], list[list[str]]]:
 
 
 async def test_banner_commands_work_in_another_terminal_elsewhere(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Started as `make local-stack` does: from the directory that holds the virtualenv.
+    monkeypatch.chdir(Path(sys.executable).parent.parent.parent)
     stop = asyncio.Event()
     stack = asyncio.create_task(localstack.serve(tmp_path / "stack", stop=stop))
     try:
