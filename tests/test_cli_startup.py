@@ -19,9 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from recording_storage import cli
 from recording_storage.config import AppConfig
 from recording_storage.errors import ExitCode
 from recording_storage.fetch_config import FetchFailed, fetch
+from recording_storage.logs import reset_logging
 from recording_storage.s3 import S3Source
 from tests.fixtures.aws import make_aws_config, make_s3_config, random_name
 from tests.fixtures.awsproxy import AwsFaultProxy, running_proxy
@@ -180,3 +182,18 @@ async def test_share_works_while_sqs_and_s3_are_unreachable(stack: Stack, spawn_
         proc = spawn_service(config, "share")
         assert await proc.wait(60) == ExitCode.OK, proc.tail()
     assert "served 0 file key(s) for 1 of 1 instance(s)" in plain_lines(proc)
+
+
+def test_invalid_region_is_a_config_error_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "instances.yml").write_text("instances: {}\n", encoding="utf-8")
+    app = tmp_path / "app.yaml"
+    app.write_text("aws: {region: eu west}\ninstances: {file: instances.yml}\nhealth: {enabled: false}\n",
+                   encoding="utf-8")
+    try:
+        assert cli.main(["-c", str(app), "run", "--drain"]) == ExitCode.CONFIG
+    finally:
+        reset_logging()
+    err = capsys.readouterr().err
+    assert "aws.region: 'eu west' is not an AWS region name" in err and "Traceback" not in err
