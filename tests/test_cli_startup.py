@@ -197,3 +197,10 @@ def test_invalid_region_is_a_config_error_not_a_traceback(
         reset_logging()
     err = capsys.readouterr().err
     assert "aws.region: 'eu west' is not an AWS region name" in err and "Traceback" not in err
+
+
+async def test_health_host_that_is_not_here_is_advised_as_such(stack: Stack, spawn_service: Spawner) -> None:
+    proc = spawn_service(child(stack, health={"enabled": True, "host": "192.0.2.1", "port": 0}), "run")
+    assert await proc.wait(60) == ExitCode.CANNOT_START, proc.tail()
+    (line,) = plain_lines(proc)
+    assert "192.0.2.1:0" in line and "health.host" in line and "second `recording-storage run`" not in line

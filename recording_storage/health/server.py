@@ -6,6 +6,7 @@ errors become JSON bodies, never tracebacks.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -116,8 +117,7 @@ async def serve_health(state: HealthState, metrics: Metrics, cfg: HealthConfig) 
             # Two `run` on one host meet here; a traceback would hide the one useful fact.
             raise StartupError(
                 f"the health server cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}; "
-                "another process (a second `recording-storage run`?) may hold the port: stop it, or set "
-                "health.port (RECORDING_STORAGE__HEALTH__PORT) to a free port, or health.enabled: false",
+                f"{_bind_advice(exc)}, or set health.enabled: false",
                 code="health_port_unavailable") from None
         host, port = runner.addresses[0][:2]
         url = f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}"
@@ -127,3 +127,15 @@ async def serve_health(state: HealthState, metrics: Metrics, cfg: HealthConfig) 
         # Probes first, so requests waiting on one are answered before the runner drains them.
         await state.cancel_probes()
         await runner.cleanup()
+
+
+def _bind_advice(exc: OSError) -> str:
+    """What to change, by why the bind failed."""
+    if exc.errno == errno.EADDRINUSE:
+        return ("another process (a second `recording-storage run`?) holds the port: stop it, or set "
+                "health.port (RECORDING_STORAGE__HEALTH__PORT) to a free port")
+    if exc.errno == errno.EACCES:
+        return ("ports below 1024 need privileges: set health.port (RECORDING_STORAGE__HEALTH__PORT) "
+                "to 1024 or more")
+    return ("set health.host (RECORDING_STORAGE__HEALTH__HOST) to an address of this host "
+            "(0.0.0.0 for every interface, 127.0.0.1 for local only)")
