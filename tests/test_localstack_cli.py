@@ -74,3 +74,13 @@ async def test_a_second_stack_refuses_the_directory_of_a_running_one(tmp_path: P
         assert first.config_path.read_text(encoding="utf-8") == before  # untouched
     async with start_local_stack(tmp_path, kdf_iterations=1000):  # free again once it stopped
         pass
+
+
+def test_make_install_filters_only_the_editable_install_banner() -> None:
+    """`make demo` on a fresh clone installs first; setuptools' "Editable installation" banner
+    must not greet a newcomer, and nothing else may be silenced with it."""
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run(["make", "-n", "-B", ".venv/.installed"], cwd=repo, capture_output=True, text=True,
+                          timeout=60, check=True)
+    (install,) = [line for line in done.stdout.splitlines() if "pip install" in line and "-e" in line]
+    assert install.startswith('PYTHONWARNINGS="ignore:Editable installation" ')
