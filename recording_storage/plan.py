@@ -67,7 +67,7 @@ def render_plan(plan: JobPlan) -> str:
         lines.append(f"  target {where}: {room}; {expires}")
     for key in plan.keys:
         lines.append(f"  s3://{plan.bucket}/{key.key} ({key.size} bytes, {key.content_type or 'no type'})")
-        lines.append(f"    file name {key.file_name!r}; notes marker {key.marker}")
+        lines.append(f"    file name {key.file_name!r}; notes marker {key.marker}; integrity={key.integrity}")
         for target, action in zip(plan.targets, key.actions, strict=True):
             lines.append(f"    -> {target.path or '<parent room>'}: {action}")
     return "\n".join(lines)

@@ -727,19 +727,21 @@ class Transferer:
         for key in job.keys:
             info = await self._s3.head(job.bucket, key)  # SourceMissing: run would dead-letter it too
             name = job.file_name(key, info.content_type)
+            names = (name, *job.earlier_file_names(key, info.content_type))
             marker = source_marker(info.bucket, info.key, info.etag)
+            check = await self._verification(info)  # s3.verify required and no proof: raised here too
             actions = []
             for target, (room, _) in zip(targets, rooms, strict=True):
                 if room is None:
                     actions.append(f"upload as {name!r} (new room)")
                     continue
-                existing, step = await self._plan(client, room, target, name, marker, info.size)
+                existing, step = await self._plan(client, room, target, names, marker, info.size)
                 if existing is not None:
                     actions.append(f"already there as file {existing.id} {existing.name!r}")
                 elif step is not None:
                     verb = "overwrite" if step.resolution == "overwrite" else "upload as"
                     actions.append(f"{verb} {step.name!r}")
-            plan.keys.append(KeyPlan(key, info.size, info.content_type, name, marker, actions))
+            plan.keys.append(KeyPlan(key, info.size, info.content_type, name, marker, check.name, actions))
         return plan
 
     @staticmethod
@@ -780,6 +782,7 @@ class KeyPlan:
     content_type: str | None
     file_name: str
     marker: str  # the source marker (bucket/key hash and ETag) the file's notes would carry
+    integrity: str  # the proof its content would be checked with (the integrity= value)
     actions: list[str]
 
 

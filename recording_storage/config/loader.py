@@ -18,8 +18,8 @@ from pydantic import ValidationError
 from ..errors import ConfigError, ConfigProblem
 from .model import AppConfig
 
-__all__ = ["DEFAULT_CONFIG_PATH", "ENV_PREFIX", "DuplicateKeys", "config_file_used", "expand_env", "load_config",
-           "load_yaml_file", "load_yaml_text", "validation_problems"]
+__all__ = ["DEFAULT_CONFIG_PATH", "ENV_PREFIX", "DuplicateKeys", "config_file_used", "expand_env",
+           "load_config", "load_yaml_file", "load_yaml_text", "validation_problems"]
 
 ENV_PREFIX = "RECORDING_STORAGE__"
 DEFAULT_CONFIG_PATH = Path("conf/app.yaml")
