@@ -25,11 +25,13 @@ from botocore.exceptions import (
     ClientError,
     HTTPClientError,
     IncompleteReadError,
+    InvalidRegionError,
     NoCredentialsError,
     ParamValidationError,
     PartialCredentialsError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.utils import validate_region_name
 
 from .config import AwsConfig, S3Config
 from .errors import ConfigError, ConfigProblem, PermanentError, RecordingStorageError, TransientError
@@ -200,6 +202,12 @@ def client_kwargs(aws: AwsConfig, *, where: str = "aws") -> dict[str, Any]:
     configuration error rather than a silent fall-back to some other identity.
     """
     check_endpoint(aws, where=where)
+    try:
+        validate_region_name(aws.region)
+    except InvalidRegionError:
+        # botocore would raise this from create_client, as a traceback at start-up.
+        raise ConfigError([ConfigProblem(
+            f"{where}.region", f"{aws.region!r} is not an AWS region name (e.g. eu-central-1)")]) from None
     kwargs: dict[str, Any] = {"region_name": aws.region}
     if aws.endpoint_url is not None:
         kwargs["endpoint_url"] = aws.endpoint_url

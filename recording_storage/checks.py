@@ -21,10 +21,12 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Literal
 
 import structlog
 
+from .aws import bucket_settings, client_kwargs
 from .config import AppConfig
 from .crypto import (
     FileDecryptor,
@@ -50,7 +52,12 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_TIMEOUT = 30.0  # per check; unlocking a key pair alone takes about a second
 PROBE_PREFIX = ".recording-storage-probe-"
-Status = Literal["PASS", "FAIL", "SKIP"]
+Status = Literal["PASS", "FAIL", "SKIP", "WARN"]
+# Error codes that mean "could not reach it", where advice about credentials would mislead.
+_UNREACHABLE = frozenset({"connection", "network", "timeout", "tls_error"})
+# A check is a probe: one retry at most and a short connect timeout, so dead endpoints fail in
+# seconds rather than after the service's patient retry schedule.
+CHECK_AWS_ATTEMPTS, CHECK_CONNECT_TIMEOUT, CHECK_DRACOON_RETRIES = 2, 5.0, 1
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,15 @@ class CheckResult:
         detail = " ".join(self.detail.split())  # one line per check, whatever the message held
         return redact_text(f"{self.status} {self.name}: {detail}")
 
+    def as_json(self) -> str:
+        """``check --json``: one object per check, for automation."""
+        detail = redact_text(" ".join(self.detail.split()))
+        return json.dumps({"name": self.name, "status": self.status, "detail": detail})
+
+
+class Warn(str):
+    """A check's detail that works but needs attention: printed as ``WARN``, not a failure."""
+
 
 class _Skip(Exception):
     """Raised by a check that cannot run (a dependency failed or nothing is configured)."""
@@ -73,21 +89,26 @@ class _Skip(Exception):
 class _Run:
     """Runs checks one by one, printing each line as soon as it is known."""
 
-    def __init__(self, out: IO[str], timeout: float) -> None:
+    def __init__(self, out: IO[str], timeout: float, *, as_json: bool = False) -> None:
         self.out = out
         self.timeout = timeout
+        self.as_json = as_json
         self.results: list[CheckResult] = []
 
     def emit(self, status: Status, name: str, detail: str) -> bool:
         result = CheckResult(status, name, detail)
         self.results.append(result)
-        print(result.line(), file=self.out, flush=True)
-        return status == "PASS"
+        print(result.as_json() if self.as_json else result.line(), file=self.out, flush=True)
+        return status in ("PASS", "WARN")
 
     async def check(
-        self, name: str, fn: Callable[[], Awaitable[str]], *, hint: str = "", own_timeouts: bool = False
+        self, name: str, fn: Callable[[], Awaitable[str]], *, hint: str = "", own_timeouts: bool = False,
+        unreachable_hint: str = "",
     ) -> bool:
-        """Run one check under the per-check timeout (unless it keeps its own); True if it passed."""
+        """Run one check under the per-check timeout (unless it keeps its own); True if it passed.
+
+        ``unreachable_hint`` replaces ``hint`` when the target could not be reached at all.
+        """
         limit = None if own_timeouts else self.timeout
         try:
             async with asyncio.timeout(limit):
@@ -100,15 +121,20 @@ class _Run:
             problems = "; ".join(str(p) for p in exc.problems)
             return self.emit("FAIL", name, f"invalid configuration: {problems} [{exc.code}]{_with(hint)}")
         except RecordingStorageError as exc:
-            return self.emit("FAIL", name, f"{exc} [{exc.code}]{_with(hint)}")
+            advice = unreachable_hint if unreachable_hint and exc.code in _UNREACHABLE else hint
+            return self.emit("FAIL", name, f"{exc} [{exc.code}]{_with(advice)}")
         except Exception as exc:  # a check must report, never crash the command
             log.debug("check_crashed", check=name, exc_info=True)
             return self.emit("FAIL", name, f"unexpected {type(exc).__name__}: {exc}{_with(hint)}")
-        return self.emit("PASS", name, detail)
+        return self.emit("WARN" if isinstance(detail, Warn) else "PASS", name, detail)
 
     @property
     def failed(self) -> int:
         return sum(r.status == "FAIL" for r in self.results)
+
+    @property
+    def warned(self) -> int:
+        return sum(r.status == "WARN" for r in self.results)
 
 
 def _with(hint: str) -> str:
@@ -121,15 +147,23 @@ async def run_checks(
     write_probe: bool = False,
     out: IO[str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    config_file: Path | None = None,
+    as_json: bool = False,
 ) -> int:
-    """Check everything the configuration points at; 0 if every check passed, else 1."""
-    run = _Run(out if out is not None else sys.stdout, timeout)
+    """Check everything the configuration points at; 0 if every check passed (warnings
+    allowed), else 1. ``config_file`` is the file the configuration came from, None for none."""
+    run = _Run(out if out is not None else sys.stdout, timeout, as_json=as_json)
     register_secrets(*_secrets(config))
-    run.emit("PASS", "config", f"valid (relative paths from {config.base_dir})")
-    await _check_sqs(run, config)
-    await _check_s3(run, config)
-    if write_probe:
-        await _probe_stores(run, config)
+    config = _probe_settings(config)
+    if await _check_config(run, config, config_file):
+        await _check_sqs(run, config)
+        await _check_dlq_backlog(run, config)
+        await _check_s3(run, config)
+        if write_probe:
+            await _probe_stores(run, config)
+    else:
+        for name in ("sqs queue", "sqs dlq", "s3"):
+            run.emit("SKIP", name, "needs a valid AWS configuration (see the config check)")
     async with AsyncExitStack() as stack:
         opened: list[tuple[InstanceProvider, list[str]]] = []
 
@@ -150,7 +184,10 @@ async def run_checks(
                 await _check_instance(run, config, provider, domain, write_probe=write_probe)
     total = len(run.results)
     summary = f"all {total} checks passed" if not run.failed else f"{run.failed} of {total} checks failed"
-    print(f"{'OK' if not run.failed else 'FAILED'}: {summary}", file=run.out, flush=True)
+    if run.warned:
+        summary += f" ({run.warned} warning(s))"
+    if not as_json:
+        print(f"{'OK' if not run.failed else 'FAILED'}: {summary}", file=run.out, flush=True)
     return 0 if not run.failed else 1
 
 
@@ -186,7 +223,8 @@ async def _check_sqs(run: _Run, config: AppConfig) -> None:
         redrive = "" if dlq or "RedrivePolicy" in attrs else "; no RedrivePolicy on the queue"
         return f"queue {name!r} reachable ({visible} visible, {in_flight} in flight){redrive}"
 
-    if await run.check("sqs queue", lambda: queue_check(cfg.name, False), hint=hint):
+    if await run.check("sqs queue", lambda: queue_check(cfg.name, False), hint=hint,
+                       unreachable_hint=_AWS_UNREACHABLE):
         await run.check("sqs max receives", lambda: _check_max_receives(config),
                         hint='see docs/operations.md, "Delivery guarantees"')
     else:
@@ -195,7 +233,7 @@ async def _check_sqs(run: _Run, config: AppConfig) -> None:
         run.emit("SKIP", "sqs dlq", "no queue.dlq_name configured; permanent failures are only logged")
     else:
         await run.check("sqs dlq", lambda: queue_check(cfg.dlq_name or "", True),
-                        hint=hint.replace("queue.name", "queue.dlq_name"))
+                        hint=hint.replace("queue.name", "queue.dlq_name"), unreachable_hint=_AWS_UNREACHABLE)
 
 
 async def _check_max_receives(config: AppConfig) -> str:
@@ -241,7 +279,8 @@ async def _check_s3(run: _Run, config: AppConfig) -> None:
 
     for bucket in buckets:
         await run.check(f"s3 {bucket}", functools.partial(head, bucket),
-                        hint="check the bucket name, aws.region and s3:ListBucket/GetObject permissions")
+                        hint="check the bucket name, aws.region and s3:ListBucket/GetObject permissions",
+                        unreachable_hint=_AWS_UNREACHABLE)
 
 
 CAPABILITIES = ("range", "if-match get", "if-match delete", "versioning", "checksums")
@@ -349,7 +388,9 @@ async def _check_instance(
 
         who = f"instance {domain}"
         if not await run.check(f"{prefix} login", login,
-                               hint=f"check base_url, login, password and client_id/client_secret of {who}"):
+                               hint=f"check base_url, login, password and client_id/client_secret of {who}",
+                               unreachable_hint=f"check base_url of {who} and that this host can reach "
+                                                "it (DNS, proxy, firewall, TLS)"):
             if run.results[-1].status == "FAIL":
                 for what in ("key pair", "parent room") + (("write probe",) if write_probe else ()):
                     run.emit("SKIP", f"{prefix} {what}", "needs a working login")
@@ -472,3 +513,61 @@ async def _delete_probe(client: DracoonClient, node_id: int, name: str, timeout:
     except (RecordingStorageError, TimeoutError) as exc:
         raise PermanentError(f"could not delete the probe file {name!r} (node {node_id}): {exc}; "
                              "delete it by hand", code="probe_not_deleted") from exc
+
+
+# -- issue 15: what the configuration check and the DLQ backlog report ------------------------
+
+_AWS_UNREACHABLE = ("check aws.endpoint_url, aws.region and that this host can reach AWS "
+                    "(DNS, proxy, firewall)")
+
+
+def _probe_settings(config: AppConfig) -> AppConfig:
+    """The configuration with the check's bounded retries and connect timeout."""
+    aws = config.aws.model_copy(update={
+        "max_attempts": min(config.aws.max_attempts, CHECK_AWS_ATTEMPTS),
+        "connect_timeout": min(config.aws.connect_timeout, CHECK_CONNECT_TIMEOUT)})
+    dracoon = config.dracoon.model_copy(update={
+        "max_retries": min(config.dracoon.max_retries, CHECK_DRACOON_RETRIES)})
+    return config.model_copy(update={"aws": aws, "dracoon": dracoon})
+
+
+async def _check_config(run: _Run, config: AppConfig, config_file: Path | None) -> bool:
+    """Which file, and whether the AWS settings are usable (endpoints, key pairs): a setting
+    only the clients validate must fail here, not after ``PASS config``."""
+    try:
+        client_kwargs(config.aws)
+        for bucket in config.s3.buckets:
+            settings = bucket_settings(config.aws, config.s3, bucket)
+            if settings is not None:
+                client_kwargs(settings[0], where=f"s3.buckets.{bucket}")
+    except ConfigError as exc:
+        problems = "; ".join(str(p) for p in exc.problems)
+        run.emit("FAIL", "config", f"invalid configuration: {problems}")
+        return False
+    if config_file is None:
+        run.emit("WARN", "config", "no configuration file (none given with -c, no $RECORDING_STORAGE_CONFIG, "
+                 "no conf/app.yaml here): using defaults and RECORDING_STORAGE__* variables only")
+    else:
+        shown = await asyncio.to_thread(config_file.resolve)
+        run.emit("PASS", "config", f"{shown} valid (relative paths from {config.base_dir})")
+    return True
+
+
+async def _check_dlq_backlog(run: _Run, config: AppConfig) -> None:
+    """Dead letters waiting are jobs not done: a passing check must not hide them."""
+    name = config.queue.dlq_name
+    if name is None or any(r.name == "sqs dlq" and r.status != "PASS" for r in run.results):
+        return
+    qcfg = config.queue.model_copy(update={"name": name, "dlq_name": None})
+
+    async def depth() -> str:
+        async with JobQueue(config.aws, qcfg, base_dir=config.base_dir) as queue:
+            attrs = await queue.attributes()
+        waiting = int(attrs.get("ApproximateNumberOfMessages", "0"))
+        hidden = int(attrs.get("ApproximateNumberOfMessagesNotVisible", "0"))
+        if waiting + hidden:
+            return Warn(f"{waiting + hidden} dead-lettered job(s) in {name!r}; see `recording-storage dlq "
+                        "list`, fix the cause, then `recording-storage dlq redrive`")
+        return f"{name!r} is empty"
+
+    await run.check("sqs dlq backlog", depth, hint="see the sqs dlq check", unreachable_hint=_AWS_UNREACHABLE)

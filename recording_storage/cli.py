@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .config import AppConfig, load_config
-from .errors import ConfigError, RecordingStorageError
+from .completion import command_parsers
+from .config import AppConfig, config_file_used, load_config
+from .errors import ConfigError, ExitCode, RecordingStorageError, StartupError
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = ExitCode.OK, ExitCode.FAILED, ExitCode.CONFIG
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,11 +49,40 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also upload a tiny encrypted file per instance, read it back and delete it",
     )
+    check.add_argument("--json", action="store_true", help="print one JSON object per check (for automation)")
 
     send = sub.add_parser("send-job", parents=[with_config],
                           help="publish a job message (JSON) to the configured queue")
     send.add_argument("file", help="JSON file with the job message, or - for standard input")
     send.add_argument("--no-validate", action="store_true", help="send even if the message does not parse")
+    send.add_argument("--dry-run", action="store_true",
+                      help="do not send; print what the job would do (the same as plan)")
+
+    plan = sub.add_parser(
+        "plan", parents=[with_config],
+        help="show what a job would do (rooms, names, expirations) without doing it")
+    plan.add_argument("file", help="JSON file with the job message (or S3 event), or - for standard input")
+
+    dlq = sub.add_parser("dlq", parents=[with_config], help="list dead-lettered jobs, or send them back",
+                         description="Inspect the dead-letter queue (queue.dlq_name) and redrive it.")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    dlq_list = dlq_sub.add_parser(
+        "list", parents=[with_config],
+        help="one entry per dead letter: id, reason, error, age, instance, keys")
+    dlq_list.add_argument("--reason", default=None, metavar="CODE", help="only this reason code")
+    dlq_list.add_argument("--limit", type=_positive, default=1000, help="look at most at N messages (1000)")
+    dlq_list.add_argument("--json", action="store_true", help="one JSON object per dead letter")
+    redrive = dlq_sub.add_parser(
+        "redrive", parents=[with_config], help="send dead letters back to the job queue (body unchanged)")
+    redrive.add_argument("--reason", default=None, metavar="CODE", help="only this reason code")
+    redrive.add_argument("--limit", type=_positive, default=None, help="at most N messages")
+
+    config_cmd = sub.add_parser("config", parents=[with_config], help="show the effective configuration")
+    config_sub = config_cmd.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    show = config_sub.add_parser(
+        "show", parents=[with_config],
+        help="every setting after file and environment, secrets masked, with its source")
+    show.add_argument("--json", action="store_true", help="one JSON object (key, value, source) per setting")
 
     share = sub.add_parser("share", parents=[with_config], help="serve missing file keys once and exit")
     share.add_argument("--instance", default=None, help="only this instance domain")
@@ -68,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", help="start the local stack and move one recording end to end")
 
+    completion = sub.add_parser("completion", help="print a shell completion script (bash or zsh)")
+    completion.add_argument("shell", choices=["bash", "zsh"], help="the shell to complete in")
+
     keypair = sub.add_parser(
         "keypair", help="generate a DRACOON user key pair (JSON) for tests and emulators"
     )
@@ -78,7 +112,50 @@ def _parser() -> argparse.ArgumentParser:
         default="DRACOON_ENCRYPTION_PASSWORD",
         help="environment variable holding the encryption password",
     )
+    _add_footers(parser)
     return parser
+
+
+# Every subcommand's --help ends with an example and its exit statuses (docs/operations.md has
+# the full table). Keyed by the command path as typed.
+_FOOTERS: dict[str, tuple[str, str]] = {
+    "run": ("recording-storage -c conf/app.yaml run --drain",
+            "0 stopped by a signal, or a bounded run (--drain/--max-messages) with every job done; "
+            "3 cannot start; 4 bounded run, some jobs dead-lettered; 5 bounded run, some jobs left "
+            "for retry; 130 interrupted (bounded run stopped, or a second Ctrl-C); 2 invalid configuration"),
+    "check": ("recording-storage check --write-probe",
+              "0 every check passed (warnings allowed); 1 a check failed; 2 invalid configuration"),
+    "send-job": ("recording-storage send-job job.json",
+                 "0 sent (message id printed); 1 invalid job or SQS failed; 2 invalid configuration"),
+    "plan": ("recording-storage plan job.json",
+             "0 the job would run; 1 it would be dead-lettered (reason printed) or a dependency "
+             "failed; 2 invalid configuration"),
+    "dlq": ("recording-storage dlq list", "0 done; 1 SQS failed; 2 invalid configuration"),
+    "dlq list": ("recording-storage dlq list --reason source_missing",
+                 "0 listed (also when empty); 1 SQS failed; 2 invalid configuration"),
+    "dlq redrive": ("recording-storage dlq redrive --reason access_denied --limit 10",
+                    "0 done (also when nothing matched); 1 SQS failed; 2 invalid configuration"),
+    "config": ("recording-storage config show", "0 shown; 2 invalid configuration"),
+    "config show": ("recording-storage -c conf/app.yaml config show | grep queue.",
+                    "0 shown; 2 invalid configuration"),
+    "share": ("recording-storage share --instance meet.example.com",
+              "0 every instance served; 1 an instance failed; 2 invalid configuration"),
+    "local-stack": ("recording-storage local-stack --dir /tmp/rs-stack",
+                    "0 stopped with Ctrl-C; 3 the directory is held by a running stack"),
+    "demo": ("make demo", "0 DEMO PASSED; 1 DEMO FAILED"),
+    "keypair": ("DRACOON_ENCRYPTION_PASSWORD=... recording-storage keypair --version A",
+                "0 printed; 2 no password in the environment variable"),
+    "completion": ("source <(recording-storage completion bash)", "0 printed"),
+}
+
+
+def _add_footers(parser: argparse.ArgumentParser) -> None:
+    for path, child in command_parsers(parser).items():
+        if not path:
+            continue
+        example, statuses = _FOOTERS[path]
+        child.epilog = f"example:\n  {example}\n\nexit status: {statuses}"
+        child.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def _positive(text: str) -> int:
@@ -105,30 +182,65 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("Fix the problems above and run again (conf/app.yaml documents every setting, "
               "docs/configuration.md the instances file).", file=sys.stderr)
         return EXIT_CONFIG
+    except StartupError as exc:
+        print(f"recording-storage: {exc}", file=sys.stderr)
+        return ExitCode.CANNOT_START
     except RecordingStorageError as exc:
         print(f"recording-storage: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # `recording-storage config show | head`: the reader has all it wanted.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except OSError as exc:
+        # A file or socket the user named: one line, not a traceback.
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"recording-storage: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_FAILED
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _without_service_config(args: argparse.Namespace) -> int | None:
+    """Commands that do not run with the loaded service configuration; None for the others."""
     command: str = args.command
     if command == "keypair":
         return _keypair(args)
+    if command == "completion":
+        from .completion import completion_script
+
+        print(completion_script(_parser(), args.shell), end="")
+        return EXIT_OK
     if command in ("local-stack", "demo"):
         from . import localstack
 
         if command == "demo":
             return asyncio.run(localstack.demo(Path(".local-stack/demo").resolve()))
         return asyncio.run(localstack.serve(args.dir.resolve()))
+    if command == "config":
+        from .config.show import effective_settings, render_settings
+
+        file, settings = effective_settings(args.config)
+        print(render_settings(file, settings, as_json=args.json))
+        return EXIT_OK
+    return None
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command: str = args.command
+    done = _without_service_config(args)
+    if done is not None:
+        return done
     config = _load(args)
     from .logs import configure_logging
 
     log_cfg = config.log
-    if command in ("check", "send-job") and log_cfg.level == "info":
+    if command in ("check", "send-job", "dlq", "plan") and log_cfg.level == "info":
         # Their own output is the report; progress lines between its lines only hide it.
         log_cfg = log_cfg.model_copy(update={"level": "warning"})
+    if command == "check" and log_cfg.level == "warning":
+        # Retry warnings repeat what the report's FAIL lines already say.
+        log_cfg = log_cfg.model_copy(update={"level": "error"})
     configure_logging(log_cfg)
     if command == "run":
         from .service import run
@@ -137,10 +249,25 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "check":
         from .checks import run_checks
 
-        return asyncio.run(run_checks(config, write_probe=args.write_probe))
+        return asyncio.run(run_checks(config, write_probe=args.write_probe, as_json=args.json,
+                                      config_file=config_file_used(args.config)))
+    if command == "plan" or (command == "send-job" and args.dry_run):
+        from .plan import plan_message
+
+        body = sys.stdin.read() if args.file == "-" else _read_job_file(Path(args.file))
+        return asyncio.run(plan_message(config, body, sys.stdout))
     if command == "send-job":
         body = sys.stdin.read() if args.file == "-" else _read_job_file(Path(args.file))
         return asyncio.run(_send_job(config, body, validate=not args.no_validate))
+    if command == "dlq":
+        from . import dlq
+
+        if args.dlq_command == "list":
+            asyncio.run(dlq.list_dead_letters(config, sys.stdout, reason=args.reason, limit=args.limit,
+                                              as_json=args.json))
+        else:
+            asyncio.run(dlq.redrive_dead_letters(config, sys.stdout, reason=args.reason, limit=args.limit))
+        return EXIT_OK
     if command == "share":
         from .service import share_once
 
@@ -171,7 +298,6 @@ async def _send_job(config: AppConfig, body: str, *, validate: bool) -> int:
 
 def _keypair(args: argparse.Namespace) -> int:
     import json
-    import os
 
     from .crypto import KeyPairVersion, generate_key_pair
 

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 
 __all__ = [
     "ConfigError",
     "ConfigProblem",
     "CryptoError",
+    "ExitCode",
     "InstanceHeld",
     "InvalidJobMessage",
     "JobProblem",
     "PermanentError",
     "RecordingStorageError",
+    "StartupError",
     "TransientError",
 ]
 
@@ -120,3 +123,30 @@ class CryptoError(PermanentError):
     """Base of the crypto module's errors (wrong password, bad container, bad tag, ...)."""
 
     code = "crypto_error"
+
+
+class StartupError(RecordingStorageError):
+    """The service cannot start: a port, queue, bucket or permission it needs is unavailable.
+
+    Its own class so the command line can give it its own exit status (a crash-looping
+    container's restarts then say "cannot start" rather than "a job failed"). The message is
+    one line: what failed, where, and what to do.
+    """
+
+    code = "startup_failed"
+
+
+class ExitCode(IntEnum):
+    """The process exit statuses of every command, documented in docs/operations.md.
+
+    Distinct values let a batch Job, a CronJob or a script tell "all done" from "done, but some
+    jobs failed for good" from "stopped before done" without reading logs.
+    """
+
+    OK = 0
+    FAILED = 1  # a check failed, an instance failed to share, a runtime error
+    CONFIG = 2  # invalid configuration or usage
+    CANNOT_START = 3  # a port, queue, bucket, permission or the config source is unavailable
+    JOBS_DEAD_LETTERED = 4  # bounded run: finished, some jobs failed permanently (in the DLQ)
+    JOBS_LEFT_FOR_RETRY = 5  # bounded run: finished, some jobs failed transiently and wait in the queue
+    INTERRUPTED = 130  # stopped by a signal before done (bounded run), or forced by a second signal

@@ -9,16 +9,19 @@ member can decrypt it to the same SHA-256. Nothing here talks to anything but 12
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import math
+import os
 import shutil
 import signal
 import struct
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,7 +32,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from .config import AppConfig, load_config
-from .errors import PermanentError
+from .errors import PermanentError, StartupError
 
 __all__ = ["LocalStack", "demo", "example_job", "sample_recording", "serve", "start_local_stack"]
 
@@ -132,7 +135,47 @@ def _write_config(
 async def start_local_stack(
     directory: Path, *, kdf_iterations: int | None = None
 ) -> AsyncIterator[LocalStack]:
-    """Start moto + emulator, create bucket and queues, seed the demo tenant, write the config."""
+    """Start moto + emulator, create bucket and queues, seed the demo tenant, write the config.
+
+    Refuses (StartupError) a directory another running stack holds: its configuration would be
+    overwritten with ports of this stack, and the first stack's users would silently talk to
+    the second one (or to nothing once it stops).
+    """
+    with _hold_directory(directory):
+        async with _start(directory, kdf_iterations) as stack:
+            yield stack
+
+
+LOCK_FILE = "local-stack.lock"
+
+
+@contextlib.contextmanager
+def _hold_directory(directory: Path) -> Iterator[None]:
+    """An exclusive lock on ``directory`` for the stack's lifetime (released by the kernel when
+    the process dies, so a crashed stack never leaves a stale lock behind)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / LOCK_FILE).open("a+", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            raise StartupError(
+                f"a local stack is already running in {directory} (pid {holder}); use it, stop it "
+                "(Ctrl-C in its terminal), or start another with --dir OTHER_DIR",
+                code="local_stack_running") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@asynccontextmanager
+async def _start(directory: Path, kdf_iterations: int | None) -> AsyncIterator[LocalStack]:
     from .emulator import DracoonEmulator
     from .emulator.fixture import demo_fixture
     from .s3 import S3Source
@@ -232,14 +275,12 @@ def _cli_name() -> str:
     """How to call the console script from here: its bare name only if that is on PATH."""
     script = Path(sys.executable).with_name("recording-storage")
     if not script.exists():  # not installed next to this interpreter: the module always works
-        return f"{sys.executable} -m recording_storage"
+        return f"{Path(sys.executable).absolute()} -m recording_storage"
     found = shutil.which("recording-storage")
     if found is not None and Path(found).resolve() == script.resolve():
         return "recording-storage"
-    try:
-        return str(script.relative_to(Path.cwd()))
-    except ValueError:
-        return str(script)
+    # Absolute: "another terminal" may well start in another directory.
+    return str(script.absolute())
 
 
 def example_job(key: str, meeting_id: int) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import structlog
 
 from . import __version__
 from .config import AppConfig
-from .errors import RecordingStorageError
+from .errors import ConfigError, ExitCode, RecordingStorageError, StartupError
 from .events import make_decoder
 from .health import (
     DEP_S3,
@@ -157,29 +157,55 @@ async def run(
     drain: bool = False,
     max_messages: int | None = None,
 ) -> int:
-    """``recording-storage run``: serve until SIGTERM/SIGINT (or the bounded mode ends)."""
-    await serve(config, drain=drain, max_messages=max_messages)
-    return 0
+    """``recording-storage run``: serve until SIGTERM/SIGINT (or the bounded mode ends).
+
+    Returns the exit status (``ExitCode``): a stop by one signal is the normal end of a service
+    (0), but it interrupts a bounded run before it is done (130), as a second signal always
+    does; a finished bounded run says whether every job it took is done.
+    """
+    stop, force = asyncio.Event(), asyncio.Event()
+    stats = await serve(config, stop=stop, force=force, drain=drain, max_messages=max_messages)
+    bounded = drain or max_messages is not None
+    if force.is_set() or (bounded and stop.is_set()):
+        return ExitCode.INTERRUPTED
+    if bounded and stats.unfinished("permanent"):
+        return ExitCode.JOBS_DEAD_LETTERED
+    if bounded and (stats.unfinished("transient") or stats.unfinished("cancelled")):
+        return ExitCode.JOBS_LEFT_FOR_RETRY
+    return ExitCode.OK
 
 
 async def serve(
     config: AppConfig,
     *,
     stop: asyncio.Event | None = None,
+    force: asyncio.Event | None = None,
     drain: bool = False,
     max_messages: int | None = None,
     install_signals: bool = True,
 ) -> PoolStats:
-    """Run the service until ``stop`` (signals set it), returning the worker pool's counters."""
+    """Run the service until ``stop`` (signals set it), returning the worker pool's counters.
+
+    The first SIGTERM/SIGINT sets ``stop`` (graceful drain); a second sets ``force`` (cancel
+    running jobs now and release their messages). Failing to open what the service needs
+    raises StartupError, one line saying what and what to do.
+    """
     stop = stop or asyncio.Event()
+    force = force or asyncio.Event()
     loop = asyncio.get_running_loop()
     if install_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, _on_signal, sig, config, stop, force)
     log.info("service_starting", version=__version__, workers=config.workers.count, code=Code.APP_START)
     try:
-        async with open_runtime(config) as rt:
-            stats = await _serve(rt, stop, drain=drain, max_messages=max_messages)
+        async with AsyncExitStack() as stack:
+            try:
+                rt = await stack.enter_async_context(open_runtime(config))
+            except ConfigError:
+                raise
+            except RecordingStorageError as exc:
+                raise _startup_error(exc) from None
+            stats = await _serve(rt, stop, drain=drain, max_messages=max_messages, force=force)
     finally:
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -188,7 +214,44 @@ async def serve(
     return stats
 
 
-async def _serve(rt: Runtime, stop: asyncio.Event, *, drain: bool, max_messages: int | None) -> PoolStats:
+def _on_signal(sig: signal.Signals, config: AppConfig, stop: asyncio.Event, force: asyncio.Event) -> None:
+    """First signal: drain, and say so at once with the longest wait; second: stop now."""
+    if not stop.is_set():
+        stop.set()
+        grace = config.workers.shutdown_grace
+        log.warning("shutdown_started", signal=sig.name, shutdown_grace=grace,
+                    max_wait=config.queue.wait_seconds + grace,
+                    hint="running jobs get shutdown_grace seconds to finish; send the signal again "
+                         "(Ctrl-C) to cancel them now and release their messages")
+    elif not force.is_set():
+        force.set()
+        log.warning("shutdown_forced", signal=sig.name,
+                    hint="cancelling running jobs and releasing their messages; exit status 130")
+
+
+_STARTUP_HINTS = {
+    "queue_missing": "create the queue or fix queue.name / queue.dlq_name / queue.topics_file",
+    "no_such_bucket": "create the bucket or fix s3.probe_buckets",
+    "access_denied": "grant the permissions in docs/deploy/iam-policy.json to the service's role",
+    "aws_auth": "check the AWS credentials (role, keys) and the clock",
+    "connection": "check aws.endpoint_url, aws.region and network access to AWS",
+    "timeout": "check aws.endpoint_url, aws.region and network access to AWS",
+}
+
+
+def _startup_error(exc: RecordingStorageError) -> StartupError:
+    if isinstance(exc, StartupError):
+        return exc
+    hint = _STARTUP_HINTS.get(exc.code, "fix the cause above and start again (`recording-storage check` "
+                                        "proves every dependency)")
+    text = " ".join(str(exc).split())
+    return StartupError(f"cannot start: {text} [{exc.code}]; {hint}", code=exc.code)
+
+
+async def _serve(
+    rt: Runtime, stop: asyncio.Event, *, drain: bool, max_messages: int | None,
+    force: asyncio.Event | None = None,
+) -> PoolStats:
     cfg = rt.config
     transferer = Transferer(rt.s3, rt.pool, rt.instances, cfg, decode=make_decoder(cfg, metrics=rt.metrics),
                             on_bytes=rt.metrics.add_bytes, on_integrity=rt.metrics.integrity_check)
@@ -217,7 +280,7 @@ async def _serve(rt: Runtime, stop: asyncio.Event, *, drain: bool, max_messages:
 
         watcher = tg.create_task(flag_shutdown(), name="shutdown-flag")
         try:
-            stats = await workers.run(stop)
+            stats = await workers.run(stop, force)
         finally:
             background_stop.set()
             watcher.cancel()
@@ -225,9 +288,17 @@ async def _serve(rt: Runtime, stop: asyncio.Event, *, drain: bool, max_messages:
 
 
 async def share_once(config: AppConfig, *, only: str | None = None) -> int:
-    """``recording-storage share``: one sharer pass, exit 1 if an instance failed."""
-    async with open_runtime(config, with_health=False) as rt:
-        sharer = Sharer(rt.instances, rt.pool, config.sharer)
+    """``recording-storage share``: one sharer pass, exit 1 if an instance failed.
+
+    Opens only the instance source and DRACOON: a CronJob running ``share`` must not fail
+    because SQS or S3, which sharing never touches, is unreachable.
+    """
+    register_secrets(*_secret_values(config))
+    async with AsyncExitStack() as stack:
+        instances = open_instance_provider(config)
+        stack.push_async_callback(instances.aclose)
+        pool = await stack.enter_async_context(DracoonPool(config.dracoon))
+        sharer = Sharer(instances, pool, config.sharer)
         results = await sharer.run_once(only=only)
     served = sum(s.served for s in results.values())
     total = len(results) + len([d for d in sharer.failures if d])

@@ -259,18 +259,7 @@ class JobQueue(ClientOwner):
             )
         except AWS_ERRORS as exc:
             raise translate_error(exc, what=f"SQS ReceiveMessage {self._cfg.name}", resource="queue") from exc
-        messages = []
-        for raw in resp.get("Messages") or []:
-            attributes = {str(k): str(v) for k, v in (raw.get("Attributes") or {}).items()}
-            messages.append(QueueMessage(
-                message_id=str(raw["MessageId"]),
-                receipt_handle=str(raw["ReceiptHandle"]),
-                body=str(raw.get("Body") or ""),
-                receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
-                attributes=attributes,
-                message_attributes=dict(raw.get("MessageAttributes") or {}),
-            ))
-        return messages
+        return [_queue_message(raw) for raw in resp.get("Messages") or []]
 
     async def delete(self, msg: QueueMessage) -> None:
         """Acknowledge: the message is done. A stale handle raises LeaseLost."""
@@ -494,3 +483,83 @@ class JobQueue(ClientOwner):
     @staticmethod
     def _fifo_attrs(name: str) -> dict[str, str]:
         return {"FifoQueue": "true"} if name.endswith(".fifo") else {}
+
+    # -- the dead-letter queue, for `recording-storage dlq` ----------------------------------
+
+    async def receive_dead_letters(self, max_messages: int, lease: int) -> list[QueueMessage]:
+        """Take up to ``max_messages`` (clamped 1..10) from the DLQ for ``lease`` seconds.
+
+        A tool walks the DLQ by receiving until nothing comes back (what it holds stays
+        invisible meanwhile), then releases what it keeps with ``release_dead_letter``.
+        """
+        dlq_url = (await self.resolve())[1]
+        if dlq_url is None:
+            raise ConfigError([ConfigProblem("queue.dlq_name", "no dead-letter queue is configured")])
+        try:
+            resp = await self._client.receive_message(
+                QueueUrl=dlq_url, MaxNumberOfMessages=min(max(max_messages, 1), MAX_BATCH),
+                # 1 s long poll: a short poll samples only some SQS servers and may miss messages.
+                WaitTimeSeconds=1, VisibilityTimeout=int(min(max(lease, 0), MAX_VISIBILITY)),
+                MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"])
+        except AWS_ERRORS as exc:
+            raise translate_error(exc, what=f"SQS ReceiveMessage {self._cfg.dlq_name}",
+                                  resource="queue") from exc
+        return [_queue_message(raw) for raw in resp.get("Messages") or []]
+
+    async def release_dead_letter(self, msg: QueueMessage) -> None:
+        """Make a DLQ message visible again at once (a listing must not hide dead letters)."""
+        dlq_url = (await self.resolve())[1]
+        try:
+            await self._client.change_message_visibility(
+                QueueUrl=dlq_url, ReceiptHandle=msg.receipt_handle, VisibilityTimeout=0)
+        except ClientError as exc:
+            err = _lease_error(exc, f"SQS ChangeMessageVisibility {msg.message_id}")
+            if not isinstance(err, LeaseLost):  # a lost lease is already visible again
+                raise err from exc
+        except AWS_ERRORS as exc:
+            raise translate_error(exc, what=f"SQS ChangeMessageVisibility {msg.message_id}",
+                                  resource="queue") from exc
+
+    async def redrive(self, msg: QueueMessage, marks: Mapping[str, str]) -> str:
+        """Send a dead letter's body back to the job queue, then delete it from the DLQ.
+
+        The body is sent unchanged; the message keeps its own attributes (not our ``rs-*``
+        reason, which no longer applies) plus ``marks`` saying where it came from. Sent first,
+        deleted second: a crash in between leaves a duplicate job (idempotent), never none.
+        Returns the new message id.
+        """
+        url, dlq_url = await self.resolve()
+        attributes: dict[str, Any] = {k: _string_attr(_clean_text(v, 256)) for k, v in marks.items()}
+        for name, value in msg.message_attributes.items():
+            if len(attributes) < MAX_MESSAGE_ATTRIBUTES and not name.startswith("rs-"):
+                attributes[name] = {k: v for k, v in value.items() if k in _ATTRIBUTE_FIELDS}
+        params: dict[str, Any] = {"QueueUrl": url, "MessageBody": msg.body, "MessageAttributes": attributes}
+        if url.endswith(".fifo"):
+            params["MessageGroupId"] = msg.attributes.get("MessageGroupId") or "redrive"
+            params["MessageDeduplicationId"] = f"redrive-{msg.message_id}"[:128]
+        try:
+            resp = await self._client.send_message(**params)
+        except AWS_ERRORS as exc:
+            raise translate_error(exc, what=f"SQS SendMessage {self._cfg.name}", resource="queue") from exc
+        new_id = str(resp["MessageId"])
+        try:
+            await self._client.delete_message(QueueUrl=dlq_url, ReceiptHandle=msg.receipt_handle)
+        except AWS_ERRORS as exc:
+            raise translate_error(exc, what=f"SQS DeleteMessage {self._cfg.dlq_name} {msg.message_id}",
+                                  resource="queue") from exc
+        log.info("dlq_redriven", message_id=msg.message_id, new_message_id=new_id,
+                 reason_code=msg.attribute("rs-reason-code"))
+        return new_id
+
+
+def _queue_message(raw: Mapping[str, Any]) -> QueueMessage:
+    """A ReceiveMessage entry as a QueueMessage."""
+    attributes = {str(k): str(v) for k, v in (raw.get("Attributes") or {}).items()}
+    return QueueMessage(
+        message_id=str(raw["MessageId"]),
+        receipt_handle=str(raw["ReceiptHandle"]),
+        body=str(raw.get("Body") or ""),
+        receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
+        attributes=attributes,
+        message_attributes=dict(raw.get("MessageAttributes") or {}),
+    )

@@ -55,7 +55,8 @@ from .targets import (
 )
 from .worker import JobResult
 
-__all__ = ["MessageJob", "TransferJob", "TransferReport", "Transferer", "clash_name"]
+__all__ = ["JobPlan", "KeyPlan", "MessageJob", "TargetPlan", "TransferJob", "TransferReport", "Transferer",
+           "clash_name"]
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -703,3 +704,95 @@ class Transferer:
             raise TransientError(
                 f"{plan.name!r} was taken in room {plan.room.id} during the upload", code="name_race"
             ) from exc
+
+    # -- dry run (`recording-storage plan`, `send-job --dry-run`) ----------------------------
+
+    async def plan(self, job: TransferJob, *, now: datetime | None = None) -> JobPlan:
+        """What ``run`` would do for ``job``, decided by the same rules, without writing anything.
+
+        Reads only: the instance, a DRACOON login, room and file lookups, S3 HEADs. Rooms that
+        do not exist are reported as to be created; a permanent failure ``run`` would meet is
+        raised the same way (so the caller can say how the job would be dead-lettered).
+        """
+        account = await self._instances.get(job.instance_domain)
+        if account.storage != "dracoon":
+            raise PermanentError(f"instance storage is {account.storage!r}, not 'dracoon'",
+                                 code="wrong_storage")
+        targets = job.targets(account, now or datetime.now(UTC))
+        client = await self._pool.client(account)
+        rooms = [await self._existing_room(client, account, t) for t in targets]
+        plan = JobPlan(job.instance_domain, account.login, account.base_url, job.bucket,
+                       [TargetPlan(t.path, t.expire_at, t.expiration_text, room.id if room else None, missing)
+                        for t, (room, missing) in zip(targets, rooms, strict=True)])
+        for key in job.keys:
+            info = await self._s3.head(job.bucket, key)  # SourceMissing: run would dead-letter it too
+            name = job.file_name(key, info.content_type)
+            names = (name, *job.earlier_file_names(key, info.content_type))
+            marker = source_marker(info.bucket, info.key, info.etag)
+            check = await self._verification(info)  # s3.verify required and no proof: raised here too
+            actions = []
+            for target, (room, _) in zip(targets, rooms, strict=True):
+                if room is None:
+                    actions.append(f"upload as {name!r} (new room)")
+                    continue
+                existing, step = await self._plan(client, room, target, names, marker, info.size)
+                if existing is not None:
+                    actions.append(f"already there as file {existing.id} {existing.name!r}")
+                elif step is not None:
+                    verb = "overwrite" if step.resolution == "overwrite" else "upload as"
+                    actions.append(f"{verb} {step.name!r}")
+            plan.keys.append(KeyPlan(key, info.size, info.content_type, name, marker, check.name, actions))
+        return plan
+
+    @staticmethod
+    async def _existing_room(
+        client: DracoonClient, account: DracoonAccount, target: ResolvedTarget
+    ) -> tuple[Node | None, tuple[str, ...]]:
+        """The target room if it exists, else None and the segments that would be created."""
+        current = await client.get_node(account.parent_room_id)
+        for depth, segment in enumerate(target.segments):
+            child = await client.find_child(current.id, segment.strip(), types=("room",))
+            if child is None:
+                return None, target.segments[depth:]
+            current = child
+        if not current.is_encrypted:
+            raise PermanentError(
+                f"target room {target.path or '<parent room>'} (id {current.id}) is not encrypted",
+                code="room_not_encrypted")
+        return current, ()
+
+
+@dataclass
+class TargetPlan:
+    """One target room of a planned job."""
+
+    path: str
+    expire_at: datetime | None
+    expiration_text: str | None
+    room_id: int | None  # None: to be created
+    to_create: tuple[str, ...]
+
+
+@dataclass
+class KeyPlan:
+    """One source object of a planned job and what would happen to it per target."""
+
+    key: str
+    size: int
+    content_type: str | None
+    file_name: str
+    marker: str  # the source marker (bucket/key hash and ETag) the file's notes would carry
+    integrity: str  # the proof its content would be checked with (the integrity= value)
+    actions: list[str]
+
+
+@dataclass
+class JobPlan:
+    """``Transferer.plan``'s answer."""
+
+    instance: str
+    login: str
+    base_url: str
+    bucket: str
+    targets: list[TargetPlan]
+    keys: list[KeyPlan] = field(default_factory=list)

@@ -83,9 +83,18 @@ class PoolStats:
 
     received: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    # message id -> its latest outcome, kept only in a bounded run (a service would grow it
+    # forever): a job that failed transiently and then succeeded in the same run is done.
+    last_outcome: dict[str, Outcome] | None = None
 
-    def count(self, outcome: Outcome) -> None:
+    def count(self, outcome: Outcome, message_id: str = "") -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        if self.last_outcome is not None:
+            self.last_outcome[message_id] = outcome
+
+    def unfinished(self, outcome: Outcome) -> int:
+        """How many messages of a bounded run ended with ``outcome`` as their latest attempt."""
+        return sum(last == outcome for last in (self.last_outcome or {}).values())
 
 
 def backoff_seconds(receive_count: int, cfg: QueueConfig, retry_after: float | None = None) -> int:
@@ -94,6 +103,15 @@ def backoff_seconds(receive_count: int, cfg: QueueConfig, retry_after: float | N
     if retry_after is not None:
         delay = max(delay, retry_after)
     return int(min(delay, cfg.retry_backoff_max, SQS_MAX_VISIBILITY))
+
+
+async def _until(task: asyncio.Task[None], event: asyncio.Event) -> None:
+    """Wait until ``task`` ends or ``event`` is set, whichever comes first."""
+    waiter = asyncio.create_task(event.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
 
 
 class WorkerPool:
@@ -128,19 +146,33 @@ class WorkerPool:
         self._id = worker_id
         self._running: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
-        self.stats = PoolStats()
+        self.stats = PoolStats(last_outcome={} if drain or max_messages is not None else None)
 
-    async def run(self, stop: asyncio.Event) -> PoolStats:
-        """Receive and run jobs until ``stop`` is set (or the bounded mode is satisfied)."""
+    async def run(self, stop: asyncio.Event, force: asyncio.Event | None = None) -> PoolStats:
+        """Receive and run jobs until ``stop`` is set (or the bounded mode is satisfied).
+
+        ``force`` (a second Ctrl-C) ends the wait: a long poll in progress is abandoned (what
+        it returned reappears after its lease) and running jobs are cancelled and released now
+        instead of after the grace period.
+        """
+        force = force or asyncio.Event()
         self._health.worker_started(self._id)
         log.info("worker_pool_started", workers=self._wcfg.count, code=Code.APP_START)
+        receiving = asyncio.create_task(self._receive_loop(stop), name="receive-loop")
         try:
-            await self._receive_loop(stop)
+            await _until(receiving, force)
+            if not receiving.done():
+                receiving.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await receiving
+            else:
+                receiving.result()
             # Bounded mode: the last jobs finish (they are not shut down) unless stop is set.
             while self._running and not stop.is_set():
                 await self._wait_for_slot(stop)
         finally:
-            await self._shutdown()
+            receiving.cancel()
+            await self._shutdown(force)
             self._health.worker_stopped(self._id)
             log.info("worker_pool_stopped", outcomes=self.stats.outcomes)
         return self.stats
@@ -209,15 +241,27 @@ class WorkerPool:
         log.info("message_released_unstarted", message_id=msg.message_id)
         await self._release(msg, 0)
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, force: asyncio.Event) -> None:
         if not self._running:
             return
         log.info("draining_jobs", running=len(self._running), grace=self._wcfg.shutdown_grace)
-        _, pending = await asyncio.wait(set(self._running), timeout=self._wcfg.shutdown_grace)
+        deadline = asyncio.get_running_loop().time() + self._wcfg.shutdown_grace
+        forced = asyncio.create_task(force.wait())
+        try:
+            while self._running and not force.is_set():
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                await asyncio.wait(set(self._running) | {forced}, timeout=remaining,
+                                   return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            forced.cancel()
+        pending = set(self._running)
         for task in pending:
             task.cancel()
         if pending:
-            log.warning("jobs_cancelled_after_grace", cancelled=len(pending))
+            event = "jobs_cancelled_on_second_signal" if force.is_set() else "jobs_cancelled_after_grace"
+            log.warning(event, cancelled=len(pending))
             await asyncio.wait(pending)
 
     async def _process(self, msg: QueueMessage) -> None:
@@ -227,7 +271,7 @@ class WorkerPool:
         with self._metrics.job_in_flight():
             outcome, result, error_code = await self._run_job(msg, started)
         transferred = result.bytes_transferred
-        self.stats.count(outcome)
+        self.stats.count(outcome, msg.message_id)
         self._metrics.job_finished(outcome, time.monotonic() - started)
         log.info(
             "job_finished",

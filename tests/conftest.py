@@ -23,6 +23,7 @@ pytest_plugins = [
     "tests.fixtures.awsproxy",
     "tests.fixtures.dracoon",
     "tests.fixtures.service",
+    "tests.fixtures.procs",
 ]
 
 

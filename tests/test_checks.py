@@ -27,12 +27,13 @@ PREFIX = f"dracoon[{DOMAIN}]"
 async def checked(config: AppConfig, **kwargs: Any) -> tuple[int, dict[str, tuple[str, str]], str]:
     """Run the checks; returns (exit code, {name: (status, detail)}, the raw output)."""
     out = io.StringIO()
+    kwargs.setdefault("config_file", config.base_dir / "app.yaml")
     code = await run_checks(config, out=out, **kwargs)
     text = out.getvalue()
     results: dict[str, tuple[str, str]] = {}
     for line in text.splitlines():
         status, _, rest = line.partition(" ")
-        if status in ("PASS", "FAIL", "SKIP"):
+        if status in ("PASS", "FAIL", "SKIP", "WARN"):
             name, _, detail = rest.partition(": ")
             assert name not in results, f"check {name!r} printed twice"
             results[name] = (status, detail)
@@ -69,6 +70,7 @@ async def test_good_configuration_passes_everything(stack: Stack) -> None:
     assert code == 0, text
     assert {name: status for name, (status, _) in results.items()} == {
         "config": "PASS", "sqs queue": "PASS", "sqs max receives": "PASS", "sqs dlq": "PASS",
+        "sqs dlq backlog": "PASS",
         f"s3 {stack.bucket}": "PASS",
         "instances": "PASS", f"{PREFIX} login": "PASS", f"{PREFIX} key pair": "PASS",
         f"{PREFIX} parent room": "PASS",
@@ -78,7 +80,7 @@ async def test_good_configuration_passes_everything(stack: Stack) -> None:
     assert stack.dracoon.service_user.login in results[f"{PREFIX} login"][1]
     assert results[f"{PREFIX} key pair"][1].startswith("RSA-4096 key pair unlocked")
     assert str(stack.dracoon.parent_room_id) in results[f"{PREFIX} parent room"][1]
-    assert text.splitlines()[-1] == "OK: all 9 checks passed"
+    assert text.splitlines()[-1] == "OK: all 10 checks passed"
     assert not any(secret in text for secret in secrets_of(stack))
 
 

@@ -508,7 +508,16 @@ def test_every_cli_command_and_option_is_documented() -> None:
                 if option.startswith("--") and option not in ("--help", "--config"):  # global option
                     assert option in documented[name], f"{name} {option}"
     assert (cli.EXIT_OK, cli.EXIT_FAILED, cli.EXIT_CONFIG) == (0, 1, 2)
-    assert "`2` invalid configuration" in _ops_doc()
+
+
+def test_every_exit_status_is_documented() -> None:
+    """The exit status table lists exactly the ExitCode values."""
+    from recording_storage.errors import ExitCode
+
+    rows = table_rows(_ops_doc(), ["status", "meaning"])
+    documented = {int(backticked(r["status"])[0]) for r in rows}
+    assert documented == {int(code) for code in ExitCode}
+    assert any("invalid configuration" in r["meaning"] and "`2`" in r["status"] for r in rows)
 
 
 def _emitted_code(event: str, sources: dict[Path, str]) -> set[str]:
@@ -815,6 +824,24 @@ OPTIONAL_CALLS = {"head_bucket": "s3:ListBucket", "get_bucket_versioning": "s3:G
 CALL_ACTIONS = {"head_object": "s3:GetObject"}
 
 
+CONFIG_BUCKET_ARN = "arn:aws:s3:::CONFIG_BUCKET"
+
+
+def test_iam_policy_lets_fetch_config_tell_missing_from_denied() -> None:
+    """fetch_config needs GetObject on the config prefix and ListBucket limited to it (else a
+    missing optional file answers 403), and the docs say the conf dir needs an emptyDir."""
+    policy = json.loads(read(DEPLOY / "iam-policy.json"))
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    fetch = by_sid["FetchConfigurationFiles"]
+    assert fetch["Action"] == ["s3:GetObject"] and fetch["Resource"] == f"{CONFIG_BUCKET_ARN}/CONFIG_PREFIX/*"
+    listing = by_sid["ListConfigurationPrefix"]
+    assert listing["Action"] == ["s3:ListBucket"] and listing["Resource"] == CONFIG_BUCKET_ARN
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["CONFIG_PREFIX/*"]}}
+    ops = " ".join(_ops_doc().split())
+    assert "readOnlyRootFilesystem: true` mount an `emptyDir` at `/app/conf`" in ops
+    assert "s3:ListBucket" in ops and "403 is never taken for a missing file" in ops
+
+
 def test_iam_policy_grants_exactly_what_the_worker_calls(deployed: tuple[AppConfig, dict[str, str]]) -> None:
     """Every S3/SQS call of the worker is allowed, on the right resource, and nothing is '*'."""
     cfg, _ = deployed
@@ -838,7 +865,8 @@ def test_iam_policy_grants_exactly_what_the_worker_calls(deployed: tuple[AppConf
         action = CALL_ACTIONS.get(call) or OPTIONAL_CALLS.get(call) or (
             f"{service}:" + "".join(p.title() for p in call.split("_")))
         if call in OPTIONAL_CALLS:
-            assert action not in grants and action in _ops_doc(), call
+            # Only the config bucket's prefix listing (fetch_config), never the recordings.
+            assert grants.get(action, set()) <= {CONFIG_BUCKET_ARN} and action in _ops_doc(), call
             continue
         assert action in grants, f"{call} needs {action}"
     queue_arn = f"arn:aws:sqs:REGION:ACCOUNT:{cfg.queue.name}"

@@ -245,6 +245,7 @@ async def test_one_chunk_post_in_flight_while_the_next_fills(fake: FakeDracoon) 
         second = asyncio.create_task(upload.write(data_of(CHUNK)))
         await asyncio.sleep(0.2)
         assert not second.done() and ch.chunks_waiting == 1  # waits for the first POST
+        assert ch.chunk_gate is not None
         ch.chunk_gate.set()
         await asyncio.wait_for(second, 5)
         await upload.write(data_of(7))

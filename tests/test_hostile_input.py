@@ -600,7 +600,7 @@ async def test_unexpected_extra_fields_are_ignored(dracoon_emulator: DracoonEnv,
     assert rule.fired >= 1
 
 
-SERVICE_CASES = [
+SERVICE_CASES: list[tuple[str, Rewrite, dict[str, Any], str | None]] = [
     ("wrong-key-pair-version", Rewrite("GET", KEYPAIRS, _json_edit(_bump_version)), {}, "no_key_pair"),
     # A key pair that does not unlock holds the job instead: test_dracoon_auth_failures.py.
     ("channel-answer-empty", Rewrite("POST", "/nodes/files/uploads$", b"{}"), {}, "bad_response"),

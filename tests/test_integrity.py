@@ -78,7 +78,7 @@ async def run(stack: Stack, data: bytes | None, key: str = KEY) -> tuple[Any, li
         await stack.send(job_message(stack.bucket, [key]))
     with structlog.testing.capture_logs() as logs:
         stats = await stack.drain()
-    return stats, logs
+    return stats, [dict(entry) for entry in logs]
 
 
 def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:

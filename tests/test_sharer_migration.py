@@ -84,7 +84,7 @@ async def test_uploads_do_not_wait_for_the_older_pair(
     env = dracoon_emulator
     env.state.set_key_pair(env.service_user.id, make_test_keypair(KeyPairVersion.RSA_4096).key_pair.to_json())
     unlocked: list[str] = []
-    real = pool_module.unlock_key_pair
+    real = pool_module.unlock_key_pair  # type: ignore[attr-defined]  # patched where pool looks it up
 
     def counting(pair: UserKeyPair, password: str) -> UnlockedKeyPair:
         unlocked.append(pair.public_key_container.version.value)

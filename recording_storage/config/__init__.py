@@ -10,6 +10,7 @@ value (masked for secrets) and what is allowed (``loader.py``).
 from .loader import (
     DEFAULT_CONFIG_PATH,
     ENV_PREFIX,
+    config_file_used,
     expand_env,
     load_config,
     load_yaml_file,
@@ -39,6 +40,7 @@ __all__ = [
     "ENV_PREFIX",
     "AppConfig",
     "AwsConfig",
+    "config_file_used",
     "BucketSourceConfig",
     "DracoonConfig",
     "HealthConfig",

@@ -18,8 +18,8 @@ from pydantic import ValidationError
 from ..errors import ConfigError, ConfigProblem
 from .model import AppConfig
 
-__all__ = ["DEFAULT_CONFIG_PATH", "ENV_PREFIX", "DuplicateKeys", "expand_env", "load_config",
-           "load_yaml_file", "load_yaml_text", "validation_problems"]
+__all__ = ["DEFAULT_CONFIG_PATH", "ENV_PREFIX", "DuplicateKeys", "config_file_used", "expand_env",
+           "load_config", "load_yaml_file", "load_yaml_text", "validation_problems"]
 
 ENV_PREFIX = "RECORDING_STORAGE__"
 DEFAULT_CONFIG_PATH = Path("conf/app.yaml")
@@ -278,12 +278,11 @@ def load_config(
     otherwise the defaults stand (the service can run from environment variables alone).
     """
     env = os.environ if env is None else env
-    explicit = path is not None or "RECORDING_STORAGE_CONFIG" in env
     cfg_path = (
         Path(path) if path is not None else Path(env.get("RECORDING_STORAGE_CONFIG", DEFAULT_CONFIG_PATH))
     )
     data: dict[str, Any] = {}
-    if explicit or cfg_path.exists():
+    if config_file_used(path, env=env) is not None:
         loaded = load_yaml_file(cfg_path, what="configuration file")
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError([ConfigProblem("", "top level must be a mapping of sections", str(cfg_path))])
@@ -303,3 +302,18 @@ def load_config(
     if problems or config is None:
         raise ConfigError(problems)
     return config
+
+
+def config_file_used(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Path | None:
+    """The configuration file ``load_config(path)`` reads, or None when only defaults and the
+    environment apply (no ``path``, no ``$RECORDING_STORAGE_CONFIG``, no ``conf/app.yaml``).
+
+    ``check`` and ``config show`` say which file they used: a service silently running on
+    defaults because the file sat elsewhere is a classic first-day trap.
+    """
+    env = os.environ if env is None else env
+    if path is not None:
+        return Path(path)
+    if "RECORDING_STORAGE_CONFIG" in env:
+        return Path(env["RECORDING_STORAGE_CONFIG"])
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None

@@ -6,6 +6,7 @@ errors become JSON bodies, never tracebacks.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -15,6 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ..config import HealthConfig
+from ..errors import StartupError
 from ..metrics import Metrics
 from .state import CORS_HEADERS, LOG_CODE, CheckResult, HealthState
 
@@ -109,7 +111,14 @@ async def serve_health(state: HealthState, metrics: Metrics, cfg: HealthConfig) 
     await runner.setup()
     try:
         site = web.TCPSite(runner, cfg.host, cfg.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            # Two `run` on one host meet here; a traceback would hide the one useful fact.
+            raise StartupError(
+                f"the health server cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}; "
+                f"{_bind_advice(exc)}, or set health.enabled: false",
+                code="health_port_unavailable") from None
         host, port = runner.addresses[0][:2]
         url = f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}"
         log.info("health_server_started", url=url)
@@ -118,3 +127,15 @@ async def serve_health(state: HealthState, metrics: Metrics, cfg: HealthConfig) 
         # Probes first, so requests waiting on one are answered before the runner drains them.
         await state.cancel_probes()
         await runner.cleanup()
+
+
+def _bind_advice(exc: OSError) -> str:
+    """What to change, by why the bind failed."""
+    if exc.errno == errno.EADDRINUSE:
+        return ("another process (a second `recording-storage run`?) holds the port: stop it, or set "
+                "health.port (RECORDING_STORAGE__HEALTH__PORT) to a free port")
+    if exc.errno == errno.EACCES:
+        return ("ports below 1024 need privileges: set health.port (RECORDING_STORAGE__HEALTH__PORT) "
+                "to 1024 or more")
+    return ("set health.host (RECORDING_STORAGE__HEALTH__HOST) to an address of this host "
+            "(0.0.0.0 for every interface, 127.0.0.1 for local only)")
