@@ -254,6 +254,7 @@ class WorkerPool:
             outcome, error_code = "permanent", exc.code
             await self._settle(self._dead_letter(msg, exc))
         except InstanceHeld as exc:
+            error_code = exc.code
             await self._settle(self._hold(msg, exc))
         except TransientError as exc:
             error_code = exc.code
