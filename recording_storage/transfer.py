@@ -476,7 +476,9 @@ class Transferer:
                 )
             encryptor.finalize()
             file_key = encrypt_file_key(encryptor.file_key(), keys.public_key_container)
-            nodes = await self._complete_all(client, keys, uploads, plans, file_key, marker, info.size)
+            nodes = await self._complete_all(
+                client, keys, uploads, plans, file_key, marker, info.size, report
+            )
         except BaseException:
             await asyncio.shield(asyncio.gather(*(u.cancel() for u in uploads), return_exceptions=True))
             raise
@@ -492,10 +494,11 @@ class Transferer:
         file_key: EncryptedFileKey,
         marker: str,
         size: int,
+        report: TransferReport,
     ) -> list[Node]:
         """Complete every upload; if one target fails, the others still finish (a completion cut
-        off half-way is in an unknown state) and their files get their keys served before the
-        failure is raised, so room members can open what did land."""
+        off half-way is in an unknown state) and their files get their keys served, and are
+        reported, before the failure is raised, so room members can open what did land."""
         completions = [
             self._complete(client, u, p, file_key, marker, size) for u, p in zip(uploads, plans, strict=True)
         ]
@@ -505,6 +508,7 @@ class Transferer:
         if failure is None:
             return nodes
         for node in nodes:
+            report.files.append(node.id)
             try:
                 await self._serve_keys(client, keys, node)
             except TransientError as exc:  # the sharer's next pass serves them; report the real failure
