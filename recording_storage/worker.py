@@ -351,9 +351,9 @@ class WorkerPool:
 
     async def _dead_letter(self, msg: QueueMessage, exc: PermanentError) -> None:
         log.error("job_failed_permanent", error=str(exc), error_code=exc.code, code=Code.TRANSFERER_ERROR)
-        self._metrics.dlq_message(exc.code)
         try:
             await self._queue.dead_letter(msg, exc.code, str(exc))
+            self._metrics.dlq_message(exc.code)  # only once it is there: the counter means the DLQ
         except (TransientError, PermanentError) as err:
             # Never a silent loop: logged and counted each time, retried after the backoff (the
             # RedrivePolicy still applies), with the reason in this log line.

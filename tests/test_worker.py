@@ -81,6 +81,8 @@ class FakeMetrics:
     def __init__(self) -> None:
         self.finished: list[str] = []
         self.in_flight = 0
+        self.dead_lettered: list[str] = []
+        self.dead_letter_failures = 0
 
     @contextlib.contextmanager
     def job_in_flight(self) -> Iterator[None]:
@@ -94,9 +96,13 @@ class FakeMetrics:
         self.finished.append(outcome)
 
     def queue_receive_error(self) -> None: ...
-    def dlq_message(self, reason: str) -> None: ...
+    def dlq_message(self, reason: str) -> None:
+        self.dead_lettered.append(reason)
+
     def job_held(self, instance: str) -> None: ...
-    def dead_letter_failed(self) -> None: ...
+
+    def dead_letter_failed(self) -> None:
+        self.dead_letter_failures += 1
 
 
 QCFG = QueueConfig(
@@ -279,3 +285,25 @@ async def test_max_messages_bounds_a_run(limit: int) -> None:
     stats = await pool(queue, handler, max_messages=limit).run(asyncio.Event())
     assert stats.received == limit
     assert len(queue.pending) == 5 - limit
+
+
+async def test_a_dead_letter_the_dlq_refuses_is_not_counted_as_dead_lettered() -> None:
+    """``dlq_messages_total`` counts messages that reached the DLQ: a refused dead letter (the
+    message stays in the job queue for another attempt) counts as a failure only."""
+
+    class RefusingQueue(FakeQueue):
+        async def dead_letter(self, m: QueueMessage, reason_code: str, reason: str) -> None:
+            raise TransientError("dlq refused", code="access_denied")
+
+    queue = RefusingQueue([msg(1)])
+    metrics = FakeMetrics()
+
+    async def handler(m: QueueMessage) -> JobResult:
+        raise PermanentError("bad message", code="invalid_message")
+
+    workers = WorkerPool(queue, handler, queue_cfg=QCFG, workers_cfg=WorkersConfig(count=1),
+                         health=FakeHealth(), metrics=metrics, drain=True)
+    await workers.run(asyncio.Event())
+
+    assert queue.dead == [] and [m for m, _ in queue.visibility] == ["m1"]
+    assert metrics.dead_lettered == [] and metrics.dead_letter_failures == 1
