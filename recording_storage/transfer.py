@@ -236,8 +236,9 @@ class Transferer:
             except SourceMissing as exc:
                 # Our own delete ran but the ack did not (crash, failed DeleteMessage): only the
                 # targets can tell that redelivery from a job whose source never existed.
-                await self._gone(job, key, client, rooms, exc)
+                held = await self._gone(job, key, client, rooms, exc)
                 report.already_present += len(rooms)
+                report.files.extend(node.id for node in held)
         pairs = list(zip(rooms, targets, strict=True))
         sources: list[ObjectInfo] = []
         for info in pinned:
@@ -260,31 +261,35 @@ class Transferer:
         client: DracoonClient,
         rooms: Sequence[Node],
         missing: SourceMissing,
-    ) -> None:
+    ) -> list[Node]:
         """A source that is not there (at the start or since mid-transfer): done if every target
-        already holds it (an overlapping or earlier delivery transferred and deleted it), else
-        ``missing`` is raised."""
-        if not await self._landed_earlier(job, key, client, rooms):
+        already holds it (an overlapping or earlier delivery transferred and deleted it), and
+        those files are returned; else ``missing`` is raised."""
+        held = await self._landed_earlier(job, key, client, rooms)
+        if not held:
             raise missing
         log.info("source_gone_already_transferred", s3_key=key)
+        return held
 
     async def _landed_earlier(
         self, job: TransferJob, key: str, client: DracoonClient, rooms: Sequence[Node]
-    ) -> bool:
-        """Every target holds a file made from ``key`` (any version; its name may carry a clash
-        suffix, or be the name an earlier release gave it)."""
+    ) -> list[Node]:
+        """The file made from ``key`` in each target (any version; its name may carry a clash
+        suffix, or be the name an earlier release gave it); empty unless every target has one."""
         src = source_marker(job.bucket, key, "").partition(":etag=")[0] + ":etag="
         names = (job.file_name(key, None), *job.earlier_file_names(key, None))
         stems = tuple(node_name_key(name.rpartition(".")[0] or name) for name in names)
+        held: list[Node] = []
         for room in rooms:
             async for node in client.iter_children(room.id, types=("file",)):
                 if node_name_key(node.name).startswith(stems):
                     full = node if node.notes is not None else await client.get_node(node.id)
                     if (parse_source_marker(full.notes) or "").startswith(src):
+                        held.append(full)
                         break
             else:
-                return False
-        return bool(rooms)
+                return []
+        return held
 
     async def _room(self, client: DracoonClient, account: DracoonAccount, target: ResolvedTarget) -> Node:
         room = await client.ensure_room_path(account.parent_room_id, target.segments)
@@ -324,8 +329,9 @@ class Transferer:
             try:
                 nodes = await self._stream_with_restarts(info, client, keys, plans, notes, marker, report)
             except SourceMissing as exc:
-                await self._gone(job, info.key, client, [room for room, _ in rooms], exc)
+                held = await self._gone(job, info.key, client, [room for room, _ in rooms], exc)
                 report.already_present += len(plans)
+                report.files.extend(node.id for node in held)
                 return False
             done.extend(nodes)
             report.uploaded += len(nodes)
