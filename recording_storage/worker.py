@@ -334,9 +334,11 @@ class WorkerPool:
 
         Every job of the instance fails alike until an operator fixes the account, so none is
         dead-lettered and none counts toward ``queue.max_receives``; the backoff grows with how
-        often this job was held. /readyz and the metrics name the instance.
+        often this job was held (or received). /readyz and the metrics name the instance.
         """
-        delay = backoff_seconds(msg.held_count + 1, self._qcfg)
+        # A FIFO queue only releases a held job (no re-send): its held count stays, its receive
+        # count grows, and the backoff must grow with that before the RedrivePolicy runs out.
+        delay = backoff_seconds(max(msg.held_count + 1, msg.receive_count), self._qcfg)
         self._health.instance_held(exc.instance, exc)
         self._metrics.job_held(exc.instance)
         log.error("job_held_instance_unavailable", instance=exc.instance, error=str(exc),

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from recording_storage.config import QueueConfig, WorkersConfig
-from recording_storage.errors import PermanentError, TransientError
+from recording_storage.errors import InstanceHeld, PermanentError, TransientError
 from recording_storage.sqs import QueueMessage
 from recording_storage.worker import JobResult, WorkerPool, backoff_seconds
 
@@ -307,3 +307,18 @@ async def test_a_dead_letter_the_dlq_refuses_is_not_counted_as_dead_lettered() -
 
     assert queue.dead == [] and [m for m, _ in queue.visibility] == ["m1"]
     assert metrics.dead_lettered == [] and metrics.dead_letter_failures == 1
+
+
+async def test_a_job_held_again_and_again_backs_off_by_its_receives_too() -> None:
+    """A FIFO queue cannot re-send a held job (no per-message delay): it is only released, so
+    ``rs-held-count`` never grows there while its receive count does. The hold's backoff must
+    grow with that, or the job comes back every ``retry_backoff_base`` and the RedrivePolicy
+    moves it to the DLQ, without a reason, within minutes of an instance's login breaking."""
+    queue = FakeQueue([msg(1, receive_count=5)])
+
+    async def handler(m: QueueMessage) -> JobResult:
+        raise InstanceHeld("meet.example.com", PermanentError("login refused", code="authentication_failed"))
+
+    await pool(queue, handler, drain=True).run(asyncio.Event())
+
+    assert queue.visibility == [("m1", backoff_seconds(5, QCFG))]
