@@ -521,6 +521,9 @@ class S3Source(ClientOwner):
             raise SourceChanged(f"{what}: the key now holds ETag {current.etag}, not the transferred "
                                 f"{info.etag}")
         mode = self.settings(info.bucket).conditional_delete
+        if mode == "required" and info.bucket in self._refuses_conditional_delete:
+            # Learned by another job while this one was already past ``check_deletable``.
+            raise _required_refused(info.bucket)
         if mode != "off" and info.bucket not in self._refuses_conditional_delete:
             try:
                 deleted = await self._delete_call(info, what, IfMatch=info.etag)

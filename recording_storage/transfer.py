@@ -273,8 +273,9 @@ class Transferer:
             except SourceMissing as exc:
                 # Our own delete ran but the ack did not (crash, failed DeleteMessage): only the
                 # targets can tell that redelivery from a job whose source never existed.
-                await self._gone(job, key, client, rooms, exc)
+                held = await self._gone(job, key, client, rooms, exc)
                 report.already_present += len(rooms)
+                report.files.extend(node.id for node in held)
         pairs = list(zip(rooms, targets, strict=True))
         sources: list[ObjectInfo] = []
         for info in pinned:
@@ -298,13 +299,15 @@ class Transferer:
         client: DracoonClient,
         rooms: Sequence[Node],
         missing: SourceMissing,
-    ) -> None:
+    ) -> list[Node]:
         """A source that is not there (at the start or since mid-transfer): done if every target
-        already holds it (an overlapping or earlier delivery transferred and deleted it), else
-        ``missing`` is raised."""
-        if not await self._landed_earlier(job, key, client, rooms):
+        already holds it (an overlapping or earlier delivery transferred and deleted it), and
+        those files are returned; else ``missing`` is raised."""
+        held = await self._landed_earlier(job, key, client, rooms)
+        if not held:
             raise missing
         log.info("source_gone_already_transferred", s3_key=key)
+        return held
 
     async def _transfer_verified(
         self,
@@ -365,21 +368,23 @@ class Transferer:
 
     async def _landed_earlier(
         self, job: TransferJob, key: str, client: DracoonClient, rooms: Sequence[Node]
-    ) -> bool:
-        """Every target holds a file made from ``key`` (any version; its name may carry a clash
-        suffix, or be the name an earlier release gave it)."""
+    ) -> list[Node]:
+        """The file made from ``key`` in each target (any version; its name may carry a clash
+        suffix, or be the name an earlier release gave it); empty unless every target has one."""
         src = source_marker(job.bucket, key, "").partition(":etag=")[0] + ":etag="
         names = (job.file_name(key, None), *job.earlier_file_names(key, None))
         stems = tuple(node_name_key(name.rpartition(".")[0] or name) for name in names)
+        held: list[Node] = []
         for room in rooms:
             async for node in client.iter_children(room.id, types=("file",)):
                 if node_name_key(node.name).startswith(stems):
                     full = node if node.notes is not None else await client.get_node(node.id)
                     if (parse_source_marker(full.notes) or "").startswith(src):
+                        held.append(full)
                         break
             else:
-                return False
-        return bool(rooms)
+                return []
+        return held
 
     async def _room(self, client: DracoonClient, account: DracoonAccount, target: ResolvedTarget) -> Node:
         room = await client.ensure_room_path(account.parent_room_id, target.segments)
@@ -435,8 +440,9 @@ class Transferer:
                     info, client, keys, plans, notes, marker, report, check
                 )
             except SourceMissing as exc:
-                await self._gone(job, info.key, client, [room for room, _ in rooms], exc)
+                held = await self._gone(job, info.key, client, [room for room, _ in rooms], exc)
                 report.already_present += len(plans)
+                report.files.extend(node.id for node in held)
                 return False
             done.extend(nodes)
             report.uploaded += len(nodes)
@@ -601,7 +607,9 @@ class Transferer:
             sha256 = self._verify(info, check, digest, report)
             encryptor.finalize()
             file_key = encrypt_file_key(encryptor.file_key(), keys.public_key_container)
-            nodes = await self._complete_all(client, keys, uploads, plans, file_key, marker, info.size)
+            nodes = await self._complete_all(
+                client, keys, uploads, plans, file_key, marker, info.size, report
+            )
         except BaseException:
             if hashing is not None and not hashing.done():
                 hashing.cancel()  # the thread finishes its chunk; nobody waits for it
@@ -621,10 +629,11 @@ class Transferer:
         file_key: EncryptedFileKey,
         marker: str,
         size: int,
+        report: TransferReport,
     ) -> list[Node]:
         """Complete every upload; if one target fails, the others still finish (a completion cut
-        off half-way is in an unknown state) and their files get their keys served before the
-        failure is raised, so room members can open what did land."""
+        off half-way is in an unknown state) and their files get their keys served, and are
+        reported, before the failure is raised, so room members can open what did land."""
         completions = [
             self._complete(client, u, p, file_key, marker, size) for u, p in zip(uploads, plans, strict=True)
         ]
@@ -634,6 +643,7 @@ class Transferer:
         if failure is None:
             return nodes
         for node in nodes:
+            report.files.append(node.id)
             try:
                 await self._serve_keys(client, keys, node)
             except TransientError as exc:  # the sharer's next pass serves them; report the real failure

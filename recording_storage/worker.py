@@ -301,6 +301,7 @@ class WorkerPool:
             outcome, error_code = "permanent", exc.code
             await self._settle(self._dead_letter(msg, exc))
         except InstanceHeld as exc:
+            error_code = exc.code
             await self._settle(self._hold(msg, exc))
         except TransientError as exc:
             error_code = exc.code
@@ -380,9 +381,11 @@ class WorkerPool:
 
         Every job of the instance fails alike until an operator fixes the account, so none is
         dead-lettered and none counts toward ``queue.max_receives``; the backoff grows with how
-        often this job was held. /readyz and the metrics name the instance.
+        often this job was held (or received). /readyz and the metrics name the instance.
         """
-        delay = backoff_seconds(msg.held_count + 1, self._qcfg)
+        # A FIFO queue only releases a held job (no re-send): its held count stays, its receive
+        # count grows, and the backoff must grow with that before the RedrivePolicy runs out.
+        delay = backoff_seconds(max(msg.held_count + 1, msg.receive_count), self._qcfg)
         self._health.instance_held(exc.instance, exc)
         self._metrics.job_held(exc.instance)
         log.error("job_held_instance_unavailable", instance=exc.instance, error=str(exc),
@@ -397,9 +400,9 @@ class WorkerPool:
 
     async def _dead_letter(self, msg: QueueMessage, exc: PermanentError) -> None:
         log.error("job_failed_permanent", error=str(exc), error_code=exc.code, code=Code.TRANSFERER_ERROR)
-        self._metrics.dlq_message(exc.code)
         try:
             await self._queue.dead_letter(msg, exc.code, str(exc))
+            self._metrics.dlq_message(exc.code)  # only once it is there: the counter means the DLQ
         except (TransientError, PermanentError) as err:
             # Never a silent loop: logged and counted each time, retried after the backoff (the
             # RedrivePolicy still applies), with the reason in this log line.
