@@ -825,6 +825,7 @@ CALL_ACTIONS = {"head_object": "s3:GetObject"}
 
 
 CONFIG_BUCKET_ARN = "arn:aws:s3:::CONFIG_BUCKET"
+RECORDINGS_BUCKET_ARN = "arn:aws:s3:::RECORDINGS_BUCKET"
 
 
 def test_iam_policy_lets_fetch_config_tell_missing_from_denied() -> None:
@@ -865,8 +866,10 @@ def test_iam_policy_grants_exactly_what_the_worker_calls(deployed: tuple[AppConf
         action = CALL_ACTIONS.get(call) or OPTIONAL_CALLS.get(call) or (
             f"{service}:" + "".join(p.title() for p in call.split("_")))
         if call in OPTIONAL_CALLS:
-            # Only the config bucket's prefix listing (fetch_config), never the recordings.
-            assert grants.get(action, set()) <= {CONFIG_BUCKET_ARN} and action in _ops_doc(), call
+            # ListBucket: the config bucket's prefix (fetch_config) and the recordings bucket (a
+            # missing key must answer 404, not 403); nothing else is granted for these calls.
+            assert grants.get(action, set()) <= {CONFIG_BUCKET_ARN, RECORDINGS_BUCKET_ARN}, call
+            assert action in _ops_doc(), call
             continue
         assert action in grants, f"{call} needs {action}"
     queue_arn = f"arn:aws:sqs:REGION:ACCOUNT:{cfg.queue.name}"
@@ -876,6 +879,9 @@ def test_iam_policy_grants_exactly_what_the_worker_calls(deployed: tuple[AppConf
     assert grants["sqs:SendMessage"] == {queue_arn, dlq_arn}
     assert grants["sqs:GetQueueAttributes"] == {queue_arn, dlq_arn}  # `check` reads both
     assert "s3:GetObjectVersion" in grants and "kms:Decrypt" in grants
+    # Without ListBucket S3 answers a gone key with 403: a source the service itself already
+    # deleted (redelivery after a crash, overlapping delivery) would be a false dead letter.
+    assert RECORDINGS_BUCKET_ARN in grants["s3:ListBucket"]
 
 
 # -- release hygiene --------------------------------------------------------------------------
