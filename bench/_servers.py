@@ -1,4 +1,4 @@
-"""Server processes of the bench stack: ``python -m bench._servers moto|emulator``.
+"""Server processes of the bench stack: ``python -m bench._servers moto|emulator|sink``.
 
 Each runs one server on 127.0.0.1, prints ``READY <url>`` on stdout and serves until its stdin
 reaches EOF (the parent closes it to stop the server; a crashed parent closes it too, so no
@@ -6,8 +6,13 @@ server outlives the bench). moto and the DRACOON emulator get a process each: bo
 GiBs stream through them, and sharing one interpreter (one GIL) with each other or with the
 transfer under test would measure lock contention instead of the pipeline.
 
+``sink`` answers every request 204 after reading (and dropping) its body: the upload end of the
+CPU benchmark's minimal relay (``bench/cpu_bench.py``), in a process of its own like the others.
+
 The emulator reads one JSON line from stdin first: ``{"config": {...}, "fixture": {...}}``
-(``EmulatorConfig.from_dict`` keys and a ``seed`` fixture).
+(``EmulatorConfig.from_dict`` keys and a ``seed`` fixture); moto reads one too, ``{"rtt_ms": n}``
+(a delay per request standing in for a network round trip; 0 for none). moto counts requests by
+operation at ``/_bench/requests`` (``bench/_motopatch.py``).
 """
 
 from __future__ import annotations
@@ -40,13 +45,14 @@ def _ready(url: str) -> None:
     sys.stdout.flush()
 
 
-def _moto() -> None:
+def _moto(spec: dict[str, object]) -> None:
     os.environ.setdefault("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE", str(MOTO_KEY_BUFFER))
     from moto.server import ThreadedMotoServer
 
     from bench import _motopatch
 
     _motopatch.apply()
+    _motopatch.count_and_delay(float(spec.get("rtt_ms", 0)))  # type: ignore[arg-type]
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -67,16 +73,40 @@ async def _emulator(spec: dict[str, object]) -> None:
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.buffer.read)
 
 
+async def _sink() -> None:
+    from aiohttp import web
+
+    async def swallow(request: web.Request) -> web.Response:
+        while await request.content.readany():
+            pass
+        return web.Response(status=204)
+
+    app = web.Application(client_max_size=0)
+    app.router.add_route("*", "/{tail:.*}", swallow)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    _ready(f"http://127.0.0.1:{port}")
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.buffer.read)
+    finally:
+        await runner.cleanup()
+
+
 def main(argv: list[str]) -> int:
     _quiet()
     kind = argv[0] if argv else ""
     if kind == "moto":
-        _moto()
+        _moto(json.loads(sys.stdin.buffer.readline()))
     elif kind == "emulator":
         spec = json.loads(sys.stdin.buffer.readline())
         asyncio.run(_emulator(spec))
+    elif kind == "sink":
+        asyncio.run(_sink())
     else:
-        print("usage: python -m bench._servers moto|emulator", file=sys.stderr)
+        print("usage: python -m bench._servers moto|emulator|sink", file=sys.stderr)
         return 2
     return 0
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
 
-from bench import pipeline_bench
+from bench import cpu_bench, pipeline_bench
 from bench.common import BenchOptions, Result, registered, run
 
 pytestmark = pytest.mark.integration
@@ -23,6 +24,8 @@ EXPECTED = {
                         "pipeline_concurrent_s", "pipeline_e2e_vs_concurrent"},
     "pipeline_memory": {"memory_growth", "peak_rss_2gib", "peak_rss_over_idle_mib", "peak_rss_small_mib",
                         "rss_idle_mib", "memory_big_object_mib"},
+    "pipeline_cpu": {"relay_floor_cpu_s_per_gib", "pipeline_cpu_s_per_gib", "pipeline_cpu_vs_floor",
+                     "download_cpu_s_per_gib"},  # and the rclone figures where it is installed
     "parallel_parts": {"parallel_parts_speedup", "parallel_parts_1_mbps", "parallel_parts_4_mbps",
                        "parallel_parts_speedup_md5_etags"},
 }
@@ -72,3 +75,28 @@ def test_parallel_parts_tiny(tmp_path: Path) -> None:
     assert set(written) == EXPECTED["parallel_parts"]
     for entry in written.values():
         assert set(entry) == {"value", "goal", "unit"} and isinstance(entry["value"], float)
+
+
+def test_pipeline_cpu_tiny() -> None:
+    """Service, floor relay and download CPU per GiB, and rclone's where it is installed."""
+    results = {r.name: r for r in cpu_bench.cpu(BenchOptions(quick=True))}
+    expected = {"relay_floor_cpu_s_per_gib", "pipeline_cpu_s_per_gib", "pipeline_cpu_vs_floor",
+                "download_cpu_s_per_gib"}
+    if shutil.which("rclone"):
+        expected |= {"rclone_download_cpu_s_per_gib", "download_cpu_vs_rclone"}
+        assert results["download_cpu_vs_rclone"].goal == "<= 1.0"
+        assert results["download_cpu_vs_rclone"].value == pytest.approx(
+            results["download_cpu_s_per_gib"].value / results["rclone_download_cpu_s_per_gib"].value)
+    assert set(results) == expected
+    assert all(math.isfinite(r.value) and r.value > 0 for r in results.values())
+    ratio = results["pipeline_cpu_vs_floor"]
+    assert ratio.goal == "<= 1.5" and ratio.value == pytest.approx(
+        results["pipeline_cpu_s_per_gib"].value / results["relay_floor_cpu_s_per_gib"].value)
+
+
+def test_pipeline_cpu_skips_rclone_with_a_reason(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(cpu_bench.shutil, "which", lambda name: None)
+    names = {r.name for r in cpu_bench.cpu(BenchOptions(quick=True))}
+    assert "download_cpu_vs_rclone" not in names and "pipeline_cpu_vs_floor" in names
+    assert "rclone not installed" in capsys.readouterr().err
