@@ -136,3 +136,4 @@ def count_and_delay(rtt_ms: float) -> None:
         return original_call(self, environ, start_response)
 
     DomainDispatcherApplication.__call__ = call  # type: ignore[method-assign]
+

@@ -184,12 +184,13 @@ def app_config(data: Mapping[str, Any]) -> AppConfig:
 @contextmanager
 def running_stack(
     emulator: Mapping[str, Any] | None = None, *, with_moto: bool = True, aws_rtt_ms: float = 0,
-    with_sink: bool = False,
+    with_sink: bool = False, aws_keep_alive: bool = False,
 ) -> Iterator[Stack]:
     """Start moto (optional) and the emulator (``emulator``: extra EmulatorConfig keys).
 
     ``aws_rtt_ms`` delays every moto request (a round trip); ``with_sink`` adds a server that
-    drops whatever is POSTed to it (``Stack.sink_url``).
+    drops whatever is POSTed to it (``Stack.sink_url``). ``aws_keep_alive`` puts a keep-alive
+    front before moto (``aws_endpoint`` is then the front's), for small-request benchmarks.
     """
     config = {"discard_content": True, "clients": {CLIENT_ID: CLIENT_SECRET}, **(emulator or {})}
     servers: list[_Server] = []
@@ -203,7 +204,12 @@ def running_stack(
         sink = _Server("sink") if with_sink else None
         if sink is not None:
             servers.append(sink)
-        yield Stack(moto.url() if moto is not None else None, dracoon.url(),
+        aws_endpoint = moto.url() if moto is not None else None
+        if aws_endpoint is not None and aws_keep_alive:
+            front = _Server("front", {"upstream": aws_endpoint})
+            servers.append(front)
+            aws_endpoint = front.url()
+        yield Stack(aws_endpoint, dracoon.url(),
                     {server.kind: server.proc.pid for server in servers},
                     sink.url() if sink is not None else None)
     finally:

@@ -808,7 +808,8 @@ def test_scale_on_in_flight_is_chosen_and_explained() -> None:
 # AWS calls made only by tooling (local stack, tests) or only when a feature is configured.
 TOOLING_CALLS = {"create_bucket", "create_queue", "put_object"}
 OPTIONAL_CALLS = {"head_bucket": "s3:ListBucket"}  # s3.probe_buckets; documented as an add-on
-CALL_ACTIONS = {"head_object": "s3:GetObject"}
+# IAM has no action of its own for SQS batch calls: each needs its single call's action.
+CALL_ACTIONS = {"head_object": "s3:GetObject", "delete_message_batch": "sqs:DeleteMessage"}
 
 
 def test_iam_policy_grants_exactly_what_the_worker_calls(deployed: tuple[AppConfig, dict[str, str]]) -> None:
