@@ -110,7 +110,8 @@ async def _front(spec: dict[str, object]) -> None:
     from aiohttp import web
 
     upstream = str(spec["upstream"])
-    hop = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
+    # Expect is answered here (aiohttp sends the 100 itself); forwarded, it loses the body.
+    hop = {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "expect"}
     session = aiohttp.ClientSession(auto_decompress=False,
                                     connector=aiohttp.TCPConnector(force_close=True, limit=0))
 
@@ -120,6 +121,9 @@ async def _front(spec: dict[str, object]) -> None:
                                    data=await request.read(), allow_redirects=False) as resp:
             body = await resp.read()
             out = {k: v for k, v in resp.headers.items() if k.lower() not in hop}
+            if request.method == "HEAD":  # no body, but its length is the answer (object size)
+                out["Content-Length"] = resp.headers.get("Content-Length", "0")
+                return web.Response(status=resp.status, headers=out)
             return web.Response(status=resp.status, headers=out, body=body)
 
     app = web.Application(client_max_size=1024**3)

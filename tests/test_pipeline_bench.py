@@ -6,15 +6,19 @@ that the benchmarks work and report well-formed entries, not what they measure.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import shutil
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bench import cpu_bench, pipeline_bench
+from bench._stack import BUCKET, Stack, create_bucket, running_stack
 from bench.common import BenchOptions, Result, registered, run
+from recording_storage.s3 import S3Source
 
 pytestmark = pytest.mark.integration
 
@@ -100,3 +104,27 @@ def test_pipeline_cpu_skips_rclone_with_a_reason(monkeypatch: pytest.MonkeyPatch
     names = {r.name for r in cpu_bench.cpu(BenchOptions(quick=True))}
     assert "download_cpu_vs_rclone" not in names and "pipeline_cpu_vs_floor" in names
     assert "rclone not installed" in capsys.readouterr().err
+
+
+def test_keep_alive_front_passes_objects_whole_and_moto_counts_requests() -> None:
+    """The load bench's keep-alive front before moto: a put object HEADs with its size and reads
+    back whole through it, and the bench moto server counts each operation once."""
+
+    async def scenario(stack: Stack) -> tuple[int, bytes, dict[str, int]]:
+        config = stack.app_config()
+        await create_bucket(config)
+        async with aiohttp.ClientSession() as session:
+            (await session.delete(f"{stack.aws_endpoint}/_bench/requests")).release()
+        async with S3Source(config.aws, config.s3) as s3:
+            await s3.put(BUCKET, "front.bin", b"x" * 3000)
+            info = await s3.head(BUCKET, "front.bin")
+            data = b"".join([bytes(c) async for c in s3.iter_chunks(info)])
+        url = f"{stack.aws_endpoint}/_bench/requests"
+        async with aiohttp.ClientSession() as session, session.get(url) as r:
+            counts: dict[str, int] = await r.json()
+        return info.size, data, counts
+
+    with running_stack(aws_keep_alive=True) as stack:
+        size, data, counts = asyncio.run(scenario(stack))
+    assert size == 3000 and data == b"x" * 3000
+    assert (counts["s3:PutObject"], counts["s3:HeadObject"], counts["s3:GetObject"]) == (1, 1, 1)
