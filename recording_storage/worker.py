@@ -140,7 +140,8 @@ class WorkerPool:
                 await self._wait_for_slot(stop)
         finally:
             await self._shutdown()
-            if self._acks:  # finished jobs whose deletes are still on their way
+            if self._acks:  # finished jobs whose deletes are still on their way: never dropped
+                log.info("waiting_for_acks", pending=len(self._acks))
                 await asyncio.wait(set(self._acks))
             self._health.worker_stopped(self._id)
             log.info("worker_pool_stopped", outcomes=self.stats.outcomes)
