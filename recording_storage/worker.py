@@ -145,6 +145,7 @@ class WorkerPool:
         self._max_messages = max_messages
         self._id = worker_id
         self._running: set[asyncio.Task[None]] = set()
+        self._acks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self.stats = PoolStats(last_outcome={} if drain or max_messages is not None else None)
 
@@ -173,6 +174,9 @@ class WorkerPool:
         finally:
             receiving.cancel()
             await self._shutdown(force)
+            if self._acks:  # finished jobs whose deletes are still on their way: never dropped
+                log.info("waiting_for_acks", pending=len(self._acks))
+                await asyncio.wait(set(self._acks))
             self._health.worker_stopped(self._id)
             log.info("worker_pool_stopped", outcomes=self.stats.outcomes)
         return self.stats
@@ -317,7 +321,11 @@ class WorkerPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
         if outcome == "success":
-            await self._settle(self._ack(msg))
+            # The slot is free at once: the delete may wait a moment to share a batch call
+            # (sqs.DELETE_LINGER). The pool waits for every ack before it stops.
+            ack = asyncio.create_task(self._ack(msg))
+            self._acks.add(ack)
+            ack.add_done_callback(self._acks.discard)
         elif outcome == "cancelled":
             # Shutdown: give the message back at once; a redelivery repeats only idempotent steps.
             await self._settle(self._release(msg, 0))

@@ -821,7 +821,8 @@ def test_scale_on_in_flight_is_chosen_and_explained() -> None:
 TOOLING_CALLS = {"create_bucket", "create_queue", "put_object"}
 # s3.probe_buckets; check --write-probe (an operator identity): documented as add-ons
 OPTIONAL_CALLS = {"head_bucket": "s3:ListBucket", "get_bucket_versioning": "s3:GetBucketVersioning"}
-CALL_ACTIONS = {"head_object": "s3:GetObject"}
+# IAM has no action of its own for SQS batch calls: each needs its single call's action.
+CALL_ACTIONS = {"head_object": "s3:GetObject", "delete_message_batch": "sqs:DeleteMessage"}
 
 
 CONFIG_BUCKET_ARN = "arn:aws:s3:::CONFIG_BUCKET"

@@ -527,10 +527,10 @@ async def test_receive_errors_are_retried(stack: Stack, proxy: AwsFaultProxy) ->
 async def test_failed_ack_after_success_makes_the_redelivery_harmless(
     stack: Stack, proxy: AwsFaultProxy
 ) -> None:
-    """The job succeeds (file stored, source deleted) but DeleteMessage fails. When the message comes
+    """The job succeeds (file stored, source deleted) but its delete (batch) fails. When it comes
     back, the redelivery must recognise the finished work: no second file, no false dead letter."""
     svc = proxied(stack, proxy)
-    rule = proxy.add("sqs:DeleteMessage", "error", status=500, count=2)
+    rule = proxy.add("sqs:DeleteMessageBatch", "error", status=500, count=2)
     data = blob(50_000)
     await publish(stack, data)
 
