@@ -58,7 +58,7 @@ def _moto() -> None:
 
 
 async def _emulator(spec: dict[str, object]) -> None:
-    from recording_storage.emulator import DracoonEmulator, EmulatorConfig
+    from dracoon_emulator import DracoonEmulator, EmulatorConfig
 
     config = EmulatorConfig.from_dict(dict(spec["config"]))  # type: ignore[call-overload]
     emulator = DracoonEmulator.from_fixture(dict(spec["fixture"]), config)  # type: ignore[call-overload]
