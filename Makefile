@@ -23,8 +23,7 @@ $(BIN)/python:
 # The DRACOON emulator is a second distribution (dracoon_emulator/pyproject.toml), installed by
 # path here: no extra of recording-storage can add it, and `pip install .` must not ship it.
 $(STAMP): pyproject.toml dracoon_emulator/pyproject.toml | $(BIN)/python
-	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet \
-	    -e ./dracoon_emulator -e '.[dev]'
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e ./dracoon_emulator -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -20,7 +20,7 @@ from tests.fixtures.dracoon import basic_auth
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLE_SEED = REPO / "recording_storage" / "emulator" / "example-seed.yaml"
+EXAMPLE_SEED = REPO / "dracoon_emulator" / "example-seed.yaml"
 READY = "Ctrl-C stops it."
 SEED = {
     "users": [
