@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import setuptools
 
+from dracoon_emulator.fixture import generated_key_pair
 from recording_storage import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,3 +87,11 @@ def test_local_stack_without_the_emulator_says_how_to_install_it(
     err = capsys.readouterr().err
     assert "the local stack needs the DRACOON emulator" in err and "pip install ./dracoon_emulator" in err
     assert "Traceback" not in err
+
+
+def test_seeding_a_key_pair_without_the_service_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The emulator alone: a seed that needs a generated key pair is a clear ValueError (which
+    `python -m dracoon_emulator` reports as a bad seed file), not an ImportError traceback."""
+    monkeypatch.setitem(sys.modules, "recording_storage.crypto", None)
+    with pytest.raises(ValueError, match="needs recording-storage's crypto.*key_pair"):
+        generated_key_pair("A", "Secret-1")
