@@ -65,7 +65,7 @@ def _moto(spec: dict[str, object]) -> None:
 
 
 async def _emulator(spec: dict[str, object]) -> None:
-    from recording_storage.emulator import DracoonEmulator, EmulatorConfig
+    from dracoon_emulator import DracoonEmulator, EmulatorConfig
 
     config = EmulatorConfig.from_dict(dict(spec["config"]))  # type: ignore[call-overload]
     emulator = DracoonEmulator.from_fixture(dict(spec["fixture"]), config)  # type: ignore[call-overload]

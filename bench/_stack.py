@@ -137,7 +137,7 @@ class _Server:
 @functools.cache
 def _fixture() -> dict[str, Any]:
     """The seeded tenant; the RSA-4096 key pair is generated once per bench process."""
-    from recording_storage.emulator.fixture import demo_fixture
+    from dracoon_emulator.fixture import demo_fixture
 
     return demo_fixture(login=LOGIN, password=PASSWORD, encryption_password=ENCRYPTION_PASSWORD,
                         parent_room="Bench", parent_room_id=PARENT_ROOM_ID, kdf_iterations=KDF_ITERATIONS)

@@ -8,7 +8,7 @@ import time
 import aiohttp
 import pytest
 
-from recording_storage.emulator import EmulatorConfig, FaultInjector, FaultRule
+from dracoon_emulator import EmulatorConfig, FaultInjector, FaultRule
 from tests.fixtures.dracoon import DracoonEnv, EmulatorApi
 
 pytestmark = pytest.mark.integration

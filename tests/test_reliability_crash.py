@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
+from dracoon_emulator.model import Node
 from recording_storage.config import AppConfig, load_config
-from recording_storage.emulator.model import Node
 from recording_storage.service import serve
 from tests.fixtures.awsproxy import AwsCall, AwsFaultProxy, end_leases, running_proxy, via_proxy
 from tests.fixtures.procs import ServiceProcess, Spawner, config_to_yaml, wait_until

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from dracoon_emulator.faults import FaultRule
+from dracoon_emulator.model import Node
 from recording_storage.config import AwsConfig, S3Config
-from recording_storage.emulator.faults import FaultRule
-from recording_storage.emulator.model import Node
 from recording_storage.errors import TransientError
 from recording_storage.s3 import S3Source
 from recording_storage.targets import parse_source_marker, source_marker
