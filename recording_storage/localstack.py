@@ -33,6 +33,7 @@ import yaml
 
 from .config import AppConfig, load_config
 from .errors import PermanentError, StartupError
+from .jobs import job_message_body
 
 __all__ = ["LocalStack", "demo", "example_job", "sample_recording", "serve", "start_local_stack"]
 
@@ -290,17 +291,13 @@ def example_job(key: str, meeting_id: int) -> dict[str, Any]:
     ages would one day be dead-lettered as already expired.
     """
     held = datetime.now(ZoneInfo("Europe/Berlin")).replace(microsecond=0) - timedelta(hours=1)
-    return {
-        "storage": {"type": "dracoon", "extra": {"aws.s3": {"bucket": BUCKET, "keys": [key]}}},
-        "meeting": {
-            "id": meeting_id,
-            "date": held.isoformat(),
-            "timezone": "Europe/Berlin",
-            "type": {"name": "Demo", "duration": 20, "id": 1},
-            "user": {"name": "Demo Host", "email": "host@demo.local"},
-        },
-        "instance": {"domain": DOMAIN},
-    }
+    return job_message_body(BUCKET, [key], domain=DOMAIN, meeting={
+        "id": meeting_id,
+        "date": held.isoformat(),
+        "timezone": "Europe/Berlin",
+        "type": {"name": "Demo", "duration": 20, "id": 1},
+        "user": {"name": "Demo Host", "email": "host@demo.local"},
+    })
 
 
 def sample_recording(seconds: float = 20.0, rate: int = 16_000) -> bytes:

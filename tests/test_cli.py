@@ -217,6 +217,7 @@ async def test_send_job_validates_then_publishes(
     message_id = capsys.readouterr().out.strip()
 
     invalid = tmp_path / "invalid.json"
+    # Raw on purpose: a broken body the job builder would never write (no extra, meeting, instance).
     invalid.write_text('{"storage": {"type": "dracoon"}}', encoding="utf-8")
     assert await main_in_thread("-c", str(config), "send-job", str(invalid)) == 1
     assert "invalid job message" in capsys.readouterr().err

@@ -46,10 +46,11 @@ async def dead_letter_two(stack: Stack) -> tuple[str, str]:
     """One job for a missing key (source_missing), one that does not parse (invalid_message)."""
     missing = job_message(stack.bucket, ["rec/never-uploaded.mp4"])
     await stack.send(missing)
-    await stack.send('{"storage": {"type": "dracoon"}}')
+    broken = '{"storage": {"type": "dracoon"}}'  # raw on purpose: the builder writes only whole jobs
+    await stack.send(broken)
     stats = await stack.drain()
     assert stats.outcomes == {"permanent": 2}
-    return missing, '{"storage": {"type": "dracoon"}}'
+    return missing, broken
 
 
 async def test_list_shows_reason_error_instance_and_keys_and_leaves_the_dlq_as_it_was(

@@ -84,6 +84,7 @@ async def test_plan_says_how_a_bad_job_would_be_dead_lettered(
     assert code == 1
     assert "would be dead-lettered as source_missing" in out
 
+    # Raw on purpose: a broken body the job builder would never write.
     code, out = await run_cli(capsys, "-c", str(config), "plan",
                               str(job_file(tmp_path, '{"storage": {"type": "dracoon"}}')))
     assert code == 1 and out.startswith("would be dead-lettered as invalid_message")

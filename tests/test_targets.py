@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +14,7 @@ from pydantic import SecretStr
 
 from recording_storage.errors import InvalidJobMessage, PermanentError
 from recording_storage.instances import ANY_MEETING_TYPE, DracoonAccount, TargetRule, TargetSpec
-from recording_storage.jobs import JobMessage, parse_job_message
+from recording_storage.jobs import JobMessage, job_message_json, parse_job_message
 from recording_storage.jobs.parse import MAX_KEYS
 from recording_storage.targets import (
     MAX_DEPTH,
@@ -55,12 +54,13 @@ def make_job(
     date: str = "2018-12-13T14:15:00Z",
     timezone: str = "Europe/Berlin",
 ) -> JobMessage:
-    msg: dict[str, Any] = {
-        "storage": {
-            "type": "dracoon",
-            "extra": {"aws.s3": {"bucket": "recordings", "keys": keys or ["sandbox/test-video.mp4"]}},
-        },
-        "meeting": {
+    return parse_job_message(job_message_json(
+        "recordings",
+        keys or ["sandbox/test-video.mp4"],
+        domain="meet.example.com",
+        targets=targets,
+        customer_id=customer_id,
+        meeting={
             "id": 22980,
             "type": {"name": "live now", "duration": 60, "id": 14} if type_ is None else type_,
             "user": {"name": "Sessions Support", "email": EMAIL} if user is None else user,
@@ -68,12 +68,7 @@ def make_job(
             "date": date,
             "timezone": timezone,
         },
-        "instance": {"domain": "meet.example.com"},
-        "extra": {"customerId": customer_id},
-    }
-    if targets is not None:
-        msg["storage"]["extra"]["dracoon"] = {"targets": targets}
-    return parse_job_message(json.dumps(msg))
+    ))
 
 
 def account(*rules: tuple[str, list[tuple[str, str | None]]]) -> DracoonAccount:
