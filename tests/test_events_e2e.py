@@ -20,7 +20,7 @@ from aiohttp import web
 
 from recording_storage.config import BucketSourceConfig
 from recording_storage.service import serve
-from tests.fixtures.service import DOMAIN, Stack, job_message
+from tests.fixtures.service import DOMAIN, Stack, blob, job_message
 
 pytestmark = pytest.mark.integration
 
@@ -28,10 +28,6 @@ ROUTES_FILE = Path(__file__).resolve().parent.parent / "conf" / "routes.yml"
 ACME = "4b31dd1c5a0b3d38bea3b8d6fbf5d6b1"
 MODB = f"account%2F{ACME[:2]}%2F{ACME[2:4]}%2F{ACME[4:]}-202611"
 BERLIN = ZoneInfo("Europe/Berlin")
-
-
-def blob(size: int, seed: int = 1) -> bytes:
-    return bytes((i * 31 + seed) % 251 for i in range(size))
 
 
 def s3_event(bucket: str, *keys: str, when: datetime, name: str = "ObjectCreated:Put") -> dict[str, Any]:

@@ -30,17 +30,13 @@ from recording_storage.targets import (
 )
 from tests.fixtures.aws import make_s3_config
 from tests.fixtures.awsproxy import AwsCall, AwsFaultProxy, via_proxy
-from tests.fixtures.service import Stack, job_message
+from tests.fixtures.service import Stack, blob, job_message
 
 pytestmark = pytest.mark.integration
 
 KEY = "rec/call.mp4"
 MIB = 1024**2
 BIG_CHUNKS = pytest.mark.parametrize("stack_overrides", [{"s3": {"chunk_size": MIB}}], ids=["1MiB"])
-
-
-def blob(size: int, seed: int = 7) -> bytes:
-    return bytes((i * 131 + seed) % 251 for i in range(size))
 
 
 def proxied(stack: Stack, proxy: AwsFaultProxy) -> Stack:
@@ -74,8 +70,7 @@ async def put_multipart(stack: Stack, key: str, data: bytes, part: int, **create
 async def run(stack: Stack, data: bytes | None, key: str = KEY) -> tuple[Any, list[dict[str, Any]]]:
     """Publish ``data`` under ``key`` (None: already there, and its job already sent), then drain."""
     if data is not None:
-        await stack.put(key, data)
-        await stack.send(job_message(stack.bucket, [key]))
+        await stack.publish(key, data)
     with structlog.testing.capture_logs() as logs:
         stats = await stack.drain()
     return stats, [dict(entry) for entry in logs]
@@ -284,8 +279,7 @@ async def test_a_store_refusing_checksum_mode_is_asked_without_it(
 ) -> None:
     """Backblaze B2 answers 400 to ``x-amz-checksum-mode``: the HEAD is repeated without it."""
     data = blob(150_000)
-    await stack.put(KEY, data)
-    await stack.send(job_message(stack.bucket, [KEY]))
+    await stack.publish(KEY, data)
     # botocore answers a HEAD's 400 by asking HeadBucket for the region and trying once more:
     # both tries carry the header, so both are refused; the third (without it) is answered.
     refused = aws_proxy.add("s3:HeadObject", "error", status=400, code="InvalidArgument", count=2)

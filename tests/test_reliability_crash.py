@@ -25,7 +25,7 @@ from recording_storage.emulator.model import Node
 from recording_storage.service import serve
 from tests.fixtures.awsproxy import AwsCall, AwsFaultProxy, end_leases, running_proxy, via_proxy
 from tests.fixtures.procs import ServiceProcess, Spawner, config_to_yaml, wait_until
-from tests.fixtures.service import Stack, job_message
+from tests.fixtures.service import Stack, blob
 
 pytestmark = pytest.mark.integration
 
@@ -33,10 +33,6 @@ KEY = "rec/crash.mp4"
 LEASE = 10  # seconds: queue.visibility_timeout of the child
 GRACE = 1.0  # seconds: workers.shutdown_grace of the child
 HOLD_MS = 60_000  # emulator latency that parks a DRACOON call for longer than any test
-
-
-def blob(size: int, seed: int = 5) -> bytes:
-    return bytes((i * 17 + seed) % 253 for i in range(size))
 
 
 @pytest.fixture
@@ -81,11 +77,6 @@ def channels(stack: Stack) -> set[str]:
 
 def upload_under_way(stack: Stack) -> bool:
     return any(c.received > 0 for c in stack.dracoon.state.uploads.values())
-
-
-async def publish(stack: Stack, data: bytes) -> None:
-    await stack.put(KEY, data)
-    await stack.send(job_message(stack.bucket, [KEY]))
 
 
 def events(proc: ServiceProcess, name: str) -> list[dict[str, object]]:
@@ -214,7 +205,7 @@ async def test_sigkill_at_each_step_then_restart_lands_exactly_once(
     completion and the source still exists before its delete. A restart lands the job once."""
     stack.dracoon.add_user("reader")
     data = blob(300_000)
-    await publish(stack, data)
+    await stack.publish(KEY, data)
     config = child_config(stack, proxy)
     reached = step.arm(stack, proxy)
 
@@ -267,7 +258,7 @@ async def test_sigterm_during_long_poll_releases_what_arrives_and_exits(
     proc.terminate()
     started = time.monotonic()
     data = blob(10_000)
-    await publish(stack, data)
+    await stack.publish(KEY, data)
     assert await proc.wait(20 + GRACE + 15) == 0, proc.tail()
     assert time.monotonic() - started <= 20 + GRACE + 5
 
@@ -296,7 +287,7 @@ async def test_sigterm_mid_part_cancels_releases_and_restart_lands_once(
     deleted and its message released at once; the restart lands the recording once."""
     stack.dracoon.add_user("reader")
     data = blob(300_000)
-    await publish(stack, data)
+    await stack.publish(KEY, data)
     config = child_config(stack, proxy)
     stack.dracoon.emulator.faults.add(
         method="POST", path=r"^/api/v4/uploads/", latency_ms=HOLD_MS, after=1, count=1
@@ -321,7 +312,7 @@ async def test_sigterm_between_complete_and_ack_finishes_the_ack(
     must not abort its acknowledgement (shielded); the process exits 0 with nothing left behind."""
     stack.dracoon.add_user("reader")
     data = blob(50_000)
-    await publish(stack, data)
+    await stack.publish(KEY, data)
     rule = proxy.add("sqs:DeleteMessage", "hold", count=1)
     proc = spawn(child_config(stack, proxy), "run")
     await proxy.wait_for(lambda: rule.fired == 1)
@@ -349,7 +340,7 @@ async def test_bounded_run_finishes_its_last_job_instead_of_cancelling_it(stack:
     stack.dracoon.add_user("reader")
     stack.dracoon.emulator.faults.add(method="POST", path=r"^/api/v4/uploads/", latency_ms=1_000, count=1)
     data = blob(20_000)
-    await publish(stack, data)
+    await stack.publish(KEY, data)
 
     stats = await serve(stack.config, max_messages=1, install_signals=False)
 
