@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +15,7 @@ from pydantic import SecretStr
 
 from recording_storage.errors import InvalidJobMessage, PermanentError
 from recording_storage.instances import ANY_MEETING_TYPE, DracoonAccount, TargetRule, TargetSpec
-from recording_storage.jobs import JobMessage, job_message_json, parse_job_message
+from recording_storage.jobs import JobMessage, job_message_body, parse_job_message
 from recording_storage.jobs.parse import MAX_KEYS
 from recording_storage.targets import (
     MAX_DEPTH,
@@ -54,7 +55,7 @@ def make_job(
     date: str = "2018-12-13T14:15:00Z",
     timezone: str = "Europe/Berlin",
 ) -> JobMessage:
-    return parse_job_message(job_message_json(
+    return parse_job_message(json.dumps(job_message_body(
         "recordings",
         keys or ["sandbox/test-video.mp4"],
         domain="meet.example.com",
@@ -68,7 +69,7 @@ def make_job(
             "date": date,
             "timezone": timezone,
         },
-    ))
+    )))
 
 
 def account(*rules: tuple[str, list[tuple[str, str | None]]]) -> DracoonAccount:

@@ -10,11 +10,10 @@ and the parser is what judges them.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["job_message_body", "job_message_json"]
+__all__ = ["job_message_body"]
 
 
 def job_message_body(
@@ -28,7 +27,8 @@ def job_message_body(
     customer_id: Any = None,
     storage_type: Any = "dracoon",
 ) -> dict[str, Any]:
-    """A job message as a JSON-ready dict (fresh, so callers may change it in place).
+    """A job message as a JSON-ready dict (fresh, so callers may change it in place);
+    ``json.dumps`` of it is the SQS message body.
 
     ``meeting`` is the wire ``meeting`` object as is (``id``, ``date``, ``timezone``, ``type``,
     ``user``, ...). ``targets=None`` leaves ``storage.extra.dracoon`` out, so the instance's
@@ -49,17 +49,3 @@ def job_message_body(
         body["extra"] = {"customerId": customer_id}
     return body
 
-
-def job_message_json(
-    bucket: Any,
-    keys: Sequence[Any],
-    *,
-    domain: Any,
-    meeting: Mapping[str, Any],
-    targets: Sequence[Any] | None = None,
-    alias: str | None = None,
-    customer_id: Any = None,
-) -> str:
-    """``job_message_body`` as the SQS message body (JSON text)."""
-    return json.dumps(job_message_body(
-        bucket, keys, domain=domain, meeting=meeting, targets=targets, alias=alias, customer_id=customer_id))
