@@ -35,7 +35,7 @@ from .config import AppConfig, load_config
 from .errors import PermanentError, StartupError
 from .jobs import job_message_body
 
-__all__ = ["LocalStack", "demo", "example_job", "sample_recording", "serve", "start_local_stack"]
+__all__ = ["LocalStack", "demo", "example_job", "sample_recording", "serve_local_stack", "start_local_stack"]
 
 BUCKET = "recordings"
 QUEUE = "recordings-transferring"
@@ -229,7 +229,7 @@ async def _start(directory: Path, kdf_iterations: int | None) -> AsyncIterator[L
         moto.stop()
 
 
-async def serve(directory: Path, *, stop: asyncio.Event | None = None) -> int:
+async def serve_local_stack(directory: Path, *, stop: asyncio.Event | None = None) -> int:
     """``recording-storage local-stack``: run until Ctrl-C, printing how to use it.
 
     It also puts an example recording into the bucket and writes the job naming it, so the
