@@ -25,7 +25,8 @@ from recording_storage.emulator.model import Node
 from recording_storage.errors import TransientError
 from recording_storage.s3 import S3Source
 from recording_storage.targets import parse_source_marker, source_marker
-from tests.fixtures.awsproxy import AwsCall, AwsFaultProxy, end_leases, running_proxy
+from recording_storage.worker import PoolStats
+from tests.fixtures.awsproxy import AwsCall, AwsFaultProxy, ProxyRule, end_leases, running_proxy
 from tests.fixtures.dracoon import emulator_config
 from tests.fixtures.procs import wait_until
 from tests.fixtures.service import Stack, blob, dead_letters, job_message, live_channels, proxied
@@ -64,6 +65,23 @@ async def assert_landed_once(stack: Stack, data: bytes, *path: str, key: str = K
     assert not await stack.exists(key)
     assert await stack.queue_counts() == (0, 0, 0)
     return file
+
+
+async def drain_overwriting(
+    stack: Stack, svc: Stack, proxy: AwsFaultProxy, rule: ProxyRule, new: bytes
+) -> PoolStats:
+    """Drain ``svc`` (``stack`` through ``proxy``) while a new version of ``KEY`` is written, straight
+    to S3, the moment ``rule`` (a ``hold``) has caught a request, which then goes on."""
+
+    async def overwrite() -> None:
+        await proxy.wait_for(lambda: rule.fired == 1)
+        await stack.put(KEY, new)
+        rule.release()
+
+    writer = asyncio.create_task(overwrite())
+    stats = await svc.drain()
+    await writer
+    return stats
 
 
 def range_from(first: int) -> Callable[[AwsCall], bool]:
@@ -383,14 +401,7 @@ async def test_source_overwritten_before_delete_is_kept(stack: Stack, proxy: Aws
     rule = proxy.add("s3:DeleteObject", "hold", count=1)
     await stack.publish(KEY, old)
 
-    async def overwrite() -> None:
-        await proxy.wait_for(lambda: rule.fired == 1)
-        await stack.put(KEY, new)
-        rule.release()
-
-    writer = asyncio.create_task(overwrite())
-    stats = await svc.drain()
-    await writer
+    stats = await drain_overwriting(stack, svc, proxy, rule, new)
 
     assert stats.outcomes == {"success": 1}
     (file,) = stack.files("Calls")
@@ -453,14 +464,7 @@ async def test_object_overwritten_mid_transfer_lands_the_new_version_once(
     rule = proxy.add("s3:GetObject", "hold", when=range_from(65536), count=1)
     await stack.publish(KEY, old)
 
-    async def overwrite() -> None:
-        await proxy.wait_for(lambda: rule.fired == 1)
-        await stack.put(KEY, new)
-        rule.release()
-
-    writer = asyncio.create_task(overwrite())
-    stats = await svc.drain()
-    await writer
+    stats = await drain_overwriting(stack, svc, proxy, rule, new)
 
     assert stats.outcomes == {"transient": 1, "success": 1}
     file = await assert_landed_once(stack, new)
