@@ -13,7 +13,7 @@ complete, no message visible or in flight, an empty DLQ.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,15 +39,6 @@ HOLD_MS = 60_000  # emulator latency that parks a DRACOON call for longer than a
 async def proxy(moto_server: str) -> AsyncIterator[AwsFaultProxy]:
     async with running_proxy(moto_server) as started:
         yield started
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Spawner]:
-    spawner = Spawner(tmp_path)
-    try:
-        yield spawner
-    finally:
-        spawner.kill_all()
 
 
 def child_config(stack: Stack, proxy: AwsFaultProxy, *, wait_seconds: int = 1) -> AppConfig:
@@ -199,7 +190,7 @@ def _kill_cases() -> list[Any]:
 
 @pytest.mark.parametrize(("step", "lease_timeout"), _kill_cases())
 async def test_sigkill_at_each_step_then_restart_lands_exactly_once(
-    stack: Stack, proxy: AwsFaultProxy, spawn: Spawner, step: Step, lease_timeout: bool
+    stack: Stack, proxy: AwsFaultProxy, spawn_service: Spawner, step: Step, lease_timeout: bool
 ) -> None:
     """SIGKILL with the job parked at ``step``; at that moment no file is visible before its
     completion and the source still exists before its delete. A restart lands the job once."""
@@ -209,7 +200,7 @@ async def test_sigkill_at_each_step_then_restart_lands_exactly_once(
     config = child_config(stack, proxy)
     reached = step.arm(stack, proxy)
 
-    first = spawn(config, "run")
+    first = spawn_service(config, "run")
     await reached()
     first.kill()
     assert await first.wait(10) == -9
@@ -229,7 +220,7 @@ async def test_sigkill_at_each_step_then_restart_lands_exactly_once(
         await wait_until(lease_ran_out, timeout=LEASE + 5, interval=0.25, what="the dead process's lease")
     else:
         assert await end_leases(stack.config, proxy) == 1
-    await restart_and_check(stack, config, spawn, data, orphans=orphans)
+    await restart_and_check(stack, config, spawn_service, data, orphans=orphans)
 
 
 # -- SIGTERM ----------------------------------------------------------------------------------
@@ -246,13 +237,13 @@ async def _terminate(proc: ServiceProcess, *, within: float) -> float:
 
 
 async def test_sigterm_during_long_poll_releases_what_arrives_and_exits(
-    stack: Stack, proxy: AwsFaultProxy, spawn: Spawner
+    stack: Stack, proxy: AwsFaultProxy, spawn_service: Spawner
 ) -> None:
     """SIGTERM while a 20 s long poll is open; a job arrives before it returns. The poll is let
     return, its message released at once (not started, not held for a lease), exit 0 in time."""
     stack.dracoon.add_user("reader")
     config = child_config(stack, proxy, wait_seconds=20)
-    proc = spawn(config, "run")
+    proc = spawn_service(config, "run")
     await proxy.wait_for(lambda: proxy.inflight["sqs:ReceiveMessage"] >= 1)
 
     proc.terminate()
@@ -266,22 +257,22 @@ async def test_sigterm_during_long_poll_releases_what_arrives_and_exits(
     assert events(proc, "job_finished") == []
     assert await stack.queue_counts() == (1, 0, 0)  # visible at once: no lease to wait for
     assert await stack.exists(KEY) and files(stack) == []
-    await restart_and_check(stack, config, spawn, data, orphans=set())
+    await restart_and_check(stack, config, spawn_service, data, orphans=set())
 
 
 @pytest.mark.parametrize("wait_seconds", [2, pytest.param(20, marks=pytest.mark.slow)])
 async def test_sigterm_while_idle_exits_within_wait_plus_grace(
-    stack: Stack, proxy: AwsFaultProxy, spawn: Spawner, wait_seconds: int
+    stack: Stack, proxy: AwsFaultProxy, spawn_service: Spawner, wait_seconds: int
 ) -> None:
     """An idle service (long poll open, nothing to do) exits 0 within wait_seconds + grace + 5 s."""
-    proc = spawn(child_config(stack, proxy, wait_seconds=wait_seconds), "run")
+    proc = spawn_service(child_config(stack, proxy, wait_seconds=wait_seconds), "run")
     await proxy.wait_for(lambda: proxy.inflight["sqs:ReceiveMessage"] >= 1)
     await _terminate(proc, within=wait_seconds + GRACE + 5)
     assert await stack.queue_counts() == (0, 0, 0)
 
 
 async def test_sigterm_mid_part_cancels_releases_and_restart_lands_once(
-    stack: Stack, proxy: AwsFaultProxy, spawn: Spawner
+    stack: Stack, proxy: AwsFaultProxy, spawn_service: Spawner
 ) -> None:
     """SIGTERM while a chunk hangs: after the grace period the job is cancelled, its channel
     deleted and its message released at once; the restart lands the recording once."""
@@ -292,7 +283,7 @@ async def test_sigterm_mid_part_cancels_releases_and_restart_lands_once(
     stack.dracoon.emulator.faults.add(
         method="POST", path=r"^/api/v4/uploads/", latency_ms=HOLD_MS, after=1, count=1
     )
-    proc = spawn(config, "run")
+    proc = spawn_service(config, "run")
     await wait_until(lambda: upload_under_way(stack), what="upload under way")
 
     await _terminate(proc, within=1 + GRACE + 5)
@@ -302,11 +293,11 @@ async def test_sigterm_mid_part_cancels_releases_and_restart_lands_once(
     assert files(stack) == [] and await stack.exists(KEY)
     assert await stack.queue_counts() == (1, 0, 0)  # released with visibility 0
     stack.dracoon.emulator.faults.clear()
-    await restart_and_check(stack, config, spawn, data, orphans=set())
+    await restart_and_check(stack, config, spawn_service, data, orphans=set())
 
 
 async def test_sigterm_between_complete_and_ack_finishes_the_ack(
-    stack: Stack, proxy: AwsFaultProxy, spawn: Spawner
+    stack: Stack, proxy: AwsFaultProxy, spawn_service: Spawner
 ) -> None:
     """SIGTERM while DeleteMessage is slow: the job counts as done, so the grace period's cancel
     must not abort its acknowledgement (shielded); the process exits 0 with nothing left behind."""
@@ -314,7 +305,7 @@ async def test_sigterm_between_complete_and_ack_finishes_the_ack(
     data = blob(50_000)
     await stack.publish(KEY, data)
     rule = proxy.add("sqs:DeleteMessage", "hold", count=1)
-    proc = spawn(child_config(stack, proxy), "run")
+    proc = spawn_service(child_config(stack, proxy), "run")
     await proxy.wait_for(lambda: rule.fired == 1)
     assert len(files(stack)) == 1 and not await stack.exists(KEY)
 
