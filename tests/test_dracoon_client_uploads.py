@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +23,7 @@ from recording_storage.dracoon import (
     S3DirectUpload,
 )
 from recording_storage.dracoon.s3upload import MIN_PART_SIZE
-from tests.test_dracoon_client_unit import FakeDracoon, api_error, start
+from tests.fixtures.fake_dracoon import FakeDracoon, api_error, start
 
 TOKEN = "UPLOADTOKEN-0123456789"
 CHUNK = 64 * 1024
@@ -141,14 +140,6 @@ def install(fake: FakeDracoon, ch: Channel, *, s3: bool = False) -> None:
     fake.json(
         "GET", "/api/v4/public/system/info", {"useS3Storage": s3, "s3EnforceDirectUpload": False}, auth=False
     )
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDracoon]:
-    f = FakeDracoon()
-    yield f
-    if f.server is not None:
-        await f.server.close()
 
 
 def data_of(size: int) -> bytes:
