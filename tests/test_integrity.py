@@ -266,12 +266,28 @@ async def test_a_stated_sha256_goes_into_the_notes_without_an_update(stack: Stac
     assert updates.seen == 0
 
 
-async def test_no_checksums_falls_back_to_the_md5_etag(stack: Stack, aws_proxy: AwsFaultProxy) -> None:
-    aws_proxy.edit("s3:HeadObject", drop=("x-amz-checksum-",))
+# The store's HEAD without checksums; OPAQUE also turns the ETag into an SSE-KMS one (no MD5).
+NO_CHECKSUMS: dict[str, Any] = {"drop": ("x-amz-checksum-",)}
+OPAQUE: dict[str, Any] = {**NO_CHECKSUMS, "headers": {"x-amz-server-side-encryption": "aws:kms"}}
+
+
+@pytest.mark.parametrize(
+    ("head", "integrity"),
+    [
+        pytest.param(NO_CHECKSUMS, "md5", id="no-checksums-falls-back-to-the-md5-etag"),
+        pytest.param(OPAQUE, "none", id="nothing-verifiable-is-none-under-auto"),
+    ],
+)
+async def test_without_checksums_the_best_remaining_check_is_logged(
+    stack: Stack, aws_proxy: AwsFaultProxy, head: dict[str, Any], integrity: str
+) -> None:
+    """Under ``verify: auto`` a HEAD without checksums is checked by its MD5 ETag; with none of
+    either the recording is still transferred, logged as integrity=none."""
+    aws_proxy.edit("s3:HeadObject", **head)
     data = blob(150_000)
     stats, logs = await run(proxied(stack, aws_proxy), data)
     assert stats.outcomes == {"success": 1}
-    await assert_landed(stack, data, logs, "md5")
+    await assert_landed(stack, data, logs, integrity)
 
 
 async def test_a_store_refusing_checksum_mode_is_asked_without_it(
@@ -288,18 +304,6 @@ async def test_a_store_refusing_checksum_mode_is_asked_without_it(
     assert refused.fired == 2
     assert len(events(logs, "s3_checksum_mode_refused")) == 1
     await assert_landed(stack, data, logs, "md5")  # no checksum without checksum mode
-
-
-OPAQUE = {"drop": ("x-amz-checksum-",), "headers": {"x-amz-server-side-encryption": "aws:kms"}}
-
-
-async def test_nothing_verifiable_is_none_under_auto(stack: Stack, aws_proxy: AwsFaultProxy) -> None:
-    """No checksum and an SSE-KMS ETag (no MD5): transferred, logged as integrity=none."""
-    aws_proxy.edit("s3:HeadObject", **OPAQUE)
-    data = blob(150_000)
-    stats, logs = await run(proxied(stack, aws_proxy), data)
-    assert stats.outcomes == {"success": 1}
-    await assert_landed(stack, data, logs, "none")
 
 
 async def test_nothing_verifiable_is_dead_lettered_under_required(
