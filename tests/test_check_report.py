@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import yaml
 from recording_storage import cli
 from recording_storage.config import config_file_used
 from recording_storage.logs import reset_logging
-from tests.fixtures.awsproxy import AwsFaultProxy, running_proxy
+from tests.fixtures.awsproxy import AwsFaultProxy
 from tests.fixtures.cli import app_yaml
 from tests.fixtures.service import DOMAIN, Stack, job_message
 
@@ -32,11 +32,6 @@ def _undo_logging() -> Iterator[None]:
     yield
     reset_logging()
 
-
-@pytest.fixture
-async def proxy(moto_server: str) -> AsyncIterator[AwsFaultProxy]:
-    async with running_proxy(moto_server) as started:
-        yield started
 
 
 async def check(
@@ -111,15 +106,15 @@ async def test_dead_letters_waiting_are_a_warning(
 
 
 async def test_dead_endpoints_are_tried_twice_and_advised_about_reachability(
-    stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str], proxy: AwsFaultProxy
+    stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str], aws_proxy: AwsFaultProxy
 ) -> None:
-    proxy.add("sqs:GetQueueUrl", "error", status=503, code="ServiceUnavailable")
+    aws_proxy.add("sqs:GetQueueUrl", "error", status=503, code="ServiceUnavailable")
     stack.dracoon.emulator.faults.add(method="POST", path=r"^/oauth/token", status=503)
-    config = app_yaml(stack, tmp_path, **NO_BACKGROUND, aws={"endpoint_url": proxy.url})
+    config = app_yaml(stack, tmp_path, **NO_BACKGROUND, aws={"endpoint_url": aws_proxy.url})
     code, results, _, err = await check(capsys, "-c", str(config))
     assert code == 1
     assert results["sqs queue"][0] == "FAIL" and results["sqs dlq"][0] == "FAIL"
-    assert proxy.count("sqs:GetQueueUrl") == 4  # two queues, at most two attempts each
+    assert aws_proxy.count("sqs:GetQueueUrl") == 4  # two queues, at most two attempts each
     assert "retry" not in err  # the report is the output; retry warnings stay out of it
 
     # A refused connection is about reachability, not about the login or password.

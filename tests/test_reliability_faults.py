@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ from recording_storage.errors import TransientError
 from recording_storage.s3 import S3Source
 from recording_storage.targets import parse_source_marker, source_marker
 from recording_storage.worker import PoolStats
-from tests.fixtures.awsproxy import AwsCall, AwsFaultProxy, ProxyRule, end_leases, running_proxy
+from tests.fixtures.awsproxy import AwsCall, AwsFaultProxy, ProxyRule, end_leases
 from tests.fixtures.dracoon import emulator_config
 from tests.fixtures.procs import wait_until
 from tests.fixtures.service import Stack, blob, dead_letters, job_message, live_channels, proxied
@@ -39,11 +39,6 @@ S3_DIRECT = pytest.mark.parametrize(
 KEY = "rec/call.mp4"
 RANGE_2 = "bytes=65536-131071"  # the second 64 KiB range of a 150 kB object
 
-
-@pytest.fixture
-async def proxy(moto_server: str) -> AsyncIterator[AwsFaultProxy]:
-    async with running_proxy(moto_server) as started:
-        yield started
 
 
 def counter(stack: Stack, method: str, path: str) -> FaultRule:
@@ -68,13 +63,13 @@ async def assert_landed_once(stack: Stack, data: bytes, *path: str, key: str = K
 
 
 async def drain_overwriting(
-    stack: Stack, svc: Stack, proxy: AwsFaultProxy, rule: ProxyRule, new: bytes
+    stack: Stack, svc: Stack, aws_proxy: AwsFaultProxy, rule: ProxyRule, new: bytes
 ) -> PoolStats:
-    """Drain ``svc`` (``stack`` through ``proxy``) while a new version of ``KEY`` is written, straight
+    """Drain ``svc`` (``stack`` through ``aws_proxy``) while a new version of ``KEY`` is written, straight
     to S3, the moment ``rule`` (a ``hold``) has caught a request, which then goes on."""
 
     async def overwrite() -> None:
-        await proxy.wait_for(lambda: rule.fired == 1)
+        await aws_proxy.wait_for(lambda: rule.fired == 1)
         await stack.put(KEY, new)
         rule.release()
 
@@ -322,13 +317,13 @@ async def test_quota_exceeded_goes_to_dlq_with_reason(stack: Stack) -> None:
     ids=["head-500", "get-slowdown", "delete-after-upload-slowdown"],
 )
 async def test_s3_errors_are_retried_to_success(
-    stack: Stack, proxy: AwsFaultProxy, op: str, status: int, code: str, outcomes: dict[str, int]
+    stack: Stack, aws_proxy: AwsFaultProxy, op: str, status: int, code: str, outcomes: dict[str, int]
 ) -> None:
     """Three S3 errors in a row on one request, more than botocore's two attempts. A range is
     fetched again by the range retry within the delivery; a HEAD or a delete fails the attempt,
     and the redelivery finds the upload already present (no second file) and deletes then."""
-    svc = proxied(stack, proxy)
-    rule = proxy.add(
+    svc = proxied(stack, aws_proxy)
+    rule = aws_proxy.add(
         op, "error", status=status, code=code, count=3, when=lambda c: c.range in (None, "bytes=65536-131071")
     )
     channels = counter(stack, "POST", r"^/api/v4/nodes/files/uploads$")
@@ -344,12 +339,12 @@ async def test_s3_errors_are_retried_to_success(
 
 
 async def test_delete_failing_for_the_second_key_redoes_only_the_delete(
-    stack: Stack, proxy: AwsFaultProxy
+    stack: Stack, aws_proxy: AwsFaultProxy
 ) -> None:
     """Two keys: the first source is deleted, the second delete fails. On redelivery the first
     source is gone, and its file in DRACOON proves the work was done (not ``source_missing``)."""
-    svc = proxied(stack, proxy)
-    rule = proxy.add("s3:DeleteObject", "error", status=503, code="SlowDown", after=1, count=2)
+    svc = proxied(stack, aws_proxy)
+    rule = aws_proxy.add("s3:DeleteObject", "error", status=503, code="SlowDown", after=1, count=2)
     channels = counter(stack, "POST", r"^/api/v4/nodes/files/uploads$")
     a, b = blob(20_000, 1), blob(30_000, 2)
     await stack.put("m/a.mp4", a)
@@ -393,15 +388,15 @@ async def test_one_target_failing_to_complete_redoes_only_that_target(stack: Sta
     assert await stack.queue_counts() == (0, 0, 0)
 
 
-async def test_source_overwritten_before_delete_is_kept(stack: Stack, proxy: AwsFaultProxy) -> None:
+async def test_source_overwritten_before_delete_is_kept(stack: Stack, aws_proxy: AwsFaultProxy) -> None:
     """A new version arrives after the upload, before the delete: the conditional delete spares it
     (it is not what we copied), the job still succeeds and the copied version lands once."""
-    svc = proxied(stack, proxy)
+    svc = proxied(stack, aws_proxy)
     old, new = blob(40_000, 3), blob(45_000, 4)
-    rule = proxy.add("s3:DeleteObject", "hold", count=1)
+    rule = aws_proxy.add("s3:DeleteObject", "hold", count=1)
     await stack.publish(KEY, old)
 
-    stats = await drain_overwriting(stack, svc, proxy, rule, new)
+    stats = await drain_overwriting(stack, svc, aws_proxy, rule, new)
 
     assert stats.outcomes == {"success": 1}
     (file,) = stack.files("Calls")
@@ -411,14 +406,14 @@ async def test_source_overwritten_before_delete_is_kept(stack: Stack, proxy: Aws
 
 
 async def test_range_retries_are_reported(
-    aws_config: AwsConfig, s3_bucket: str, proxy: AwsFaultProxy
+    aws_config: AwsConfig, s3_bucket: str, aws_proxy: AwsFaultProxy
 ) -> None:
     """Each ranged GET our own loop repeats reaches ``on_retry`` (the retries_total metric)."""
     data = blob(200_000)
     async with S3Source(aws_config, S3Config()) as s3:
         await s3.put(s3_bucket, KEY, data)
-    aws = aws_config.model_copy(update={"endpoint_url": proxy.url, "max_attempts": 1})
-    rule = proxy.add("s3:GetObject", "cut", count=2)
+    aws = aws_config.model_copy(update={"endpoint_url": aws_proxy.url, "max_attempts": 1})
+    rule = aws_proxy.add("s3:GetObject", "cut", count=2)
     retries: list[None] = []
     async with S3Source(aws, S3Config(), on_retry=lambda: retries.append(None)) as s3:
         info = await s3.head(s3_bucket, KEY)
@@ -428,22 +423,22 @@ async def test_range_retries_are_reported(
 
 @pytest.mark.parametrize("attempts", [1, 2])
 async def test_aws_max_attempts_counts_the_first_attempt(
-    aws_config: AwsConfig, s3_bucket: str, proxy: AwsFaultProxy, attempts: int
+    aws_config: AwsConfig, s3_bucket: str, aws_proxy: AwsFaultProxy, attempts: int
 ) -> None:
     """``aws.max_attempts`` is documented as attempts per call, the first included: a call that keeps
     failing reaches the server exactly that often (botocore's own ``max_attempts`` counts retries)."""
-    aws = aws_config.model_copy(update={"endpoint_url": proxy.url, "max_attempts": attempts})
-    proxy.add("s3:HeadObject", "error", status=500)
+    aws = aws_config.model_copy(update={"endpoint_url": aws_proxy.url, "max_attempts": attempts})
+    aws_proxy.add("s3:HeadObject", "error", status=500)
     async with S3Source(aws, S3Config()) as s3:
         with pytest.raises(TransientError):
             await s3.head(s3_bucket, KEY)
-    assert proxy.count("s3:HeadObject") == attempts
+    assert aws_proxy.count("s3:HeadObject") == attempts
 
 
-async def test_reset_mid_get_is_retried_per_range(stack: Stack, proxy: AwsFaultProxy) -> None:
+async def test_reset_mid_get_is_retried_per_range(stack: Stack, aws_proxy: AwsFaultProxy) -> None:
     """Two ranged GETs break off mid-body: each range is fetched again, within one delivery."""
-    svc = proxied(stack, proxy)
-    rule = proxy.add("s3:GetObject", "cut", count=2)
+    svc = proxied(stack, aws_proxy)
+    rule = aws_proxy.add("s3:GetObject", "cut", count=2)
     data = blob(200_000)
     await stack.publish(KEY, data)
 
@@ -455,16 +450,16 @@ async def test_reset_mid_get_is_retried_per_range(stack: Stack, proxy: AwsFaultP
 
 
 async def test_object_overwritten_mid_transfer_lands_the_new_version_once(
-    stack: Stack, proxy: AwsFaultProxy
+    stack: Stack, aws_proxy: AwsFaultProxy
 ) -> None:
     """The source is replaced while its second range is in flight: the pinned ETag fails that GET,
     nothing of the old version is stored, and the redelivery transfers the new bytes, once."""
-    svc = proxied(stack, proxy)
+    svc = proxied(stack, aws_proxy)
     old, new = blob(200_000, 1), blob(150_000, 2)
-    rule = proxy.add("s3:GetObject", "hold", when=range_from(65536), count=1)
+    rule = aws_proxy.add("s3:GetObject", "hold", when=range_from(65536), count=1)
     await stack.publish(KEY, old)
 
-    stats = await drain_overwriting(stack, svc, proxy, rule, new)
+    stats = await drain_overwriting(stack, svc, aws_proxy, rule, new)
 
     assert stats.outcomes == {"transient": 1, "success": 1}
     file = await assert_landed_once(stack, new)
@@ -476,10 +471,10 @@ async def test_object_overwritten_mid_transfer_lands_the_new_version_once(
 # -- SQS --------------------------------------------------------------------------------------
 
 
-async def test_receive_errors_are_retried(stack: Stack, proxy: AwsFaultProxy) -> None:
+async def test_receive_errors_are_retried(stack: Stack, aws_proxy: AwsFaultProxy) -> None:
     """ReceiveMessage fails twice (no botocore retry left): the pool backs off and polls again."""
-    svc = proxied(stack, proxy, max_attempts=1)
-    rule = proxy.add("sqs:ReceiveMessage", "error", status=500, count=2)
+    svc = proxied(stack, aws_proxy, max_attempts=1)
+    rule = aws_proxy.add("sqs:ReceiveMessage", "error", status=500, count=2)
     data = blob(10_000)
     await stack.publish(KEY, data)
 
@@ -491,12 +486,12 @@ async def test_receive_errors_are_retried(stack: Stack, proxy: AwsFaultProxy) ->
 
 
 async def test_failed_ack_after_success_makes_the_redelivery_harmless(
-    stack: Stack, proxy: AwsFaultProxy
+    stack: Stack, aws_proxy: AwsFaultProxy
 ) -> None:
     """The job succeeds (file stored, source deleted) but DeleteMessage fails. When the message comes
     back, the redelivery must recognise the finished work: no second file, no false dead letter."""
-    svc = proxied(stack, proxy)
-    rule = proxy.add("sqs:DeleteMessage", "error", status=500, count=2)
+    svc = proxied(stack, aws_proxy)
+    rule = aws_proxy.add("sqs:DeleteMessage", "error", status=500, count=2)
     data = blob(50_000)
     await stack.publish(KEY, data)
 
@@ -505,7 +500,7 @@ async def test_failed_ack_after_success_makes_the_redelivery_harmless(
     assert not await stack.exists(KEY)
     assert await stack.queue_counts() == (0, 1, 0)  # still leased, not acknowledged
 
-    assert await end_leases(stack.config, proxy) == 1
+    assert await end_leases(stack.config, aws_proxy) == 1
     second = await svc.drain()
 
     assert second.outcomes == {"success": 1}
@@ -518,13 +513,13 @@ async def test_failed_ack_after_success_makes_the_redelivery_harmless(
     "stack_overrides", [{"queue": {"visibility_timeout": 10, "heartbeat_interval": 3}}], ids=["lease-10s"]
 )
 async def test_stalled_heartbeat_lets_a_second_worker_run_the_job_without_duplicate(
-    stack: Stack, proxy: AwsFaultProxy
+    stack: Stack, aws_proxy: AwsFaultProxy
 ) -> None:
     """The heartbeat hangs and a chunk is slow, so the lease runs out mid-job and a second service
     takes the message. Both finish: the later completion gets 409, recognises the other's file by
     its marker and cancels its own channel. One file; nothing in the DLQ."""
-    svc = proxied(stack, proxy)
-    proxy.add("sqs:ChangeMessageVisibility", "hold", forward=False)
+    svc = proxied(stack, aws_proxy)
+    aws_proxy.add("sqs:ChangeMessageVisibility", "hold", forward=False)
     slow = stack.dracoon.emulator.faults.add(
         method="POST", path=r"^/api/v4/uploads/", latency_ms=13_000, after=1, count=1
     )
