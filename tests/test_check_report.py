@@ -75,6 +75,7 @@ async def test_warns_when_only_defaults_and_environment_apply(
         "AWS__ENDPOINT_URL": str(stack.config.aws.endpoint_url), "QUEUE__NAME": stack.queue_cfg.name,
         "QUEUE__DLQ_NAME": str(stack.queue_cfg.dlq_name), "QUEUE__TOPICS_FILE": "null",
         "INSTANCES__FILE": str(stack.config.instances.file), "HEALTH__ENABLED": "false",
+        "QUEUE__MAX_RECEIVES": "4",  # below the fixture queue's maxReceiveCount 5, as check requires
     }.items():
         monkeypatch.setenv(f"RECORDING_STORAGE__{key}", value)
     code, results, _, _ = await check(capsys)

@@ -39,7 +39,7 @@ def _undo_logging() -> Iterator[None]:
 # Beyond the stack's endpoints: quiet JSON logs, no long polls, no background tasks.
 CLI_SECTIONS: dict[str, dict[str, Any]] = {
     "log": {"level": "warning", "format": "json"},
-    "queue": {"wait_seconds": 0, "max_receives": 4},  # below the fixture's maxReceiveCount 5
+    "queue": {"wait_seconds": 0},
     "dracoon": {"max_retries": 1},
     "sharer": {"enabled": False},
     "health": {"enabled": False},
