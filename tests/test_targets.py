@@ -11,7 +11,6 @@ import pytest
 import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import SecretStr
 
 from recording_storage.errors import InvalidJobMessage, PermanentError
 from recording_storage.instances import ANY_MEETING_TYPE, DracoonAccount, TargetRule, TargetSpec
@@ -39,6 +38,7 @@ from recording_storage.targets import (
     upload_notes,
     validate_node_name,
 )
+from tests.fixtures.accounts import offline_account
 
 EMAIL = "support@24sessions.com"
 MEETING_DATE = datetime(2018, 12, 13, 14, 15, tzinfo=UTC)
@@ -73,15 +73,8 @@ def make_job(
 
 
 def account(*rules: tuple[str, list[tuple[str, str | None]]]) -> DracoonAccount:
-    return DracoonAccount(
-        domain="meet.example.com",
-        base_url="https://dracoon.example.com",
-        login="bot",
-        password=SecretStr("pw"),
-        encryption_password=SecretStr("enc"),
-        parent_room_id=7,
-        targets=tuple(TargetRule(tid, tuple(TargetSpec(p, e) for p, e in specs)) for tid, specs in rules),
-    )
+    specs = (TargetRule(tid, tuple(TargetSpec(p, e) for p, e in specs)) for tid, specs in rules)
+    return offline_account(*specs, parent_room_id=7)
 
 
 # --- node names ----------------------------------------------------------------------------
