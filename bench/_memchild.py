@@ -23,7 +23,7 @@ import time
 import tracemalloc
 from typing import Any
 
-from bench._stack import Stack, app_config, job_for, quiet_logs, rss_mib, transfer_runtime
+from bench._stack import Stack, app_config, job_for, quiet_logs, rss_mib, transfer_pipeline
 
 __all__ = ["main"]
 
@@ -32,7 +32,7 @@ async def _transfer(params: dict[str, Any]) -> dict[str, float]:
     stack = Stack(**params["stack"])
     config = app_config(params["config"])
     tag = f"{os.getpid()}"
-    async with transfer_runtime(stack, config) as rt:
+    async with transfer_pipeline(stack, config) as rt:
         warm = await rt.transferer.run(job_for(params["warm_key"], f"Bench/mem-warm-{tag}"))
         if warm.uploaded != 1:
             raise RuntimeError(f"warm-up transfer did not upload: {warm}")

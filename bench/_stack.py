@@ -29,9 +29,9 @@ from pydantic import SecretStr
 
 from recording_storage.config import AppConfig
 from recording_storage.instances import DracoonAccount
-from recording_storage.jobs import parse_job_message
+from recording_storage.jobs import job_message_body, parse_job_message
 from recording_storage.pool import DracoonPool
-from recording_storage.s3 import S3Source
+from recording_storage.s3 import S3Source, connection_limit
 from recording_storage.transfer import MessageJob, Transferer
 
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
     "DOMAIN",
     "ROOT",
     "MIB",
-    "Runtime",
+    "TransferPipeline",
     "Stack",
     "StaticInstances",
     "app_config",
@@ -50,7 +50,7 @@ __all__ = [
     "quiet_logs",
     "rss_mib",
     "running_stack",
-    "transfer_runtime",
+    "transfer_pipeline",
 ]
 
 MIB = 1024 * 1024
@@ -234,8 +234,8 @@ class StaticInstances:
 
 
 @dataclass
-class Runtime:
-    """The service objects a transfer needs, entered."""
+class TransferPipeline:
+    """The service objects one transfer needs, entered (a slice of ``service.Runtime``)."""
 
     config: AppConfig
     s3: S3Source
@@ -244,27 +244,23 @@ class Runtime:
 
 
 @asynccontextmanager
-async def transfer_runtime(stack: Stack, config: AppConfig) -> AsyncIterator[Runtime]:
+async def transfer_pipeline(stack: Stack, config: AppConfig) -> AsyncIterator[TransferPipeline]:
     """Clients as ``service.open_runtime`` sizes them for one worker, and a Transferer."""
     async with AsyncExitStack() as exits:
         s3 = await exits.enter_async_context(
-            S3Source(config.aws, config.s3, max_connections=max(10, config.s3.parallel_ranges + 1)))
+            S3Source(config.aws, config.s3, max_connections=connection_limit(config.s3, workers=1)))
         pool = await exits.enter_async_context(DracoonPool(config.dracoon))
         transferer = Transferer(s3, pool, StaticInstances(stack.account()), config)
-        yield Runtime(config, s3, pool, transferer)
+        yield TransferPipeline(config, s3, pool, transferer)
 
 
 def job_for(key: str, target_path: str) -> MessageJob:
     """A job message (the original's wire format) moving ``key`` to one target room path."""
-    body = {
-        "storage": {"type": "dracoon", "extra": {
-            "aws.s3": {"bucket": BUCKET, "keys": [key]},
-            "dracoon": {"targets": [{"path": target_path, "expiration": ""}]},
-        }},
-        "meeting": {"id": 7, "date": "2026-11-20T10:15:00+01:00", "timezone": "Europe/Berlin",
-                    "type": {"name": "Bench", "duration": 30, "id": 1}},
-        "instance": {"domain": DOMAIN},
-    }
+    body = job_message_body(
+        BUCKET, [key], domain=DOMAIN, targets=[{"path": target_path, "expiration": ""}],
+        meeting={"id": 7, "date": "2026-11-20T10:15:00+01:00", "timezone": "Europe/Berlin",
+                 "type": {"name": "Bench", "duration": 30, "id": 1}},
+    )
     return MessageJob(parse_job_message(json.dumps(body)))
 
 

@@ -40,8 +40,8 @@ from bench import _stack
 from bench._stack import (
     BUCKET,
     MIB,
-    Runtime,
     Stack,
+    TransferPipeline,
     job_for,
     put_generated_object,
     quiet_logs,
@@ -116,7 +116,7 @@ async def presigned_get(config: AppConfig, key: str) -> str:
 
 
 class _Candidates:
-    def __init__(self, rt: Runtime, stack: Stack, key: str, size: int,
+    def __init__(self, rt: TransferPipeline, stack: Stack, key: str, size: int,
                  session: aiohttp.ClientSession) -> None:
         self.rt, self.stack, self.key, self.size, self.session = rt, stack, key, size, session
         self.source_url = ""
@@ -201,7 +201,7 @@ def cpu(options: BenchOptions) -> list[Result]:
         runner.run(put_generated_object(config, key, size))
         exits = AsyncExitStack()
         try:
-            rt = runner.run(exits.enter_async_context(_stack.transfer_runtime(stack, config)))
+            rt = runner.run(exits.enter_async_context(_stack.transfer_pipeline(stack, config)))
             session = runner.run(exits.enter_async_context(_session()))
             c = _Candidates(rt, stack, key, size, session)
             c.source_url = runner.run(presigned_get(config, key))

@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from bench.common import BenchOptions, Result, benchmark
+from recording_storage.jobs import job_message_body
 
 __all__ = [
     "ChildReport", "LoadRun", "cpu_ceiling", "job_body", "main", "run_service_processes", "write_config",
@@ -52,15 +53,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def job_body(bucket: str, key: str, room: str, meeting_id: int, domain: str) -> str:
     """A job message (the original's wire format) for one key and one room; no e-mail, so the
     file name is ``meeting-<id>--...`` and unique per meeting."""
-    return json.dumps({
-        "storage": {"type": "dracoon", "extra": {
-            "aws.s3": {"bucket": bucket, "keys": [key]},
-            "dracoon": {"targets": [{"path": room, "expiration": ""}]},
-        }},
-        "meeting": {"id": meeting_id, "date": "2026-11-20T10:15:00+01:00", "timezone": "Europe/Berlin",
-                    "type": {"name": "Load", "duration": 30, "id": 1}},
-        "instance": {"domain": domain},
-    })
+    return json.dumps(job_message_body(
+        bucket, [key], domain=domain, targets=[{"path": room, "expiration": ""}],
+        meeting={"id": meeting_id, "date": "2026-11-20T10:15:00+01:00", "timezone": "Europe/Berlin",
+                 "type": {"name": "Load", "duration": 30, "id": 1}},
+    ))
 
 
 def write_config(path: Path, data: Mapping[str, Any]) -> Path:

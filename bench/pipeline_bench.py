@@ -41,8 +41,8 @@ from bench import _stack
 from bench._stack import (
     BUCKET,
     MIB,
-    Runtime,
     Stack,
+    TransferPipeline,
     job_for,
     put_generated_object,
     quiet_logs,
@@ -94,7 +94,7 @@ def _without_encryption() -> Iterator[None]:
 class _StreamCandidates:
     """The ways of moving the same object, sharing one set of clients."""
 
-    def __init__(self, rt: Runtime, stack: Stack, key: str, size: int) -> None:
+    def __init__(self, rt: TransferPipeline, stack: Stack, key: str, size: int) -> None:
         self.rt, self.stack, self.key, self.size = rt, stack, key, size
         self._counter = itertools.count()
         self._room_id = 0
@@ -171,7 +171,7 @@ def stream(options: BenchOptions) -> list[Result]:
         put_s = runner.run(put_generated_object(config, key, size))
         exits = AsyncExitStack()
         try:
-            rt = runner.run(exits.enter_async_context(_stack.transfer_runtime(stack, config)))
+            rt = runner.run(exits.enter_async_context(_stack.transfer_pipeline(stack, config)))
             candidates = _StreamCandidates(rt, stack, key, size)
             runner.run(candidates.prepare())
             samples = timed(runner, candidates.all(), rounds, stack.server_pids)
@@ -221,7 +221,7 @@ def integrity(options: BenchOptions) -> list[Result]:
             runner.run(_put_object(config, f"bench/integrity-{name}.bin", size, part, algorithm, kind))
         exits = AsyncExitStack()
         try:
-            rt = runner.run(exits.enter_async_context(_stack.transfer_runtime(stack, config)))
+            rt = runner.run(exits.enter_async_context(_stack.transfer_pipeline(stack, config)))
 
             def transfer(name: str, verify: bool) -> Candidate:
                 async def run() -> None:

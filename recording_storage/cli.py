@@ -216,7 +216,7 @@ def _without_service_config(args: argparse.Namespace) -> int | None:
 
         if command == "demo":
             return asyncio.run(localstack.demo(Path(".local-stack/demo").resolve()))
-        return asyncio.run(localstack.serve(args.dir.resolve()))
+        return asyncio.run(localstack.serve_local_stack(args.dir.resolve()))
     if command == "config":
         from .config.show import effective_settings, render_settings
 

@@ -33,8 +33,9 @@ import yaml
 
 from .config import AppConfig, load_config
 from .errors import PermanentError, StartupError
+from .jobs import job_message_body
 
-__all__ = ["LocalStack", "demo", "example_job", "sample_recording", "serve", "start_local_stack"]
+__all__ = ["LocalStack", "demo", "example_job", "sample_recording", "serve_local_stack", "start_local_stack"]
 
 BUCKET = "recordings"
 QUEUE = "recordings-transferring"
@@ -241,7 +242,7 @@ async def _start(directory: Path, kdf_iterations: int | None) -> AsyncIterator[L
         moto.stop()
 
 
-async def serve(directory: Path, *, stop: asyncio.Event | None = None) -> int:
+async def serve_local_stack(directory: Path, *, stop: asyncio.Event | None = None) -> int:
     """``recording-storage local-stack``: run until Ctrl-C, printing how to use it.
 
     It also puts an example recording into the bucket and writes the job naming it, so the
@@ -303,17 +304,13 @@ def example_job(key: str, meeting_id: int) -> dict[str, Any]:
     ages would one day be dead-lettered as already expired.
     """
     held = datetime.now(ZoneInfo("Europe/Berlin")).replace(microsecond=0) - timedelta(hours=1)
-    return {
-        "storage": {"type": "dracoon", "extra": {"aws.s3": {"bucket": BUCKET, "keys": [key]}}},
-        "meeting": {
-            "id": meeting_id,
-            "date": held.isoformat(),
-            "timezone": "Europe/Berlin",
-            "type": {"name": "Demo", "duration": 20, "id": 1},
-            "user": {"name": "Demo Host", "email": "host@demo.local"},
-        },
-        "instance": {"domain": DOMAIN},
-    }
+    return job_message_body(BUCKET, [key], domain=DOMAIN, meeting={
+        "id": meeting_id,
+        "date": held.isoformat(),
+        "timezone": "Europe/Berlin",
+        "type": {"name": "Demo", "duration": 20, "id": 1},
+        "user": {"name": "Demo Host", "email": "host@demo.local"},
+    })
 
 
 def sample_recording(seconds: float = 20.0, rate: int = 16_000) -> bytes:

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ObjectInfo", "S3Source", "SourceChanged", "SourceMissing", "StoreCapabilities", "configured_buckets",
+    "connection_limit",
 ]
 
 log = structlog.get_logger(__name__)
@@ -182,6 +183,15 @@ def _required_refused(bucket: str) -> PermanentError:
         "set conditional_delete to 'auto' to accept a HEAD-compare-DELETE",
         code="conditional_delete_unsupported",
     )
+
+
+def connection_limit(s3: S3Config, workers: int) -> int:
+    """HTTP connections for ``workers`` concurrent transfers: each reads ``parallel_ranges``
+    ranges ahead plus one request (HEAD, delete) of its own, so none waits for a socket.
+
+    The one sizing rule for ``S3Source(max_connections=...)`` wherever a whole pipeline is
+    set up (the service, the benchmarks), so they measure what production runs."""
+    return max(10, workers * (s3.parallel_ranges + 1))
 
 
 class S3Source(ClientOwner):

@@ -33,7 +33,7 @@ from .instances import InstanceProvider, open_instance_provider
 from .logs import Code, register_secrets
 from .metrics import Metrics
 from .pool import DracoonPool
-from .s3 import S3Source
+from .s3 import S3Source, connection_limit
 from .sharer import Sharer
 from .sqs import BodyStore, JobQueue
 from .transfer import Transferer
@@ -83,7 +83,7 @@ async def open_runtime(config: AppConfig, *, with_health: bool = True) -> AsyncI
             S3Source(
                 config.aws,
                 config.s3,
-                max_connections=max(10, config.workers.count * (config.s3.parallel_ranges + 1)),
+                max_connections=connection_limit(config.s3, config.workers.count),
                 on_retry=lambda: metrics.retry("s3"),
             )
         )

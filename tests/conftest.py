@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.fixtures.aws",
     "tests.fixtures.awsproxy",
     "tests.fixtures.dracoon",
+    "tests.fixtures.fake_dracoon",
     "tests.fixtures.service",
     "tests.fixtures.procs",
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,14 @@ import yaml
 from recording_storage import cli
 from recording_storage.config import config_file_used
 from recording_storage.logs import reset_logging
-from tests.fixtures.awsproxy import AwsFaultProxy, running_proxy
+from tests.fixtures.awsproxy import AwsFaultProxy
+from tests.fixtures.cli import app_yaml
 from tests.fixtures.service import DOMAIN, Stack, job_message
 
 pytestmark = pytest.mark.integration
+
+# What an operator would write for the stack; the log level is left at its default (info).
+NO_BACKGROUND: dict[str, dict[str, Any]] = {"sharer": {"enabled": False}, "health": {"enabled": False}}
 
 
 @pytest.fixture(autouse=True)
@@ -28,29 +32,6 @@ def _undo_logging() -> Iterator[None]:
     yield
     reset_logging()
 
-
-@pytest.fixture
-async def proxy(moto_server: str) -> AsyncIterator[AwsFaultProxy]:
-    async with running_proxy(moto_server) as started:
-        yield started
-
-
-def app_yaml(stack: Stack, tmp_path: Path, **sections: dict[str, Any]) -> Path:
-    """What an operator would write for the stack (log level left at its default, info)."""
-    data: dict[str, Any] = {
-        "aws": {"endpoint_url": stack.config.aws.endpoint_url, "region": stack.config.aws.region},
-        "queue": {"name": stack.queue_cfg.name, "dlq_name": stack.queue_cfg.dlq_name, "topics_file": None,
-                  # below the stack queue's RedrivePolicy, as `check` demands (sqs max receives)
-                  "max_receives": stack.config.queue.max_receives},
-        "instances": {"source": "file", "file": str(stack.config.instances.file)},
-        "sharer": {"enabled": False},
-        "health": {"enabled": False},
-    }
-    for section, values in sections.items():
-        data.setdefault(section, {}).update(values)
-    path = tmp_path / "app.yaml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return path
 
 
 async def check(
@@ -71,7 +52,7 @@ async def check(
 async def test_names_the_config_file_it_used(
     stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = app_yaml(stack, tmp_path)
+    config = app_yaml(stack, tmp_path, **NO_BACKGROUND)
     code, results, _, _ = await check(capsys, "-c", str(config))
     assert code == 0, results
     assert results["config"][0] == "PASS" and str(config) in results["config"][1]
@@ -94,7 +75,7 @@ async def test_warns_when_only_defaults_and_environment_apply(
         "AWS__ENDPOINT_URL": str(stack.config.aws.endpoint_url), "QUEUE__NAME": stack.queue_cfg.name,
         "QUEUE__DLQ_NAME": str(stack.queue_cfg.dlq_name), "QUEUE__TOPICS_FILE": "null",
         "INSTANCES__FILE": str(stack.config.instances.file), "HEALTH__ENABLED": "false",
-        "QUEUE__MAX_RECEIVES": str(stack.config.queue.max_receives),
+        "QUEUE__MAX_RECEIVES": "4",  # below the fixture queue's maxReceiveCount 5, as check requires
     }.items():
         monkeypatch.setenv(f"RECORDING_STORAGE__{key}", value)
     code, results, _, _ = await check(capsys)
@@ -106,7 +87,7 @@ async def test_warns_when_only_defaults_and_environment_apply(
 async def test_plain_http_to_a_remote_host_fails_config_instead_of_passing_it(
     stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = app_yaml(stack, tmp_path, aws={"endpoint_url": "http://192.0.2.10:9000"})
+    config = app_yaml(stack, tmp_path, **NO_BACKGROUND, aws={"endpoint_url": "http://192.0.2.10:9000"})
     code, results, _, _ = await check(capsys, "-c", str(config))
     assert code == 1
     assert results["config"][0] == "FAIL" and "aws.endpoint_url" in results["config"][1]
@@ -119,26 +100,26 @@ async def test_dead_letters_waiting_are_a_warning(
 ) -> None:
     await stack.send(job_message(stack.bucket, ["rec/missing.mp4"]))
     await stack.drain()  # the missing key is dead-lettered
-    code, results, _, _ = await check(capsys, "-c", str(app_yaml(stack, tmp_path)))
+    code, results, _, _ = await check(capsys, "-c", str(app_yaml(stack, tmp_path, **NO_BACKGROUND)))
     assert code == 0
     status, detail = results["sqs dlq backlog"]
     assert status == "WARN" and detail.startswith("1 dead-lettered job(s)") and "dlq list" in detail
 
 
 async def test_dead_endpoints_are_tried_twice_and_advised_about_reachability(
-    stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str], proxy: AwsFaultProxy
+    stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str], aws_proxy: AwsFaultProxy
 ) -> None:
-    proxy.add("sqs:GetQueueUrl", "error", status=503, code="ServiceUnavailable")
+    aws_proxy.add("sqs:GetQueueUrl", "error", status=503, code="ServiceUnavailable")
     stack.dracoon.emulator.faults.add(method="POST", path=r"^/oauth/token", status=503)
-    config = app_yaml(stack, tmp_path, aws={"endpoint_url": proxy.url})
+    config = app_yaml(stack, tmp_path, **NO_BACKGROUND, aws={"endpoint_url": aws_proxy.url})
     code, results, _, err = await check(capsys, "-c", str(config))
     assert code == 1
     assert results["sqs queue"][0] == "FAIL" and results["sqs dlq"][0] == "FAIL"
-    assert proxy.count("sqs:GetQueueUrl") == 4  # two queues, at most two attempts each
+    assert aws_proxy.count("sqs:GetQueueUrl") == 4  # two queues, at most two attempts each
     assert "retry" not in err  # the report is the output; retry warnings stay out of it
 
     # A refused connection is about reachability, not about the login or password.
-    refused = app_yaml(stack, tmp_path, aws={"endpoint_url": "http://127.0.0.1:9"})
+    refused = app_yaml(stack, tmp_path, **NO_BACKGROUND, aws={"endpoint_url": "http://127.0.0.1:9"})
     _, results, _, _ = await check(capsys, "-c", str(refused))
     status, detail = results["sqs queue"]
     assert status == "FAIL" and "[connection]" in detail and "can reach AWS" in detail
@@ -158,7 +139,7 @@ async def test_refused_dracoon_connection_does_not_blame_the_password(
     stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     instances = instances_at(stack, tmp_path, "http://127.0.0.1:9")
-    config = app_yaml(stack, tmp_path, instances={"file": str(instances)})
+    config = app_yaml(stack, tmp_path, **NO_BACKGROUND, instances={"file": str(instances)})
     code, results, _, _ = await check(capsys, "-c", str(config))
     assert code == 1
     status, detail = results[f"dracoon[{DOMAIN}] login"]

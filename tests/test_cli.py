@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from recording_storage import __version__, cli
 from recording_storage.crypto import KeyPairVersion, UserKeyPair, unlock_key_pair
 from recording_storage.logs import reset_logging
 from recording_storage.sqs import JobQueue
+from tests.fixtures.cli import app_yaml
 from tests.fixtures.dracoon import encrypt_for
 from tests.fixtures.service import DOMAIN, Stack, job_message
 
@@ -36,23 +36,21 @@ def _undo_logging() -> Iterator[None]:
     reset_logging()
 
 
+# Beyond the stack's endpoints: quiet JSON logs, no long polls, no background tasks.
+CLI_SECTIONS: dict[str, dict[str, Any]] = {
+    "log": {"level": "warning", "format": "json"},
+    "queue": {"wait_seconds": 0},
+    "dracoon": {"max_retries": 1},
+    "sharer": {"enabled": False},
+    "health": {"enabled": False},
+}
+
+
 def write_config(stack: Stack, tmp_path: Path, **sections: dict[str, Any]) -> Path:
     """An app.yaml equivalent to the stack's configuration (what an operator would write)."""
-    data: dict[str, Any] = {
-        "log": {"level": "warning", "format": "json"},
-        "aws": {"endpoint_url": stack.config.aws.endpoint_url, "region": stack.config.aws.region},
-        "queue": {"name": stack.queue_cfg.name, "dlq_name": stack.queue_cfg.dlq_name, "topics_file": None,
-                  "wait_seconds": 0, "max_receives": 4},  # below the fixture's maxReceiveCount 5
-        "dracoon": {"max_retries": 1},
-        "instances": {"source": "file", "file": str(stack.config.instances.file)},
-        "sharer": {"enabled": False},
-        "health": {"enabled": False},
-    }
-    for section, values in sections.items():
-        data.setdefault(section, {}).update(values)
-    path = tmp_path / "app.yaml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return path
+    merged = {name: {**CLI_SECTIONS.get(name, {}), **sections.get(name, {})}
+              for name in {*CLI_SECTIONS, *sections}}
+    return app_yaml(stack, tmp_path, **merged)
 
 
 async def main_in_thread(*argv: str) -> int:
@@ -217,6 +215,7 @@ async def test_send_job_validates_then_publishes(
     message_id = capsys.readouterr().out.strip()
 
     invalid = tmp_path / "invalid.json"
+    # Raw on purpose: a broken body the job builder would never write (no extra, meeting, instance).
     invalid.write_text('{"storage": {"type": "dracoon"}}', encoding="utf-8")
     assert await main_in_thread("-c", str(config), "send-job", str(invalid)) == 1
     assert "invalid job message" in capsys.readouterr().err

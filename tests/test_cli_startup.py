@@ -133,8 +133,7 @@ async def test_fetch_config_skips_missing_files_but_stops_on_403(
 async def test_second_sigint_cancels_running_jobs_releases_them_and_exits_130(
     stack: Stack, spawn_service: Spawner
 ) -> None:
-    await stack.put("rec/slow.mp4", b"x" * 50_000)
-    await stack.send(job_message(stack.bucket, ["rec/slow.mp4"]))
+    await stack.publish("rec/slow.mp4", b"x" * 50_000)
     stack.dracoon.emulator.faults.add(method="POST", path=r"^/api/v4/uploads/", latency_ms=HOLD_MS)
     config = child(stack, workers={"shutdown_grace": 300}, queue={"wait_seconds": 1})
     proc = spawn_service(config, "run")
@@ -159,8 +158,7 @@ async def test_second_sigint_cancels_running_jobs_releases_them_and_exits_130(
 async def test_drain_exit_status_tells_dead_letters_from_success(
     stack: Stack, spawn_service: Spawner
 ) -> None:
-    await stack.put("rec/good.mp4", b"good recording")
-    await stack.send(job_message(stack.bucket, ["rec/good.mp4"]))
+    await stack.publish("rec/good.mp4", b"good recording")
     proc = spawn_service(child(stack), "run", "--drain")
     assert await proc.wait(60) == ExitCode.OK, proc.tail()
 

@@ -11,7 +11,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from recording_storage.crypto import (
-    AuthenticationFailed,
     CryptoError,
     EncryptedFileKey,
     FileKeyVersion,
@@ -22,6 +21,7 @@ from recording_storage.crypto import (
     PlaintextTooLarge,
     PrivateKeyContainer,
     PublicKeyContainer,
+    TagMismatch,
     UnsupportedVersion,
     UserKeyPair,
     WrongPassword,
@@ -36,7 +36,7 @@ ERRORS = [
     InvalidKeyContainer,
     UnsupportedVersion,
     InvalidFileKey,
-    AuthenticationFailed,
+    TagMismatch,
     PlaintextTooLarge,
 ]
 IV = base64.b64encode(b"\1" * 12).decode()

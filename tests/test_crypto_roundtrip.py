@@ -20,13 +20,13 @@ from hypothesis import strategies as st
 
 from recording_storage.crypto import (
     GCM_MAX_PLAINTEXT,
-    AuthenticationFailed,
     FileDecryptor,
     FileEncryptor,
     InvalidFileKey,
     KeyPairVersion,
     PlainFileKey,
     PlaintextTooLarge,
+    TagMismatch,
     encrypt_file_key,
     generate_file_key,
     generate_key_pair,
@@ -224,9 +224,9 @@ def test_tampered_ciphertext_fails_authentication(change: str) -> None:
     }[change]
     decryptor = FileDecryptor(PlainFileKey(plain.key, plain.iv, tag))
     decryptor.update(tampered)
-    with pytest.raises(AuthenticationFailed) as info:
+    with pytest.raises(TagMismatch) as info:
         decryptor.finalize()
-    assert info.value.code == "authentication_failed"
+    assert info.value.code == "tag_mismatch"
 
 
 def test_key_misuse_is_refused() -> None:

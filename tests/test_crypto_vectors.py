@@ -19,7 +19,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from recording_storage.crypto import (
-    AuthenticationFailed,
     EncryptedFileKey,
     FileDecryptor,
     FileEncryptor,
@@ -30,6 +29,7 @@ from recording_storage.crypto import (
     PlainFileKey,
     PrivateKeyContainer,
     PublicKeyContainer,
+    TagMismatch,
     UnlockedKeyPair,
     UnsupportedVersion,
     UserKeyPair,
@@ -229,7 +229,7 @@ def test_decrypt_file_via_full_key_chain(set_name: str) -> None:
 def test_csharp_rsa4096_file_key_is_a_different_key() -> None:
     """Documents the C# set's quirk: its fk_rsa4096 key does not authenticate its file."""
     plain = PlainFileKey.from_json(_json("integration/csharp/data/fk_rsa4096_aes256gcm/plain_file_key.json"))
-    with pytest.raises(AuthenticationFailed):
+    with pytest.raises(TagMismatch):
         _decrypt(plain, _b64_file("integration/csharp/files/aes256gcm/enc_file.b64"), 16)
 
 
@@ -315,7 +315,7 @@ def test_encrypted_file_key_with_bad_iv_or_tag_fails_authentication(name: str) -
     """The key unwraps, but the file then fails GCM authentication."""
     enc = EncryptedFileKey.from_json(_json(f"{UNIT_DATA}/fk_general/{name}"))
     plain = _unlocked("unit", "kp_rsa2048").decrypt_file_key(enc)
-    with pytest.raises(AuthenticationFailed):
+    with pytest.raises(TagMismatch):
         _decrypt(plain, _b64_file("unit/files/aes256gcm/enc_file.b64"), 16)
 
 
@@ -324,13 +324,13 @@ def test_encrypted_file_key_with_bad_iv_or_tag_fails_authentication(name: str) -
 )
 def test_bad_plain_file_key_fails_authentication(name: str) -> None:
     plain = PlainFileKey.from_json(_json(f"{UNIT_DATA}/fk_general/{name}.json"))
-    with pytest.raises(AuthenticationFailed):
+    with pytest.raises(TagMismatch):
         _decrypt(plain, _b64_file("unit/files/aes256gcm/enc_file.b64"), 16)
 
 
 def test_modified_ciphertext_fails_authentication() -> None:
     plain = PlainFileKey.from_json(_json(f"{UNIT_DATA}/fk_rsa2048_aes256gcm/plain_file_key.json"))
-    with pytest.raises(AuthenticationFailed):
+    with pytest.raises(TagMismatch):
         _decrypt(plain, _b64_file("unit/files/aes256gcm/enc_file_modified.b64"), 16)
 
 

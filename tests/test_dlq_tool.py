@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from recording_storage import cli
 from recording_storage.logs import reset_logging
 from recording_storage.sqs import JobQueue
+from tests.fixtures.cli import app_yaml, run_cli
 from tests.fixtures.service import DOMAIN, Stack, job_message
 
 pytestmark = pytest.mark.integration
@@ -25,31 +22,15 @@ def _undo_logging() -> Iterator[None]:
     reset_logging()
 
 
-def app_yaml(stack: Stack, tmp_path: Path) -> Path:
-    data: dict[str, Any] = {
-        "aws": {"endpoint_url": stack.config.aws.endpoint_url, "region": stack.config.aws.region},
-        "queue": {"name": stack.queue_cfg.name, "dlq_name": stack.queue_cfg.dlq_name, "topics_file": None},
-        "instances": {"source": "file", "file": str(stack.config.instances.file)},
-    }
-    path = tmp_path / "app.yaml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return path
-
-
-async def cli_out(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    capsys.readouterr()
-    code = await asyncio.to_thread(cli.main, list(argv))
-    return code, capsys.readouterr().out
-
-
 async def dead_letter_two(stack: Stack) -> tuple[str, str]:
     """One job for a missing key (source_missing), one that does not parse (invalid_message)."""
     missing = job_message(stack.bucket, ["rec/never-uploaded.mp4"])
     await stack.send(missing)
-    await stack.send('{"storage": {"type": "dracoon"}}')
+    broken = '{"storage": {"type": "dracoon"}}'  # raw on purpose: the builder writes only whole jobs
+    await stack.send(broken)
     stats = await stack.drain()
     assert stats.outcomes == {"permanent": 2}
-    return missing, '{"storage": {"type": "dracoon"}}'
+    return missing, broken
 
 
 async def test_list_shows_reason_error_instance_and_keys_and_leaves_the_dlq_as_it_was(
@@ -58,7 +39,7 @@ async def test_list_shows_reason_error_instance_and_keys_and_leaves_the_dlq_as_i
     await dead_letter_two(stack)
     config = app_yaml(stack, tmp_path)
 
-    code, out = await cli_out(capsys, "-c", str(config), "dlq", "list", "--json")
+    code, out = await run_cli(capsys, "-c", str(config), "dlq", "list", "--json")
     assert code == 0
     letters = {d["reason"]: d for d in map(json.loads, out.splitlines())}
     assert set(letters) == {"source_missing", "invalid_message"}
@@ -68,7 +49,7 @@ async def test_list_shows_reason_error_instance_and_keys_and_leaves_the_dlq_as_i
     assert missing["receive_count"] == "1" and missing["age_seconds"] >= 0
     assert await stack.queue_counts() == (0, 0, 2)  # still there, visible again
 
-    code, out = await cli_out(capsys, "-c", str(config), "dlq", "list", "--reason", "invalid_message")
+    code, out = await run_cli(capsys, "-c", str(config), "dlq", "list", "--reason", "invalid_message")
     assert code == 0
     lines = out.splitlines()
     assert lines[0].startswith("MESSAGE ID") and lines[-1] == "1 dead letter(s) with reason invalid_message"
@@ -81,7 +62,7 @@ async def test_redrive_moves_matching_bodies_back_unchanged_and_records_it(
     missing_body, _ = await dead_letter_two(stack)
     config = app_yaml(stack, tmp_path)
 
-    code, out = await cli_out(capsys, "-c", str(config), "dlq", "redrive", "--reason", "source_missing")
+    code, out = await run_cli(capsys, "-c", str(config), "dlq", "redrive", "--reason", "source_missing")
     assert code == 0
     lines = out.splitlines()
     assert lines[0].startswith("redriven ") and lines[0].endswith("(was source_missing)")
@@ -102,9 +83,9 @@ async def test_redrive_limit_and_nothing_to_do(
 ) -> None:
     await dead_letter_two(stack)
     config = app_yaml(stack, tmp_path)
-    code, out = await cli_out(capsys, "-c", str(config), "dlq", "redrive", "--limit", "1")
+    code, out = await run_cli(capsys, "-c", str(config), "dlq", "redrive", "--limit", "1")
     assert code == 0 and out.splitlines()[-1].startswith("1 dead letter(s) redriven")
     assert await stack.queue_counts() == (1, 0, 1)  # the other one was released, not lost
-    code, out = await cli_out(capsys, "-c", str(config), "dlq", "redrive", "--reason", "no_such_reason")
+    code, out = await run_cli(capsys, "-c", str(config), "dlq", "redrive", "--reason", "no_such_reason")
     assert code == 0 and out.splitlines()[-1].startswith("0 dead letter(s) redriven")
     assert await stack.queue_counts() == (1, 0, 1)

@@ -15,7 +15,6 @@ from typing import Any, Literal, get_args, get_origin
 
 import pytest
 import yaml
-from aiohttp import web
 from pydantic import BaseModel, SecretStr
 
 from recording_storage.config import (
@@ -27,6 +26,7 @@ from recording_storage.config import (
     parse_size,
 )
 from recording_storage.errors import PermanentError, TransientError
+from tests.fixtures.servers import ScriptedConfigurator, serve_app
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -264,43 +264,22 @@ def test_documented_instance_keys_are_accepted() -> None:
 
 
 @pytest.fixture
-async def configurator() -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    """A configurator on 127.0.0.1 serving the documented answers; ``statuses`` forces others."""
+async def configurator() -> AsyncIterator[ScriptedConfigurator]:
+    """A configurator on 127.0.0.1 serving the documented answers (tests may script others)."""
     blocks = [json.loads(b) for b in fenced_blocks(read(DOCS / "configuration.md"), "json")]
     instance = next(b for b in blocks if isinstance(b, dict) and "dracoon" in b)
     listing = next(b for b in blocks if isinstance(b, dict) and "instances" in b)
-    control: dict[str, Any] = {"status": 200}
-
-    async def one(request: web.Request) -> web.Response:
-        if control["status"] != 200:
-            return web.json_response({}, status=control["status"])
-        if request.match_info["domain"] != instance["domain"]:
-            return web.json_response({}, status=404)
-        return web.json_response(instance)
-
-    async def all_(request: web.Request) -> web.Response:
-        return web.json_response(listing)
-
-    app = web.Application()
-    app.router.add_get("/instances/{domain}", one)
-    app.router.add_get("/instances", all_)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}", control
-    finally:
-        await runner.cleanup()
+    conf = ScriptedConfigurator(answers={instance["domain"]: (200, instance)}, listing=(200, listing))
+    async with serve_app(conf.app()) as url:
+        conf.url = url
+        yield conf
 
 
-async def test_configurator_wire_format_as_documented(configurator: tuple[str, dict[str, Any]]) -> None:
+async def test_configurator_wire_format_as_documented(configurator: ScriptedConfigurator) -> None:
     """The real HTTP provider accepts the documented answers and maps statuses as the table says."""
     from recording_storage.instances import HttpInstanceProvider, UnknownInstance
 
-    url, control = configurator
-    provider = HttpInstanceProvider(url, defaults=DracoonConfig())
+    provider = HttpInstanceProvider(configurator.url, defaults=DracoonConfig())
     try:
         account = await provider.get("Meet.Example.com.")
         assert (account.domain, account.parent_room_id, account.client_id) == (
@@ -309,10 +288,10 @@ async def test_configurator_wire_format_as_documented(configurator: tuple[str, d
         with pytest.raises(UnknownInstance):
             await provider.get("other.example.com")
         for status in (503, 401, 429):
-            control["status"] = status
+            configurator.answers["meet.example.com"] = (status, {})
             with pytest.raises(TransientError):
                 await provider.get("meet.example.com")
-        control["status"] = 400
+        configurator.answers["meet.example.com"] = (400, {})
         with pytest.raises(PermanentError) as info:
             await provider.get("meet.example.com")
         assert not isinstance(info.value, UnknownInstance)

@@ -24,7 +24,7 @@ from recording_storage.dracoon import AuthenticationFailed, DracoonClient
 from recording_storage.service import serve
 from tests.fixtures.dracoon import DracoonEnv, emulator_config
 from tests.fixtures.procs import wait_until
-from tests.fixtures.service import DOMAIN, Stack, job_message
+from tests.fixtures.service import DOMAIN, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -61,8 +61,7 @@ async def test_two_token_expiries_in_a_row_do_not_dead_letter_the_job(stack: Sta
     rule = stack.dracoon.emulator.faults.add(
         method="GET", path=r"^/api/v4/nodes$", expire_token=True, count=2, name="expire-twice"
     )
-    await stack.put(KEY, b"recording bytes")
-    await stack.send(job_message(stack.bucket, [KEY]))
+    await stack.publish(KEY, b"recording bytes")
 
     stats = await stack.drain()
 
@@ -101,8 +100,7 @@ async def test_refused_login_holds_the_instances_jobs_and_says_so(stack: Stack) 
         "instances": stack.config.instances.model_copy(update={"cache_ttl": 0}),
     })
     svc = dataclasses.replace(stack, config=config)
-    await stack.put(KEY, b"recording bytes")
-    await stack.send(job_message(stack.bucket, [KEY]))
+    await stack.publish(KEY, b"recording bytes")
     url = f"http://127.0.0.1:{port}"
     stop = asyncio.Event()
     task = asyncio.create_task(serve(svc.config, stop=stop, install_signals=False))
@@ -164,8 +162,7 @@ async def test_wrong_encryption_password_holds_the_job_too(stack: Stack) -> None
     instance alike: the job is held (twice here, a bounded run), never dead-lettered. Each
     ``job_finished`` names the reason, as for any other failure."""
     set_encryption_password(stack, "Not-The-Right-Pw-1")
-    await stack.put(KEY, b"recording bytes")
-    await stack.send(job_message(stack.bucket, [KEY]))
+    await stack.publish(KEY, b"recording bytes")
 
     with structlog.testing.capture_logs() as logs:
         stats = await serve(stack.config, max_messages=2, install_signals=False)

@@ -11,8 +11,8 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -21,7 +21,6 @@ import aiohttp
 import pytest
 import structlog
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
 from recording_storage.config import DracoonConfig
@@ -44,147 +43,9 @@ from recording_storage.dracoon.http import check_base_url, make_ssl, redact_url
 from recording_storage.dracoon.s3upload import MIN_PART_SIZE, part_size_for
 from recording_storage.dracoon.upload import format_expiry
 from recording_storage.instances import DracoonAccount
+from tests.fixtures.clock import FakeClock
+from tests.fixtures.fake_dracoon import CLIENT_SECRET, PASSWORD, FakeDracoon, Handler, api_error, start
 from tests.fixtures.keys import TestKeyPair
-
-PASSWORD = "pw-S3cr3t-value"
-CLIENT_SECRET = "client-s3cret"
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class FakeDracoon:
-    """OAuth endpoint with real token checks plus whatever API routes a test adds."""
-
-    app: web.Application = field(default_factory=lambda: web.Application(client_max_size=64 * 1024**2))
-    seen: list[Seen] = field(default_factory=list)
-    grants: list[dict[str, str]] = field(default_factory=list)
-    tokens: set[str] = field(default_factory=set)
-    refresh_tokens: set[str] = field(default_factory=set)
-    expires_in: int = 3600
-    reject_refresh: bool = False
-    token_status: int | None = None
-    server: TestServer | None = None
-
-    def __post_init__(self) -> None:
-        self.app.middlewares.append(self._record)
-        self.app.router.add_post("/oauth/token", self._token)
-
-    @web.middleware
-    async def _record(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        body = await request.read()
-        self.seen.append(Seen(request.method, request.path, dict(request.query), dict(request.headers), body))
-        return await handler(request)
-
-    async def _token(self, request: web.Request) -> web.Response:
-        form = dict(await request.post())
-        self.grants.append({k: str(v) for k, v in form.items()})
-        if self.token_status is not None:
-            return web.Response(status=self.token_status, text="<html>busy</html>", content_type="text/html")
-        basic = base64.b64encode(f"cid:{CLIENT_SECRET}".encode()).decode()
-        if request.headers.get("Authorization") != f"Basic {basic}":
-            return web.json_response({"error": "unauthorized_client"}, status=401)
-        if form.get("grant_type") == "password":
-            if form.get("username") != "svc" or form.get("password") != PASSWORD:
-                return web.json_response(
-                    {"error": "invalid_grant", "error_description": "Bad credentials"}, status=400
-                )
-        elif form.get("grant_type") == "refresh_token":
-            if self.reject_refresh or form.get("refresh_token") not in self.refresh_tokens:
-                return web.json_response({"error": "invalid_grant"}, status=400)
-        else:
-            return web.json_response({"error": "unsupported_grant_type"}, status=400)
-        n = len(self.grants)
-        self.tokens.add(f"tok-{n}")
-        self.refresh_tokens.add(f"ref-{n}")
-        return web.json_response(
-            {
-                "access_token": f"tok-{n}",
-                "token_type": "bearer",
-                "refresh_token": f"ref-{n}",
-                "expires_in": self.expires_in,
-                "scope": "all",
-            }
-        )
-
-    def authorized(self, request: web.Request) -> bool:
-        auth = request.headers.get("Authorization", "")
-        return auth.startswith("Bearer ") and auth[7:] in self.tokens
-
-    def route(self, method: str, path: str, *, auth: bool = True) -> Callable[[Handler], Handler]:
-        def register(handler: Handler) -> Handler:
-            async def wrapped(request: web.Request) -> web.StreamResponse:
-                if auth and not self.authorized(request):
-                    return web.json_response(
-                        {"code": 401, "message": "Unauthorized", "errorCode": -10012}, status=401
-                    )
-                return await handler(request)
-
-            self.app.router.add_route(method, path, wrapped)
-            return handler
-
-        return register
-
-    def json(self, method: str, path: str, payload: Any, status: int = 200, *, auth: bool = True) -> None:
-        async def handler(request: web.Request) -> web.Response:
-            return web.json_response(payload, status=status)
-
-        self.route(method, path, auth=auth)(handler)
-
-    def api(self, path: str) -> list[Seen]:
-        return [s for s in self.seen if s.path == "/api/v4" + path]
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return str(self.server.make_url("")).rstrip("/")
-
-    def account(self, **overrides: Any) -> DracoonAccount:
-        values: dict[str, Any] = dict(
-            domain="acme.example",
-            base_url=self.url,
-            login="svc",
-            password=SecretStr(PASSWORD),
-            encryption_password=SecretStr("enc-pw"),
-            parent_room_id=1,
-            client_id="cid",
-            client_secret=SecretStr(CLIENT_SECRET),
-        )
-        values.update(overrides)
-        return DracoonAccount(**values)
-
-    def client(
-        self, *, hook: Callable[[str, str, int | None], None] | None = None, **settings: Any
-    ) -> DracoonClient:
-        cfg = DracoonConfig(**{"max_retries": 3, "upload_chunk_size": 64 * 1024, **settings})
-        return DracoonClient(self.account(), cfg, metrics_hook=hook, backoff_base=0.01, backoff_max=0.05)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDracoon]:
-    f = FakeDracoon()
-    yield f
-    if f.server is not None:
-        await f.server.close()
-
-
-async def start(f: FakeDracoon) -> FakeDracoon:
-    f.server = TestServer(f.app, host="127.0.0.1", port=0)
-    await f.server.start_server()
-    return f
-
-
-def api_error(status: int, error_code: int | None = None, message: str = "Error") -> dict[str, Any]:
-    return {"code": status, "message": message, "debugInfo": "dbg", "errorCode": error_code}
-
 
 # -- pure functions -----------------------------------------------------------------------------
 
@@ -431,18 +292,24 @@ async def test_concurrent_first_calls_share_one_login(fake: FakeDracoon) -> None
     assert len(fake.grants) == 1
 
 
+@asynccontextmanager
+async def token_manager(fake: FakeDracoon, clock: FakeClock) -> AsyncIterator[TokenManager]:
+    """A TokenManager for the fake's account on its own session, with a clock the test moves."""
+    creds = Credentials(fake.url, "svc", SecretStr(PASSWORD), "cid", SecretStr(CLIENT_SECRET))
+    async with aiohttp.ClientSession() as session:
+        yield TokenManager(session, creds, clock=clock)
+
+
 async def test_token_renewed_before_expiry(fake: FakeDracoon) -> None:
     """The token is refreshed at 90 % of its life (max 60 s early), without waiting for a 401."""
     fake.expires_in = 100
     await start(fake)
-    now = [1000.0]
-    creds = Credentials(fake.url, "svc", SecretStr(PASSWORD), "cid", SecretStr(CLIENT_SECRET))
-    async with aiohttp.ClientSession() as session:
-        tm = TokenManager(session, creds, clock=lambda: now[0])
+    clock = FakeClock()
+    async with token_manager(fake, clock) as tm:
         assert await tm.token() == "tok-1"
-        now[0] += 89
+        clock.advance(89)
         assert await tm.token() == "tok-1"
-        now[0] += 2  # 91 s: inside the last 10 %
+        clock.advance(2)  # 91 s: inside the last 10 %
         assert await tm.token() == "tok-2"
     assert [g["grant_type"] for g in fake.grants] == ["password", "refresh_token"]
 
@@ -451,15 +318,13 @@ async def test_failed_early_renewal_keeps_the_live_token(fake: FakeDracoon) -> N
     """A token endpoint outage during early renewal is bridged until the token really expires."""
     fake.expires_in = 100
     await start(fake)
-    now = [1000.0]
-    creds = Credentials(fake.url, "svc", SecretStr(PASSWORD), "cid", SecretStr(CLIENT_SECRET))
-    async with aiohttp.ClientSession() as session:
-        tm = TokenManager(session, creds, clock=lambda: now[0])
+    clock = FakeClock()
+    async with token_manager(fake, clock) as tm:
         assert await tm.token() == "tok-1"
         fake.token_status = 503
-        now[0] += 95
+        clock.advance(95)
         assert await tm.token() == "tok-1"
-        now[0] += 6  # past expires_in: no token left to bridge with
+        clock.advance(6)  # past expires_in: no token left to bridge with
         with pytest.raises(DracoonTransientError) as info:
             await tm.token()
     assert info.value.status == 503

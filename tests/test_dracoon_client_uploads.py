@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,14 +16,16 @@ import pytest
 from aiohttp import web
 
 from recording_storage.dracoon import (
+    DracoonClient,
     DracoonPermanentError,
     DracoonTransientError,
     NameConflict,
     ProxyUpload,
     S3DirectUpload,
+    Upload,
 )
 from recording_storage.dracoon.s3upload import MIN_PART_SIZE
-from tests.test_dracoon_client_unit import FakeDracoon, api_error, start
+from tests.fixtures.fake_dracoon import FakeDracoon, api_error, start
 
 TOKEN = "UPLOADTOKEN-0123456789"
 CHUNK = 64 * 1024
@@ -57,6 +58,18 @@ class Channel:
             self.chunk_held.set()
             await self.chunk_gate.wait()
             self.chunks_waiting -= 1
+
+
+async def serve_channel(fake: FakeDracoon, ch: Channel) -> Channel:
+    """Install ``ch``'s routes (proxy mode) and start the fake; returns ``ch``."""
+    install(fake, ch)
+    await start(fake)
+    return ch
+
+
+async def open_plain(client: DracoonClient, parent_id: int, name: str, size: int) -> Upload:
+    """An upload without expiry, classification or notes."""
+    return await client.open_upload(parent_id, name, size, expire_at=None, classification=None, notes=None)
 
 
 def install(fake: FakeDracoon, ch: Channel, *, s3: bool = False) -> None:
@@ -143,14 +156,6 @@ def install(fake: FakeDracoon, ch: Channel, *, s3: bool = False) -> None:
     )
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDracoon]:
-    f = FakeDracoon()
-    yield f
-    if f.server is not None:
-        await f.server.close()
-
-
 def data_of(size: int) -> bytes:
     return bytes(i * 7 % 251 for i in range(size))
 
@@ -158,9 +163,7 @@ def data_of(size: int) -> bytes:
 @pytest.mark.parametrize("size", [1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 5])
 async def test_proxy_chunks_have_inclusive_ranges(fake: FakeDracoon, size: int) -> None:
     """Chunks of upload_chunk_size, in order, 'bytes start-end/total' inclusive, no auth header."""
-    ch = Channel()
-    install(fake, ch)
-    await start(fake)
+    ch = await serve_channel(fake, Channel())
     payload = data_of(size)
     async with fake.client(upload_mode="auto") as client:
         upload = await client.open_upload(1, "f.bin", size, expire_at=None, classification=2, notes="n")
@@ -187,11 +190,9 @@ async def test_proxy_chunks_have_inclusive_ranges(fake: FakeDracoon, size: int) 
 
 async def test_proxy_empty_file_posts_nothing(fake: FakeDracoon) -> None:
     """A 0-byte file is completed without any chunk (no invalid 'bytes 0--1/0' range)."""
-    ch = Channel()
-    install(fake, ch)
-    await start(fake)
+    ch = await serve_channel(fake, Channel())
     async with fake.client(upload_mode="proxy") as client:
-        upload = await client.open_upload(1, "empty.bin", 0, expire_at=None, classification=None, notes=None)
+        upload = await open_plain(client, 1, "empty.bin", 0)
         await upload.write(b"")
         node = await upload.complete(None, resolution="autorename")
     assert ch.chunks == [] and node.size == 0 and len(ch.completes) == 1
@@ -199,11 +200,9 @@ async def test_proxy_empty_file_posts_nothing(fake: FakeDracoon) -> None:
 
 async def test_failed_chunk_is_not_resent_and_channel_cancelled(fake: FakeDracoon) -> None:
     """A 5xx on a chunk POST may have been appended: upload_interrupted, one POST, channel deleted."""
-    ch = Channel(chunk_statuses=[500])
-    install(fake, ch)
-    await start(fake)
+    ch = await serve_channel(fake, Channel(chunk_statuses=[500]))
     async with fake.client(upload_mode="proxy") as client:
-        upload = await client.open_upload(1, "f.bin", CHUNK, expire_at=None, classification=None, notes=None)
+        upload = await open_plain(client, 1, "f.bin", CHUNK)
         await upload.write(data_of(CHUNK))  # the POST runs in the background
         with pytest.raises(DracoonTransientError) as info:
             await upload.complete(None)
@@ -215,9 +214,7 @@ async def test_failed_chunk_is_not_resent_and_channel_cancelled(fake: FakeDracoo
 
 async def test_failed_chunk_stops_the_next_write(fake: FakeDracoon) -> None:
     """The writer learns of a failed background POST on its next write; no later chunk is sent."""
-    ch = Channel(chunk_statuses=[500])
-    install(fake, ch)
-    await start(fake)
+    ch = await serve_channel(fake, Channel(chunk_statuses=[500]))
     async with fake.client(upload_mode="proxy") as client:
         upload = await client.open_upload(
             1, "f.bin", 3 * CHUNK, expire_at=None, classification=None, notes=None
@@ -233,9 +230,7 @@ async def test_failed_chunk_stops_the_next_write(fake: FakeDracoon) -> None:
 async def test_one_chunk_post_in_flight_while_the_next_fills(fake: FakeDracoon) -> None:
     """write() returns while its chunk is still being POSTed, so encryption and download go on;
     the next full chunk waits for that POST, so at most one is in flight and order is kept."""
-    ch = Channel(chunk_gate=asyncio.Event())
-    install(fake, ch)
-    await start(fake)
+    ch = await serve_channel(fake, Channel(chunk_gate=asyncio.Event()))
     async with fake.client(upload_mode="proxy") as client:
         upload = await client.open_upload(
             1, "f.bin", 2 * CHUNK + 7, expire_at=None, classification=None, notes=None
@@ -260,11 +255,9 @@ async def test_one_chunk_post_in_flight_while_the_next_fills(fake: FakeDracoon) 
 
 async def test_rate_limited_chunk_is_resent(fake: FakeDracoon) -> None:
     """A 429 means the chunk was not taken, so it is sent again (and only once more)."""
-    ch = Channel(chunk_statuses=[429])
-    install(fake, ch)
-    await start(fake)
+    ch = await serve_channel(fake, Channel(chunk_statuses=[429]))
     async with fake.client(upload_mode="proxy") as client:
-        upload = await client.open_upload(1, "f.bin", 10, expire_at=None, classification=None, notes=None)
+        upload = await open_plain(client, 1, "f.bin", 10)
         await upload.write(data_of(10))
         await upload.complete(None)
     assert [r for r, _ in ch.chunks] == ["bytes 0-9/10"] and ch.deletes == 0
@@ -272,11 +265,9 @@ async def test_rate_limited_chunk_is_resent(fake: FakeDracoon) -> None:
 
 async def test_name_conflict_keeps_channel_for_second_complete(fake: FakeDracoon) -> None:
     """409 on complete leaves the channel open so the caller can complete under another rule."""
-    ch = Channel(complete_statuses=[409])
-    install(fake, ch)
-    await start(fake)
+    ch = await serve_channel(fake, Channel(complete_statuses=[409]))
     async with fake.client(upload_mode="proxy") as client:
-        upload = await client.open_upload(1, "f.bin", 5, expire_at=None, classification=None, notes=None)
+        upload = await open_plain(client, 1, "f.bin", 5)
         await upload.write(b"hello")
         with pytest.raises(NameConflict):
             await upload.complete(None, resolution="fail")
@@ -289,15 +280,13 @@ async def test_name_conflict_keeps_channel_for_second_complete(fake: FakeDracoon
 
 async def test_size_mismatch_cancels(fake: FakeDracoon) -> None:
     """Writing more than announced, or completing short, is a caller bug: permanent, channel deleted."""
-    ch = Channel()
-    install(fake, ch)
-    await start(fake)
+    ch = await serve_channel(fake, Channel())
     async with fake.client(upload_mode="proxy") as client:
-        upload = await client.open_upload(1, "f.bin", 4, expire_at=None, classification=None, notes=None)
+        upload = await open_plain(client, 1, "f.bin", 4)
         with pytest.raises(DracoonPermanentError) as info:
             await upload.write(b"12345")
         assert info.value.code == "size_mismatch" and ch.deletes == 1
-        short = await client.open_upload(1, "f.bin", 4, expire_at=None, classification=None, notes=None)
+        short = await open_plain(client, 1, "f.bin", 4)
         await short.write(b"12")
         with pytest.raises(DracoonPermanentError):
             await short.complete(None)
@@ -306,16 +295,14 @@ async def test_size_mismatch_cancels(fake: FakeDracoon) -> None:
 
 async def test_context_manager_cancels_unfinished_upload(fake: FakeDracoon) -> None:
     """Leaving 'async with upload' without completing deletes the channel; cancel never raises."""
-    ch = Channel()
-    install(fake, ch)
-    await start(fake)
+    ch = await serve_channel(fake, Channel())
     async with fake.client(upload_mode="proxy") as client:
-        upload = await client.open_upload(1, "f.bin", 4, expire_at=None, classification=None, notes=None)
+        upload = await open_plain(client, 1, "f.bin", 4)
         with pytest.raises(RuntimeError):
             async with upload:
                 raise RuntimeError("source broke")
         assert ch.deletes == 1
-        other = await client.open_upload(1, "f.bin", 4, expire_at=None, classification=None, notes=None)
+        other = await open_plain(client, 1, "f.bin", 4)
         await fake.server.close()  # type: ignore[union-attr]
         await other.cancel()  # server gone: logged, not raised
 
@@ -328,7 +315,7 @@ async def test_s3_parts_exact_length_just_in_time(fake: FakeDracoon) -> None:
     size = 2 * MIN_PART_SIZE + 3
     payload = data_of(size)
     async with fake.client(upload_mode="auto", parts_in_flight=2) as client:
-        upload = await client.open_upload(1, "f.bin", size, expire_at=None, classification=None, notes=None)
+        upload = await open_plain(client, 1, "f.bin", size)
         assert isinstance(upload, S3DirectUpload)
         step = 3 * 1024**2 + 1
         for i in range(0, size, step):
@@ -362,7 +349,7 @@ async def test_s3_parallelism_is_bounded(fake: FakeDracoon) -> None:
     await start(fake)
     size = 5 * MIN_PART_SIZE
     async with fake.client(upload_mode="s3", parts_in_flight=2) as client:
-        upload = await client.open_upload(1, "f.bin", size, expire_at=None, classification=None, notes=None)
+        upload = await open_plain(client, 1, "f.bin", size)
         for _ in range(5):
             await upload.write(bytes(MIN_PART_SIZE))
         await upload.complete(None)
@@ -375,7 +362,7 @@ async def test_s3_part_retried_with_fresh_url(fake: FakeDracoon) -> None:
     install(fake, ch, s3=True)
     await start(fake)
     async with fake.client(upload_mode="s3") as client:
-        upload = await client.open_upload(1, "f.bin", 10, expire_at=None, classification=None, notes=None)
+        upload = await open_plain(client, 1, "f.bin", 10)
         await upload.write(data_of(10))
         await upload.complete(None)
     assert [r["firstPartNumber"] for r in ch.url_requests] == [1, 1, 1]
@@ -388,7 +375,7 @@ async def test_s3_part_failure_exhausted_cancels(fake: FakeDracoon) -> None:
     install(fake, ch, s3=True)
     await start(fake)
     async with fake.client(upload_mode="s3", max_retries=1) as client:
-        upload = await client.open_upload(1, "f.bin", 10, expire_at=None, classification=None, notes=None)
+        upload = await open_plain(client, 1, "f.bin", 10)
         await upload.write(data_of(10))
         with pytest.raises(DracoonTransientError) as info:
             await upload.complete(None)
@@ -402,7 +389,7 @@ async def test_s3_empty_file_uploads_one_empty_part(fake: FakeDracoon) -> None:
     install(fake, ch, s3=True)
     await start(fake)
     async with fake.client(upload_mode="s3") as client:
-        upload = await client.open_upload(1, "e.bin", 0, expire_at=None, classification=None, notes=None)
+        upload = await open_plain(client, 1, "e.bin", 0)
         await upload.complete(None)
     assert ch.parts == {1: b""} and [h["Content-Length"] for h in ch.part_headers] == ["0"]
     assert ch.url_requests == [{"size": 0, "firstPartNumber": 1, "lastPartNumber": 1}]
@@ -414,7 +401,7 @@ async def test_s3_assembly_conflict_is_name_conflict(fake: FakeDracoon) -> None:
     install(fake, ch, s3=True)
     await start(fake)
     async with fake.client(upload_mode="s3") as client:
-        upload = await client.open_upload(1, "f.bin", 3, expire_at=None, classification=None, notes=None)
+        upload = await open_plain(client, 1, "f.bin", 3)
         await upload.write(b"abc")
         with pytest.raises(NameConflict):
             await upload.complete(None)

@@ -14,13 +14,13 @@ from typing import Any
 from urllib.parse import quote_plus
 from zoneinfo import ZoneInfo
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from recording_storage.config import BucketSourceConfig
 from recording_storage.service import serve
-from tests.fixtures.service import DOMAIN, Stack, job_message
+from tests.fixtures.servers import ReverseProxy
+from tests.fixtures.service import DOMAIN, Stack, blob, job_message
 
 pytestmark = pytest.mark.integration
 
@@ -28,10 +28,6 @@ ROUTES_FILE = Path(__file__).resolve().parent.parent / "conf" / "routes.yml"
 ACME = "4b31dd1c5a0b3d38bea3b8d6fbf5d6b1"
 MODB = f"account%2F{ACME[:2]}%2F{ACME[2:4]}%2F{ACME[4:]}-202611"
 BERLIN = ZoneInfo("Europe/Berlin")
-
-
-def blob(size: int, seed: int = 1) -> bytes:
-    return bytes((i * 31 + seed) % 251 for i in range(size))
 
 
 def s3_event(bucket: str, *keys: str, when: datetime, name: str = "ObjectCreated:Put") -> dict[str, Any]:
@@ -151,62 +147,32 @@ async def test_sns_wrapping_test_event_and_mixed_queue(stack: Stack) -> None:
     assert await stack.queue_counts() == (0, 0, 0)
 
 
-_HOP = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive"})
-
-
-class RecordingProxy:
+class RecordingProxy(ReverseProxy):
     """A plain reverse proxy to moto on 127.0.0.1 that records each request's method, Host, path
     and Authorization header, so a test can see which endpoint, addressing style and key pair
     the service used."""
 
     def __init__(self, upstream: str) -> None:
-        self.upstream = upstream.rstrip("/")
+        super().__init__(upstream)
         self.seen: list[tuple[str, str, str, str]] = []
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> int:
-        self._session = aiohttp.ClientSession(auto_decompress=False)
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        return int(self._runner.addresses[0][1])
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        assert self._session is not None
         auth = request.headers.get("Authorization", "")
         self.seen.append((request.method, request.host, request.path, auth))
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
-        async with self._session.request(request.method, self.upstream + request.path_qs, headers=headers,
-                                         data=await request.read(), allow_redirects=False) as upstream:
-            body = await upstream.read()
-            response = web.StreamResponse(status=upstream.status, headers={
-                k: v for k, v in upstream.headers.items() if k.lower() not in _HOP})
-            length = upstream.headers.get("Content-Length")
-            response.content_length = int(length) if length is not None else len(body)
-            await response.prepare(request)
-            if request.method != "HEAD":
-                await response.write(body)
-            await response.write_eof()
-            return response
+        answer = await self.fetch(request)
+        response = web.StreamResponse(status=answer.status, headers=answer.headers)
+        response.content_length = int(answer.length) if answer.length is not None else len(answer.body)
+        await response.prepare(request)
+        if request.method != "HEAD":
+            await response.write(answer.body)
+        await response.write_eof()
+        return response
 
 
 @pytest.fixture
 async def recording_proxy(moto_server: str) -> AsyncIterator[tuple[RecordingProxy, int]]:
-    proxy = RecordingProxy(moto_server)
-    port = await proxy.start()
-    try:
-        yield proxy, port
-    finally:
-        await proxy.close()
+    async with RecordingProxy(moto_server) as proxy:
+        yield proxy, proxy.port
 
 
 @pytest.mark.parametrize("stack_overrides", [{"routing": {"rules": [{

@@ -26,20 +26,10 @@ from recording_storage.health import (
     serve_health,
 )
 from recording_storage.metrics import Metrics
+from tests.fixtures.clock import FakeClock
 
 CFG = HealthConfig(host="127.0.0.1", port=0, cache_seconds=10.0, stale_after=120.0)
 DRACOON = dracoon_dependency("acme.dracoon.example")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Probe:

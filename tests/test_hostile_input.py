@@ -30,7 +30,7 @@ from recording_storage.config import DracoonConfig
 from recording_storage.dracoon import DracoonClient, DracoonPermanentError, DracoonTransientError, NotFound
 from recording_storage.errors import InvalidJobMessage, PermanentError
 from recording_storage.events import Routes, compile_rules, decode_message
-from recording_storage.instances import DracoonAccount, TargetRule, TargetSpec
+from recording_storage.instances import TargetRule, TargetSpec
 from recording_storage.jobs import JobMessage, parse_job_message
 from recording_storage.targets import (
     MAX_NOTES_LENGTH,
@@ -39,6 +39,7 @@ from recording_storage.targets import (
     upload_notes,
     validate_node_name,
 )
+from tests.fixtures.accounts import offline_account
 from tests.fixtures.dracoon import DracoonEnv
 from tests.fixtures.hostile import (
     HOSTILE_SEGMENTS,
@@ -54,18 +55,12 @@ from tests.fixtures.hostile import (
 from tests.fixtures.service import Stack
 
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
-ACCOUNT = DracoonAccount(
-    domain="meet.example.com",
-    base_url="https://dracoon.example.com",
-    login="svc",
-    password=SecretStr("pw"),
-    encryption_password=SecretStr("pw"),
-    parent_room_id=1,
-    targets=(
-        TargetRule(
-            "*any*", (TargetSpec("$instance/$meetingType/$year", "1 year"), TargetSpec("Flat/$meetingId"))
-        ),
+ACCOUNT = offline_account(
+    TargetRule(
+        "*any*", (TargetSpec("$instance/$meetingType/$year", "1 year"), TargetSpec("Flat/$meetingId"))
     ),
+    login="svc",
+    encryption_password=SecretStr("pw"),
 )
 CONTENT_TYPES = (None, "video/mp4", "application/x-evil; a=../..", "", "audio/wav")
 

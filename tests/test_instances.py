@@ -7,7 +7,6 @@ import copy
 import dataclasses
 import os
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,8 @@ from recording_storage.instances import (
     normalise_base_url,
     open_instance_provider,
 )
+from tests.fixtures.clock import FakeClock
+from tests.fixtures.servers import ScriptedConfigurator, serve_app
 
 DEFAULTS = DracoonConfig(client_id="global-client", client_secret=SecretStr("global-client-secret"))
 PASSWORD = "Pw-for-the-bot-1"
@@ -313,46 +314,12 @@ async def test_broken_edit_keeps_last_good_accounts(tmp_path: Path) -> None:
 
 # --- HTTP configurator ------------------------------------------------------------------------
 
-@dataclass
-class Configurator:
-    """A configurator on 127.0.0.1 with scripted answers; records what it was asked."""
-
-    answers: dict[str, tuple[int, Any]] = field(default_factory=dict)
-    listing: tuple[int, Any] = (200, {"instances": []})
-    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
-    url: str = ""
-
-    async def _instance(self, request: web.Request) -> web.StreamResponse:
-        self.requests.append((request.path, dict(request.headers)))
-        status, body = self.answers.get(request.match_info["domain"], (404, {"error": "unknown"}))
-        return _respond(status, body)
-
-    async def _list(self, request: web.Request) -> web.StreamResponse:
-        self.requests.append((request.path, dict(request.headers)))
-        return _respond(*self.listing)
-
-
-def _respond(status: int, body: Any) -> web.StreamResponse:
-    if isinstance(body, web.StreamResponse):
-        return body
-    if isinstance(body, bytes | str):
-        return web.Response(status=status, body=body, content_type="application/json")
-    return web.json_response(body, status=status)
-
-
 @pytest.fixture
-async def configurator() -> AsyncIterator[Configurator]:
-    conf = Configurator()
-    app = web.Application()
-    app.router.add_get("/cfg/instances", conf._list)
-    app.router.add_get("/cfg/instances/{domain}", conf._instance)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    conf.url = str(server.make_url("/cfg"))
-    try:
+async def configurator() -> AsyncIterator[ScriptedConfigurator]:
+    conf = ScriptedConfigurator()
+    async with serve_app(conf.app("/cfg")) as url:
+        conf.url = url + "/cfg"
         yield conf
-    finally:
-        await server.close()
 
 
 def _http_entry(**dracoon: Any) -> dict[str, Any]:
@@ -361,7 +328,7 @@ def _http_entry(**dracoon: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def http(configurator: Configurator) -> AsyncIterator[HttpInstanceProvider]:
+async def http(configurator: ScriptedConfigurator) -> AsyncIterator[HttpInstanceProvider]:
     provider = HttpInstanceProvider(configurator.url + "/", defaults=DEFAULTS,
                                     auth_token=SecretStr("cfg-token-123"))
     try:
@@ -370,7 +337,9 @@ async def http(configurator: Configurator) -> AsyncIterator[HttpInstanceProvider
         await provider.aclose()
 
 
-async def test_http_success_and_auth_header(configurator: Configurator, http: HttpInstanceProvider) -> None:
+async def test_http_success_and_auth_header(
+    configurator: ScriptedConfigurator, http: HttpInstanceProvider
+) -> None:
     """A 200 answer becomes an account; the request carries the bearer token and Accept."""
     configurator.answers["meet.example.com"] = (200, _http_entry())
     account = await http.get("Meet.Example.com")
@@ -386,7 +355,7 @@ async def test_http_success_and_auth_header(configurator: Configurator, http: Ht
 
 
 async def test_http_does_not_expand_environment(
-    configurator: Configurator, http: HttpInstanceProvider
+    configurator: ScriptedConfigurator, http: HttpInstanceProvider
 ) -> None:
     """A remote answer cannot pull our environment variables in through ${...}."""
     configurator.answers["meet.example.com"] = (200, _http_entry(password="${HOME}"))
@@ -407,7 +376,11 @@ async def test_http_does_not_expand_environment(
     ],
 )
 async def test_http_status_mapping(
-    configurator: Configurator, http: HttpInstanceProvider, status: int, error: type[Exception], code: str
+    configurator: ScriptedConfigurator,
+    http: HttpInstanceProvider,
+    status: int,
+    error: type[Exception],
+    code: str,
 ) -> None:
     """404 is an unknown instance, 5xx/401/429 transient, other statuses (and redirects) permanent."""
     body: Any = {"error": "x"}
@@ -420,7 +393,9 @@ async def test_http_status_mapping(
     assert len(configurator.requests) == 1  # the redirect was not followed
 
 
-async def test_http_retry_after_is_passed_on(configurator: Configurator, http: HttpInstanceProvider) -> None:
+async def test_http_retry_after_is_passed_on(
+    configurator: ScriptedConfigurator, http: HttpInstanceProvider
+) -> None:
     """A 503 with Retry-After tells the worker how long to back off."""
     configurator.answers["meet.example.com"] = (503, web.Response(status=503, headers={"Retry-After": "42"}))
     with pytest.raises(TransientError) as info:
@@ -440,7 +415,7 @@ async def test_http_retry_after_is_passed_on(configurator: Configurator, http: H
     ],
 )
 async def test_http_malformed_answers_are_config_errors(
-    configurator: Configurator, http: HttpInstanceProvider, body: Any, path: str, message: str
+    configurator: ScriptedConfigurator, http: HttpInstanceProvider, body: Any, path: str, message: str
 ) -> None:
     """Bad JSON or an invalid instance from the configurator is InstanceConfigInvalid with the path."""
     configurator.answers["meet.example.com"] = (200, body)
@@ -451,7 +426,7 @@ async def test_http_malformed_answers_are_config_errors(
 
 
 async def test_http_oversized_answer_is_rejected(
-    configurator: Configurator, http: HttpInstanceProvider
+    configurator: ScriptedConfigurator, http: HttpInstanceProvider
 ) -> None:
     """A configurator streaming megabytes is cut off instead of filling memory."""
     configurator.answers["meet.example.com"] = (200, b" " * (2 * 1024 * 1024))
@@ -461,7 +436,7 @@ async def test_http_oversized_answer_is_rejected(
 
 @pytest.mark.parametrize("listing", [{"instances": ["B.example", "a.example"]}, ["a.example", "b.example."]])
 async def test_http_list_domains(
-    configurator: Configurator, http: HttpInstanceProvider, listing: Any
+    configurator: ScriptedConfigurator, http: HttpInstanceProvider, listing: Any
 ) -> None:
     """Both the wrapped and the bare list are accepted; domains come back normalised and sorted."""
     configurator.listing = (200, listing)
@@ -471,7 +446,7 @@ async def test_http_list_domains(
 
 @pytest.mark.parametrize("listing", [{"instances": "a"}, {"items": []}, [1, 2], ["ok", ""]])
 async def test_http_list_domains_malformed(
-    configurator: Configurator, http: HttpInstanceProvider, listing: Any
+    configurator: ScriptedConfigurator, http: HttpInstanceProvider, listing: Any
 ) -> None:
     """A listing of the wrong shape is a configuration error, not a crash."""
     configurator.listing = (200, listing)
@@ -495,14 +470,6 @@ async def test_http_unreachable_is_transient() -> None:
 
 
 # --- cache ------------------------------------------------------------------------------------
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 class FakeInner:
     """An InstanceProvider double: counts calls, can be gated and made to fail."""
@@ -570,7 +537,7 @@ async def test_single_flight_ten_concurrent_gets_one_call() -> None:
     assert all(r is results[0] for r in results)
 
 
-async def test_single_flight_over_http_makes_one_request(configurator: Configurator) -> None:
+async def test_single_flight_over_http_makes_one_request(configurator: ScriptedConfigurator) -> None:
     """Against the real configurator, ten concurrent gets produce one HTTP request."""
     configurator.answers["meet.example.com"] = (200, _http_entry())
     cache = CachingInstanceProvider(HttpInstanceProvider(configurator.url, defaults=DEFAULTS), 300)
@@ -683,7 +650,7 @@ async def test_open_file_provider_resolves_relative_path(
         await provider.aclose()
 
 
-async def test_open_http_provider(configurator: Configurator) -> None:
+async def test_open_http_provider(configurator: ScriptedConfigurator) -> None:
     """source=http talks to instances.url with instances.auth_token."""
     configurator.answers["meet.example.com"] = (200, _http_entry())
     cfg = AppConfig(instances=InstancesConfig(source="http", url=configurator.url,

@@ -30,17 +30,13 @@ from recording_storage.targets import (
 )
 from tests.fixtures.aws import make_s3_config
 from tests.fixtures.awsproxy import AwsCall, AwsFaultProxy, via_proxy
-from tests.fixtures.service import Stack, job_message
+from tests.fixtures.service import Stack, blob, job_message
 
 pytestmark = pytest.mark.integration
 
 KEY = "rec/call.mp4"
 MIB = 1024**2
 BIG_CHUNKS = pytest.mark.parametrize("stack_overrides", [{"s3": {"chunk_size": MIB}}], ids=["1MiB"])
-
-
-def blob(size: int, seed: int = 7) -> bytes:
-    return bytes((i * 131 + seed) % 251 for i in range(size))
 
 
 def proxied(stack: Stack, proxy: AwsFaultProxy) -> Stack:
@@ -74,8 +70,7 @@ async def put_multipart(stack: Stack, key: str, data: bytes, part: int, **create
 async def run(stack: Stack, data: bytes | None, key: str = KEY) -> tuple[Any, list[dict[str, Any]]]:
     """Publish ``data`` under ``key`` (None: already there, and its job already sent), then drain."""
     if data is not None:
-        await stack.put(key, data)
-        await stack.send(job_message(stack.bucket, [key]))
+        await stack.publish(key, data)
     with structlog.testing.capture_logs() as logs:
         stats = await stack.drain()
     return stats, [dict(entry) for entry in logs]
@@ -271,12 +266,28 @@ async def test_a_stated_sha256_goes_into_the_notes_without_an_update(stack: Stac
     assert updates.seen == 0
 
 
-async def test_no_checksums_falls_back_to_the_md5_etag(stack: Stack, aws_proxy: AwsFaultProxy) -> None:
-    aws_proxy.edit("s3:HeadObject", drop=("x-amz-checksum-",))
+# The store's HEAD without checksums; OPAQUE also turns the ETag into an SSE-KMS one (no MD5).
+NO_CHECKSUMS: dict[str, Any] = {"drop": ("x-amz-checksum-",)}
+OPAQUE: dict[str, Any] = {**NO_CHECKSUMS, "headers": {"x-amz-server-side-encryption": "aws:kms"}}
+
+
+@pytest.mark.parametrize(
+    ("head", "integrity"),
+    [
+        pytest.param(NO_CHECKSUMS, "md5", id="no-checksums-falls-back-to-the-md5-etag"),
+        pytest.param(OPAQUE, "none", id="nothing-verifiable-is-none-under-auto"),
+    ],
+)
+async def test_without_checksums_the_best_remaining_check_is_logged(
+    stack: Stack, aws_proxy: AwsFaultProxy, head: dict[str, Any], integrity: str
+) -> None:
+    """Under ``verify: auto`` a HEAD without checksums is checked by its MD5 ETag; with none of
+    either the recording is still transferred, logged as integrity=none."""
+    aws_proxy.edit("s3:HeadObject", **head)
     data = blob(150_000)
     stats, logs = await run(proxied(stack, aws_proxy), data)
     assert stats.outcomes == {"success": 1}
-    await assert_landed(stack, data, logs, "md5")
+    await assert_landed(stack, data, logs, integrity)
 
 
 async def test_a_store_refusing_checksum_mode_is_asked_without_it(
@@ -284,8 +295,7 @@ async def test_a_store_refusing_checksum_mode_is_asked_without_it(
 ) -> None:
     """Backblaze B2 answers 400 to ``x-amz-checksum-mode``: the HEAD is repeated without it."""
     data = blob(150_000)
-    await stack.put(KEY, data)
-    await stack.send(job_message(stack.bucket, [KEY]))
+    await stack.publish(KEY, data)
     # botocore answers a HEAD's 400 by asking HeadBucket for the region and trying once more:
     # both tries carry the header, so both are refused; the third (without it) is answered.
     refused = aws_proxy.add("s3:HeadObject", "error", status=400, code="InvalidArgument", count=2)
@@ -294,18 +304,6 @@ async def test_a_store_refusing_checksum_mode_is_asked_without_it(
     assert refused.fired == 2
     assert len(events(logs, "s3_checksum_mode_refused")) == 1
     await assert_landed(stack, data, logs, "md5")  # no checksum without checksum mode
-
-
-OPAQUE = {"drop": ("x-amz-checksum-",), "headers": {"x-amz-server-side-encryption": "aws:kms"}}
-
-
-async def test_nothing_verifiable_is_none_under_auto(stack: Stack, aws_proxy: AwsFaultProxy) -> None:
-    """No checksum and an SSE-KMS ETag (no MD5): transferred, logged as integrity=none."""
-    aws_proxy.edit("s3:HeadObject", **OPAQUE)
-    data = blob(150_000)
-    stats, logs = await run(proxied(stack, aws_proxy), data)
-    assert stats.outcomes == {"success": 1}
-    await assert_landed(stack, data, logs, "none")
 
 
 async def test_nothing_verifiable_is_dead_lettered_under_required(

@@ -19,6 +19,7 @@ from recording_storage.jobs import (
     MAX_BODY_BYTES,
     MAX_PROBLEMS,
     JobMessage,
+    job_message_body,
     looks_like_s3_event,
     parse_job_message,
 )
@@ -29,19 +30,14 @@ NAME = "Sessions Support"
 
 def original_example() -> dict[str, Any]:
     """The README example of the Go service, plus timezone, type id and extra."""
-    return {
-        "storage": {
-            "type": "dracoon",
-            "extra": {
-                "dracoon": {
-                    "targets": [
-                        {"path": "some room/sub-room", "expiration": "4 years 3 months 2 weeks 1 day"}
-                    ]
-                },
-                "aws.s3": {"bucket": "24s-public", "keys": ["sandbox/test-video.mp4"]},
-            },
-        },
-        "meeting": {
+    return job_message_body(
+        "24s-public",
+        ["sandbox/test-video.mp4"],
+        domain="24slocal.new.com",
+        alias="local",
+        customer_id="C-1234",
+        targets=[{"path": "some room/sub-room", "expiration": "4 years 3 months 2 weeks 1 day"}],
+        meeting={
             "id": 22980,
             "type": {"name": "live now", "duration": 60, "id": 14},
             "user": {"name": NAME, "email": EMAIL},
@@ -50,9 +46,7 @@ def original_example() -> dict[str, Any]:
             "timezone": "Europe/Berlin",
             "description": "natus aperiam quia blanditiis dignissimos nam porro.",
         },
-        "instance": {"domain": "24slocal.new.com", "alias": "local"},
-        "extra": {"customerId": "C-1234"},
-    }
+    )
 
 
 def parse(msg: Any) -> JobMessage:
@@ -112,17 +106,31 @@ def test_parses_bytes_and_a_bom() -> None:
 def test_minimal_message() -> None:
     """Only what the transfer needs: no targets, type, user, guest, timezone or extra."""
     job = parse(
-        {
-            "storage": {"type": "dracoon", "extra": {"aws.s3": {"bucket": "b", "keys": ["k.mp4"]}}},
-            "meeting": {"id": 1, "date": "2019-04-22T17:54:00Z"},
-            "instance": {"domain": "example.com"},
-        }
+        job_message_body("b", ["k.mp4"], domain="example.com",
+                         meeting={"id": 1, "date": "2019-04-22T17:54:00Z"})
     )
     assert job.targets == ()
     assert job.meeting.timezone == "UTC"
     assert job.meeting.user.email is None
     assert job.meeting.type.id is None
     assert job.customer_id is None
+
+
+def test_the_builder_writes_what_the_parser_reads() -> None:
+    """``job_message_body`` is the parser's inverse: every field it writes comes back."""
+    meeting = {"id": 7, "date": "2019-04-22T17:54:00Z", "timezone": "Europe/Berlin"}
+    body = job_message_body("b", ["k.mp4", "l.mp4"], domain="Example.com.", meeting=meeting,
+                            targets=[{"path": "Room", "expiration": "1 day"}], alias="ex", customer_id=9)
+    job = parse(body)
+    assert (job.s3.bucket, job.s3.keys) == ("b", ("k.mp4", "l.mp4"))
+    assert job.targets == (TargetSpec("Room", "1 day"),)
+    assert (job.instance.domain, job.instance.alias, job.customer_id) == ("example.com", "ex", "9")
+    assert (job.meeting.id, job.meeting.timezone) == (7, "Europe/Berlin")
+    bare = job_message_body("b", ["k.mp4"], domain="example.com", meeting=meeting)
+    assert "dracoon" not in bare["storage"]["extra"] and "extra" not in bare
+    assert "alias" not in bare["instance"]
+    meeting["id"] = 8
+    assert bare["meeting"]["id"] == 7  # a fresh copy: callers change built bodies in place
 
 
 def test_keys_are_flattened_deduplicated_and_empty_ones_dropped() -> None:

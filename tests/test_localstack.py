@@ -51,7 +51,7 @@ async def test_local_stack_walkthrough_moves_the_example_recording(
 ) -> None:
     """What the banner tells a newcomer to do works as told: send the example job, run --drain."""
     stop = asyncio.Event()
-    stack = asyncio.create_task(localstack.serve(tmp_path, stop=stop))
+    stack = asyncio.create_task(localstack.serve_local_stack(tmp_path, stop=stop))
     try:
         job_path = tmp_path / "example-job.json"
         for _ in range(600):

@@ -40,7 +40,7 @@ async def test_banner_commands_work_in_another_terminal_elsewhere(
     # Started as `make local-stack` does: from the directory that holds the virtualenv.
     monkeypatch.chdir(Path(sys.executable).parent.parent.parent)
     stop = asyncio.Event()
-    stack = asyncio.create_task(localstack.serve(tmp_path / "stack", stop=stop))
+    stack = asyncio.create_task(localstack.serve_local_stack(tmp_path / "stack", stop=stop))
     try:
         out = ""
         while "Ctrl-C stops the stack" not in out:

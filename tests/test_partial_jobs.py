@@ -122,8 +122,7 @@ async def test_files_completed_before_a_target_fails_get_their_keys(stack: Stack
         method="PUT", path=r"^/api/v4/uploads/", status=507, after=1, count=1
     )
     data = blob(70_000)
-    await stack.put(A, data)
-    await stack.send(job_message(stack.bucket, [A], [{"path": "One"}, {"path": "Two"}]))
+    await stack.publish(A, data, [{"path": "One"}, {"path": "Two"}])
 
     with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
         stats = await stack.drain()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from datetime import datetime, timedelta
 
 import pytest
@@ -16,17 +15,9 @@ import pytest
 from recording_storage.expiration import parse_expiration
 from recording_storage.service import serve
 from recording_storage.transfer import MessageJob
-from tests.fixtures.service import MEETING_DATE, Stack, job_message
+from tests.fixtures.service import MEETING_DATE, Stack, blob, job_message
 
 pytestmark = pytest.mark.integration
-
-
-def blob(size: int, seed: int = 1) -> bytes:
-    return (
-        (os.urandom(16) * (size // 16 + 1))[:size]
-        if seed < 0
-        else bytes((i * 31 + seed) % 251 for i in range(size))
-    )
 
 
 async def test_job_lands_encrypted_in_new_room_and_source_is_deleted(stack: Stack) -> None:
@@ -155,8 +146,7 @@ async def test_permanent_failures_go_to_dlq_with_reason_and_others_still_complet
     """Invalid and missing-source jobs are dead-lettered with a reason; a good job around them lands."""
     await stack.send("this is not json")
     await stack.send(job_message(stack.bucket, ["missing/key.mp4"]))
-    await stack.put("g/ok.mp4", blob(10))
-    await stack.send(job_message(stack.bucket, ["g/ok.mp4"]))
+    await stack.publish("g/ok.mp4", blob(10))
     stats = await stack.drain()
     assert stats.outcomes == {"success": 1, "permanent": 2}
     assert len(stack.files("Calls")) == 1
@@ -185,8 +175,7 @@ async def test_transient_dracoon_outage_is_retried_to_success(stack: Stack) -> N
     stack.dracoon.emulator.faults.add(
         method="POST", path=r"/api/v4/nodes/files/uploads$", status=503, count=6
     )
-    await stack.put("t/x.mp4", blob(3_000))
-    await stack.send(job_message(stack.bucket, ["t/x.mp4"]))
+    await stack.publish("t/x.mp4", blob(3_000))
     stats = await stack.drain()
     assert stats.outcomes.get("success") == 1
     assert len(stack.files("Calls")) == 1
@@ -198,8 +187,7 @@ async def test_sigterm_mid_transfer_releases_and_later_completes_exactly_once(st
     """Stopping mid-upload cancels the job and releases its message; the next run lands it once."""
     stack.dracoon.emulator.faults.add(method="POST", path=r"/api/v4/uploads/", latency_ms=300)
     data = blob(400_000)
-    await stack.put("sig/x.mp4", data)
-    await stack.send(job_message(stack.bucket, ["sig/x.mp4"]))
+    await stack.publish("sig/x.mp4", data)
     stop = asyncio.Event()
     task = asyncio.create_task(serve(stack.config, stop=stop, install_signals=False))
     for _ in range(200):
@@ -234,8 +222,7 @@ async def test_sigterm_mid_transfer_releases_and_later_completes_exactly_once(st
 )
 async def test_instance_configured_targets_with_templates(stack: Stack) -> None:
     """Without targets in the message, the instance's per-meeting-type rules and templates apply."""
-    await stack.put("i/x.mp4", blob(2_000))
-    await stack.send(job_message(stack.bucket, ["i/x.mp4"], targets=[]))
+    await stack.publish("i/x.mp4", blob(2_000), targets=[])
     stats = await stack.drain()
     assert stats.outcomes == {"success": 1}
     (typed,) = stack.files("meet.example.com", "Sales call")
@@ -251,8 +238,7 @@ async def test_metrics_and_health_move_when_jobs_run(stack: Stack) -> None:
 
     from recording_storage import service
 
-    await stack.put("met/x.mp4", blob(12_345))
-    await stack.send(job_message(stack.bucket, ["met/x.mp4"]))
+    await stack.publish("met/x.mp4", blob(12_345))
     glitch = stack.dracoon.emulator.faults.add(
         method="GET", path=r"^/api/v4/nodes/missingFileKeys$", status=503, count=1
     )
@@ -294,8 +280,7 @@ async def test_bytes_count_while_they_move_and_stay_counted_when_cancelled(stack
         raise AssertionError(f"{name}{labels} not exposed")
 
     data = blob(1024 * 1024)
-    await stack.put("met/long.mp4", data)
-    await stack.send(job_message(stack.bucket, ["met/long.mp4"]))
+    await stack.publish("met/long.mp4", data)
     held = stack.dracoon.emulator.faults.add(
         method="POST", path=r"^/api/v4/uploads/", latency_ms=120_000, after=1, count=1
     )
@@ -324,8 +309,7 @@ async def test_job_lines_say_what_started_and_how_it_ended(stack: Stack) -> None
 
     from recording_storage import __version__
 
-    await stack.put("log/a.mp4", blob(3_000))
-    await stack.send(job_message(stack.bucket, ["log/a.mp4"]))
+    await stack.publish("log/a.mp4", blob(3_000))
     with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines:
         stats = await stack.drain()
     assert stats.outcomes == {"success": 1}

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from recording_storage import cli
 from recording_storage.logs import reset_logging
+from tests.fixtures.cli import app_yaml, run_cli
 from tests.fixtures.service import DOMAIN, Stack, job_message
 
 pytestmark = pytest.mark.integration
@@ -23,28 +20,10 @@ def _undo_logging() -> Iterator[None]:
     reset_logging()
 
 
-def app_yaml(stack: Stack, tmp_path: Path) -> Path:
-    data: dict[str, Any] = {
-        "aws": {"endpoint_url": stack.config.aws.endpoint_url, "region": stack.config.aws.region},
-        "queue": {"name": stack.queue_cfg.name, "dlq_name": stack.queue_cfg.dlq_name, "topics_file": None},
-        "instances": {"source": "file", "file": str(stack.config.instances.file)},
-        "dracoon": {"max_retries": 1},
-    }
-    path = tmp_path / "app.yaml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return path
-
-
 def job_file(tmp_path: Path, body: str) -> Path:
     path = tmp_path / "job.json"
     path.write_text(body, encoding="utf-8")
     return path
-
-
-async def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    capsys.readouterr()
-    code = await asyncio.to_thread(cli.main, list(argv))
-    return code, capsys.readouterr().out
 
 
 async def test_plan_names_instance_rooms_files_and_writes_nothing(
@@ -52,7 +31,7 @@ async def test_plan_names_instance_rooms_files_and_writes_nothing(
 ) -> None:
     await stack.put("rec/one.mp4", b"x" * 1234)
     body = job_message(stack.bucket, ["rec/one.mp4"])
-    config, job = app_yaml(stack, tmp_path), job_file(tmp_path, body)
+    config, job = app_yaml(stack, tmp_path, dracoon={"max_retries": 1}), job_file(tmp_path, body)
     rooms_before = len(stack.dracoon.state.nodes)
 
     code, out = await run_cli(capsys, "-c", str(config), "plan", str(job))
@@ -78,12 +57,13 @@ async def test_plan_names_instance_rooms_files_and_writes_nothing(
 async def test_plan_says_how_a_bad_job_would_be_dead_lettered(
     stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = app_yaml(stack, tmp_path)
+    config = app_yaml(stack, tmp_path, dracoon={"max_retries": 1})
     code, out = await run_cli(capsys, "-c", str(config), "plan",
                               str(job_file(tmp_path, job_message(stack.bucket, ["rec/absent.mp4"]))))
     assert code == 1
     assert "would be dead-lettered as source_missing" in out
 
+    # Raw on purpose: a broken body the job builder would never write.
     code, out = await run_cli(capsys, "-c", str(config), "plan",
                               str(job_file(tmp_path, '{"storage": {"type": "dracoon"}}')))
     assert code == 1 and out.startswith("would be dead-lettered as invalid_message")

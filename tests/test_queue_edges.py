@@ -17,7 +17,7 @@ import pytest
 from recording_storage.s3 import S3Source
 from recording_storage.sqs import JobQueue, message_size
 from tests.fixtures.awsproxy import AwsFaultProxy, limit_message_size, running_proxy, via_proxy
-from tests.fixtures.service import Stack, job_message
+from tests.fixtures.service import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -51,8 +51,7 @@ async def test_recurring_transient_failure_is_dead_lettered_with_its_last_reason
     receive before the queue's RedrivePolicy (maxReceiveCount 5) would have moved it bare."""
     svc = changed(stack, proxy, max_receives=3)
     rule = proxy.add("s3:HeadObject", "error", status=500, code="InternalError")
-    await stack.put(KEY, b"recording")
-    await stack.send(job_message(stack.bucket, [KEY]))
+    await stack.publish(KEY, b"recording")
 
     stats = await svc.drain()
 

@@ -13,7 +13,7 @@ complete, no message visible or in flight, an empty DLQ.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,9 @@ import pytest
 from dracoon_emulator.model import Node
 from recording_storage.config import AppConfig, load_config
 from recording_storage.service import serve
-from tests.fixtures.awsproxy import AwsCall, AwsFaultProxy, end_leases, running_proxy, via_proxy
+from tests.fixtures.awsproxy import AwsCall, AwsFaultProxy, end_leases, via_proxy
 from tests.fixtures.procs import ServiceProcess, Spawner, config_to_yaml, wait_until
-from tests.fixtures.service import Stack, job_message
+from tests.fixtures.service import Stack, blob
 
 pytestmark = pytest.mark.integration
 
@@ -35,28 +35,10 @@ GRACE = 1.0  # seconds: workers.shutdown_grace of the child
 HOLD_MS = 60_000  # emulator latency that parks a DRACOON call for longer than any test
 
 
-def blob(size: int, seed: int = 5) -> bytes:
-    return bytes((i * 17 + seed) % 253 for i in range(size))
 
-
-@pytest.fixture
-async def proxy(moto_server: str) -> AsyncIterator[AwsFaultProxy]:
-    async with running_proxy(moto_server) as started:
-        yield started
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Spawner]:
-    spawner = Spawner(tmp_path)
-    try:
-        yield spawner
-    finally:
-        spawner.kill_all()
-
-
-def child_config(stack: Stack, proxy: AwsFaultProxy, *, wait_seconds: int = 1) -> AppConfig:
+def child_config(stack: Stack, aws_proxy: AwsFaultProxy, *, wait_seconds: int = 1) -> AppConfig:
     """The stack's config for a child process: AWS through the proxy, short leases, JSON logs."""
-    cfg = via_proxy(stack.config, proxy, max_attempts=2)
+    cfg = via_proxy(stack.config, aws_proxy, max_attempts=2)
     queue = cfg.queue.model_copy(
         update={"visibility_timeout": LEASE, "heartbeat_interval": 3.0, "wait_seconds": wait_seconds}
     )
@@ -83,11 +65,6 @@ def upload_under_way(stack: Stack) -> bool:
     return any(c.received > 0 for c in stack.dracoon.state.uploads.values())
 
 
-async def publish(stack: Stack, data: bytes) -> None:
-    await stack.put(KEY, data)
-    await stack.send(job_message(stack.bucket, [KEY]))
-
-
 def events(proc: ServiceProcess, name: str) -> list[dict[str, object]]:
     return [e for e in proc.events() if e.get("event") == name]
 
@@ -112,9 +89,9 @@ async def restart_and_check(
     return second
 
 
-def test_child_config_round_trips(stack: Stack, proxy: AwsFaultProxy, tmp_path: Path) -> None:
+def test_child_config_round_trips(stack: Stack, aws_proxy: AwsFaultProxy, tmp_path: Path) -> None:
     """The child loads exactly the configuration the test meant (secrets and paths included)."""
-    config = child_config(stack, proxy)
+    config = child_config(stack, aws_proxy)
     assert load_config(config_to_yaml(config, tmp_path / "app.yaml"), env={}) == config
 
 
@@ -131,31 +108,31 @@ class Step:
     source_deleted: bool = False
 
 
-def _after_receive(stack: Stack, proxy: AwsFaultProxy) -> Callable[[], Awaitable[None]]:
+def _after_receive(stack: Stack, aws_proxy: AwsFaultProxy) -> Callable[[], Awaitable[None]]:
     rule = stack.dracoon.emulator.faults.add(
         method="POST", path=r"^/oauth/token$", latency_ms=HOLD_MS, count=1
     )
 
     async def reached() -> None:
         await wait_until(lambda: rule.fired == 1, what="first DRACOON call (login) of the job")
-        assert proxy.receipts, "the message was received before the job talked to DRACOON"
+        assert aws_proxy.receipts, "the message was received before the job talked to DRACOON"
 
     return reached
 
 
-def _mid_download(stack: Stack, proxy: AwsFaultProxy) -> Callable[[], Awaitable[None]]:
+def _mid_download(stack: Stack, aws_proxy: AwsFaultProxy) -> Callable[[], Awaitable[None]]:
     def third_range(call: AwsCall) -> bool:
         return (call.range or "").startswith("bytes=131072-")
 
-    rule = proxy.add("s3:GetObject", "hold", when=third_range, count=1, forward=False)
+    rule = aws_proxy.add("s3:GetObject", "hold", when=third_range, count=1, forward=False)
 
     async def reached() -> None:
-        await proxy.wait_for(lambda: rule.fired == 1)
+        await aws_proxy.wait_for(lambda: rule.fired == 1)
 
     return reached
 
 
-def _mid_upload(stack: Stack, proxy: AwsFaultProxy) -> Callable[[], Awaitable[None]]:
+def _mid_upload(stack: Stack, aws_proxy: AwsFaultProxy) -> Callable[[], Awaitable[None]]:
     rule = stack.dracoon.emulator.faults.add(
         method="POST", path=r"^/api/v4/uploads/", latency_ms=HOLD_MS, after=1, count=1
     )
@@ -166,7 +143,7 @@ def _mid_upload(stack: Stack, proxy: AwsFaultProxy) -> Callable[[], Awaitable[No
     return reached
 
 
-def _after_complete(stack: Stack, proxy: AwsFaultProxy) -> Callable[[], Awaitable[None]]:
+def _after_complete(stack: Stack, aws_proxy: AwsFaultProxy) -> Callable[[], Awaitable[None]]:
     rule = stack.dracoon.emulator.faults.add(
         method="GET", path=r"^/api/v4/nodes/missingFileKeys$", latency_ms=HOLD_MS, count=1
     )
@@ -177,11 +154,11 @@ def _after_complete(stack: Stack, proxy: AwsFaultProxy) -> Callable[[], Awaitabl
     return reached
 
 
-def _after_s3_delete(stack: Stack, proxy: AwsFaultProxy) -> Callable[[], Awaitable[None]]:
-    rule = proxy.add("sqs:DeleteMessageBatch", "hold", count=1, forward=False)
+def _after_s3_delete(stack: Stack, aws_proxy: AwsFaultProxy) -> Callable[[], Awaitable[None]]:
+    rule = aws_proxy.add("sqs:DeleteMessageBatch", "hold", count=1, forward=False)
 
     async def reached() -> None:
-        await proxy.wait_for(lambda: rule.fired == 1)
+        await aws_proxy.wait_for(lambda: rule.fired == 1)
 
     return reached
 
@@ -208,17 +185,17 @@ def _kill_cases() -> list[Any]:
 
 @pytest.mark.parametrize(("step", "lease_timeout"), _kill_cases())
 async def test_sigkill_at_each_step_then_restart_lands_exactly_once(
-    stack: Stack, proxy: AwsFaultProxy, spawn: Spawner, step: Step, lease_timeout: bool
+    stack: Stack, aws_proxy: AwsFaultProxy, spawn_service: Spawner, step: Step, lease_timeout: bool
 ) -> None:
     """SIGKILL with the job parked at ``step``; at that moment no file is visible before its
     completion and the source still exists before its delete. A restart lands the job once."""
     stack.dracoon.add_user("reader")
     data = blob(300_000)
-    await publish(stack, data)
-    config = child_config(stack, proxy)
-    reached = step.arm(stack, proxy)
+    await stack.publish(KEY, data)
+    config = child_config(stack, aws_proxy)
+    reached = step.arm(stack, aws_proxy)
 
-    first = spawn(config, "run")
+    first = spawn_service(config, "run")
     await reached()
     first.kill()
     assert await first.wait(10) == -9
@@ -229,7 +206,7 @@ async def test_sigkill_at_each_step_then_restart_lands_exactly_once(
     orphans = channels(stack)
 
     stack.dracoon.emulator.faults.clear()
-    proxy.clear()
+    aws_proxy.clear()
     if lease_timeout:
 
         async def lease_ran_out() -> bool:
@@ -237,8 +214,8 @@ async def test_sigkill_at_each_step_then_restart_lands_exactly_once(
 
         await wait_until(lease_ran_out, timeout=LEASE + 5, interval=0.25, what="the dead process's lease")
     else:
-        assert await end_leases(stack.config, proxy) == 1
-    await restart_and_check(stack, config, spawn, data, orphans=orphans)
+        assert await end_leases(stack.config, aws_proxy) == 1
+    await restart_and_check(stack, config, spawn_service, data, orphans=orphans)
 
 
 # -- SIGTERM ----------------------------------------------------------------------------------
@@ -255,19 +232,19 @@ async def _terminate(proc: ServiceProcess, *, within: float) -> float:
 
 
 async def test_sigterm_during_long_poll_releases_what_arrives_and_exits(
-    stack: Stack, proxy: AwsFaultProxy, spawn: Spawner
+    stack: Stack, aws_proxy: AwsFaultProxy, spawn_service: Spawner
 ) -> None:
     """SIGTERM while a 20 s long poll is open; a job arrives before it returns. The poll is let
     return, its message released at once (not started, not held for a lease), exit 0 in time."""
     stack.dracoon.add_user("reader")
-    config = child_config(stack, proxy, wait_seconds=20)
-    proc = spawn(config, "run")
-    await proxy.wait_for(lambda: proxy.inflight["sqs:ReceiveMessage"] >= 1)
+    config = child_config(stack, aws_proxy, wait_seconds=20)
+    proc = spawn_service(config, "run")
+    await aws_proxy.wait_for(lambda: aws_proxy.inflight["sqs:ReceiveMessage"] >= 1)
 
     proc.terminate()
     started = time.monotonic()
     data = blob(10_000)
-    await publish(stack, data)
+    await stack.publish(KEY, data)
     assert await proc.wait(20 + GRACE + 15) == 0, proc.tail()
     assert time.monotonic() - started <= 20 + GRACE + 5
 
@@ -275,33 +252,33 @@ async def test_sigterm_during_long_poll_releases_what_arrives_and_exits(
     assert events(proc, "job_finished") == []
     assert await stack.queue_counts() == (1, 0, 0)  # visible at once: no lease to wait for
     assert await stack.exists(KEY) and files(stack) == []
-    await restart_and_check(stack, config, spawn, data, orphans=set())
+    await restart_and_check(stack, config, spawn_service, data, orphans=set())
 
 
 @pytest.mark.parametrize("wait_seconds", [2, pytest.param(20, marks=pytest.mark.slow)])
 async def test_sigterm_while_idle_exits_within_wait_plus_grace(
-    stack: Stack, proxy: AwsFaultProxy, spawn: Spawner, wait_seconds: int
+    stack: Stack, aws_proxy: AwsFaultProxy, spawn_service: Spawner, wait_seconds: int
 ) -> None:
     """An idle service (long poll open, nothing to do) exits 0 within wait_seconds + grace + 5 s."""
-    proc = spawn(child_config(stack, proxy, wait_seconds=wait_seconds), "run")
-    await proxy.wait_for(lambda: proxy.inflight["sqs:ReceiveMessage"] >= 1)
+    proc = spawn_service(child_config(stack, aws_proxy, wait_seconds=wait_seconds), "run")
+    await aws_proxy.wait_for(lambda: aws_proxy.inflight["sqs:ReceiveMessage"] >= 1)
     await _terminate(proc, within=wait_seconds + GRACE + 5)
     assert await stack.queue_counts() == (0, 0, 0)
 
 
 async def test_sigterm_mid_part_cancels_releases_and_restart_lands_once(
-    stack: Stack, proxy: AwsFaultProxy, spawn: Spawner
+    stack: Stack, aws_proxy: AwsFaultProxy, spawn_service: Spawner
 ) -> None:
     """SIGTERM while a chunk hangs: after the grace period the job is cancelled, its channel
     deleted and its message released at once; the restart lands the recording once."""
     stack.dracoon.add_user("reader")
     data = blob(300_000)
-    await publish(stack, data)
-    config = child_config(stack, proxy)
+    await stack.publish(KEY, data)
+    config = child_config(stack, aws_proxy)
     stack.dracoon.emulator.faults.add(
         method="POST", path=r"^/api/v4/uploads/", latency_ms=HOLD_MS, after=1, count=1
     )
-    proc = spawn(config, "run")
+    proc = spawn_service(config, "run")
     await wait_until(lambda: upload_under_way(stack), what="upload under way")
 
     await _terminate(proc, within=1 + GRACE + 5)
@@ -311,21 +288,21 @@ async def test_sigterm_mid_part_cancels_releases_and_restart_lands_once(
     assert files(stack) == [] and await stack.exists(KEY)
     assert await stack.queue_counts() == (1, 0, 0)  # released with visibility 0
     stack.dracoon.emulator.faults.clear()
-    await restart_and_check(stack, config, spawn, data, orphans=set())
+    await restart_and_check(stack, config, spawn_service, data, orphans=set())
 
 
 async def test_sigterm_between_complete_and_ack_finishes_the_ack(
-    stack: Stack, proxy: AwsFaultProxy, spawn: Spawner
+    stack: Stack, aws_proxy: AwsFaultProxy, spawn_service: Spawner
 ) -> None:
     """SIGTERM while the delete is slow: the job counts as done and its acknowledgement runs
     outside the job, so shutdown waits for it instead of cancelling it; the process exits 0 with
     nothing left behind."""
     stack.dracoon.add_user("reader")
     data = blob(50_000)
-    await publish(stack, data)
-    rule = proxy.add("sqs:DeleteMessageBatch", "hold", count=1)
-    proc = spawn(child_config(stack, proxy), "run")
-    await proxy.wait_for(lambda: rule.fired == 1)
+    await stack.publish(KEY, data)
+    rule = aws_proxy.add("sqs:DeleteMessageBatch", "hold", count=1)
+    proc = spawn_service(child_config(stack, aws_proxy), "run")
+    await aws_proxy.wait_for(lambda: rule.fired == 1)
     assert len(files(stack)) == 1 and not await stack.exists(KEY)
 
     proc.terminate()
@@ -350,7 +327,7 @@ async def test_bounded_run_finishes_its_last_job_instead_of_cancelling_it(stack:
     stack.dracoon.add_user("reader")
     stack.dracoon.emulator.faults.add(method="POST", path=r"^/api/v4/uploads/", latency_ms=1_000, count=1)
     data = blob(20_000)
-    await publish(stack, data)
+    await stack.publish(KEY, data)
 
     stats = await serve(stack.config, max_messages=1, install_signals=False)
 

@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,7 +25,8 @@ from recording_storage.config import AwsConfig, S3Config
 from recording_storage.errors import TransientError
 from recording_storage.s3 import S3Source
 from recording_storage.targets import parse_source_marker, source_marker
-from tests.fixtures.awsproxy import AwsCall, AwsFaultProxy, end_leases, running_proxy
+from recording_storage.worker import PoolStats
+from tests.fixtures.awsproxy import AwsCall, AwsFaultProxy, ProxyRule, end_leases
 from tests.fixtures.dracoon import emulator_config
 from tests.fixtures.procs import wait_until
 from tests.fixtures.service import Stack, blob, dead_letters, job_message, live_channels, proxied
@@ -35,25 +36,14 @@ pytestmark = pytest.mark.integration
 S3_DIRECT = pytest.mark.parametrize(
     "dracoon_emulator_config", [emulator_config(use_s3_storage=True)], ids=["s3-direct"]
 )
-BIG_S3_CHUNKS = pytest.mark.parametrize("stack_overrides", [{"s3": {"chunk_size": 1024**2}}], ids=["1MiB"])
 KEY = "rec/call.mp4"
 RANGE_2 = "bytes=65536-131071"  # the second 64 KiB range of a 150 kB object
 
-
-@pytest.fixture
-async def proxy(moto_server: str) -> AsyncIterator[AwsFaultProxy]:
-    async with running_proxy(moto_server) as started:
-        yield started
 
 
 def counter(stack: Stack, method: str, path: str) -> FaultRule:
     """A 1 ms latency rule used only to count matching DRACOON requests (``rule.seen``)."""
     return stack.dracoon.emulator.faults.add(method=method, path=path, latency_ms=1, name="counter")
-
-
-async def publish(stack: Stack, data: bytes, key: str = KEY, **meeting: Any) -> str:
-    await stack.put(key, data)
-    return await stack.send(job_message(stack.bucket, [key], **meeting))
 
 
 async def assert_landed_once(stack: Stack, data: bytes, *path: str, key: str = KEY) -> Node:
@@ -70,6 +60,23 @@ async def assert_landed_once(stack: Stack, data: bytes, *path: str, key: str = K
     assert not await stack.exists(key)
     assert await stack.queue_counts() == (0, 0, 0)
     return file
+
+
+async def drain_overwriting(
+    stack: Stack, svc: Stack, aws_proxy: AwsFaultProxy, rule: ProxyRule, new: bytes
+) -> PoolStats:
+    """Drain ``svc`` (``stack`` through ``aws_proxy``) while a new version of ``KEY`` is written, straight
+    to S3, the moment ``rule`` (a ``hold``) has caught a request, which then goes on."""
+
+    async def overwrite() -> None:
+        await aws_proxy.wait_for(lambda: rule.fired == 1)
+        await stack.put(KEY, new)
+        rule.release()
+
+    writer = asyncio.create_task(overwrite())
+    stats = await svc.drain()
+    await writer
+    return stats
 
 
 def range_from(first: int) -> Callable[[AwsCall], bool]:
@@ -105,7 +112,7 @@ async def test_dracoon_5xx_burst_is_retried_to_success(
     stack.dracoon.add_user("reader")
     rule = stack.dracoon.emulator.faults.add(method=method, path=path, status=503, count=2)
     data = blob(150_000)
-    await publish(stack, data)
+    await stack.publish(KEY, data)
 
     stats = await stack.drain()
 
@@ -120,7 +127,7 @@ async def test_429_with_retry_after_is_honoured_within_one_delivery(stack: Stack
         method="POST", path=r"^/api/v4/nodes/files/uploads$", status=429, retry_after=1, count=2
     )
     data = blob(20_000)
-    await publish(stack, data)
+    await stack.publish(KEY, data)
 
     started = time.monotonic()
     stats = await stack.drain()
@@ -132,27 +139,11 @@ async def test_429_with_retry_after_is_honoured_within_one_delivery(stack: Stack
     await assert_landed_once(stack, data)
 
 
-async def test_429_on_a_chunk_resends_the_chunk_on_the_same_channel(stack: Stack) -> None:
-    """A 429 means the server did not take the chunk: it is sent again, the upload is not restarted."""
-    channels = counter(stack, "POST", r"^/api/v4/nodes/files/uploads$")
-    rule = stack.dracoon.emulator.faults.add(
-        method="POST", path=r"^/api/v4/uploads/", status=429, retry_after=0, after=1, count=1
-    )
-    data = blob(200_000)
-    await publish(stack, data)
-
-    stats = await stack.drain()
-
-    assert stats.outcomes == {"success": 1}
-    assert (rule.fired, channels.seen) == (1, 1)
-    await assert_landed_once(stack, data)
-
-
 async def test_latency_on_every_call_still_lands_once(stack: Stack) -> None:
     """A slow server (100 ms on every request) changes nothing but the duration."""
     rule = stack.dracoon.emulator.faults.add(path=r"^/(api|oauth)/", latency_ms=100)
     data = blob(150_000)
-    await publish(stack, data)
+    await stack.publish(KEY, data)
 
     stats = await stack.drain()
 
@@ -161,73 +152,58 @@ async def test_latency_on_every_call_still_lands_once(stack: Stack) -> None:
     await assert_landed_once(stack, data)
 
 
-@pytest.mark.parametrize("stack_overrides", [{"dracoon": {"request_timeout": 1.5}}], ids=["timeout-1.5s"])
-async def test_chunk_slower_than_the_timeout_restarts_the_file_without_corruption(stack: Stack) -> None:
-    """A chunk POST outliving the request timeout may still be appended later, so the client must not
-    resend it: the file restarts on a new channel, and the late chunk cannot reach the stored file."""
-    channels = counter(stack, "POST", r"^/api/v4/nodes/files/uploads$")
-    rule = stack.dracoon.emulator.faults.add(
-        method="POST", path=r"^/api/v4/uploads/", latency_ms=2500, after=1, count=1
-    )
-    data = blob(200_000)
-    await publish(stack, data)
+# One fault on one DRACOON call, recovered within the same delivery: how many upload channels
+# that takes says whether the client resent a request (same channel) or restarted the file.
+UPLOADS = r"^/api/v4/nodes/files/uploads$"
+NO_OVERRIDES: dict[str, object] = {}
+
+
+@pytest.mark.parametrize(
+    ("stack_overrides", "dracoon_emulator_config", "fault", "size", "channels_opened"),
+    [
+        pytest.param(  # the server did not take the chunk: sent again, the upload is not restarted
+            NO_OVERRIDES, emulator_config(),
+            {"method": "POST", "path": r"^/api/v4/uploads/", "status": 429, "retry_after": 0, "after": 1},
+            200_000, 1, id="429-on-a-chunk-resends-it",
+        ),
+        pytest.param(  # a chunk POST outliving the request timeout may still be appended later, so
+            # it must not be resent: the file restarts, the late chunk cannot reach the stored file
+            {"dracoon": {"request_timeout": 1.5}}, emulator_config(),
+            {"method": "POST", "path": r"^/api/v4/uploads/", "latency_ms": 2500, "after": 1},
+            200_000, 2, id="chunk-slower-than-timeout-restarts-the-file",
+        ),
+        pytest.param(  # the connection drops half-way through a chunk: channel cancelled, file re-sent
+            NO_OVERRIDES, emulator_config(),
+            {"method": "POST", "path": r"^/api/v4/uploads/", "reset": "request", "after": 1},
+            200_000, 2, id="reset-mid-chunk-restarts-the-file",
+        ),
+        pytest.param(  # the completion succeeds but its answer is cut off: the restarted file's
+            # completion (resolutionStrategy=fail) gets 409 and the marker proves the file is ours
+            NO_OVERRIDES, emulator_config(),
+            {"method": "PUT", "path": r"^/api/v4/uploads/", "reset": "response"},
+            30_000, 2, id="lost-completion-answer-is-recognised",
+        ),
+        pytest.param(  # S3-direct: a part PUT cut off after 1 MiB is sent again with a fresh URL
+            {"s3": {"chunk_size": 1024**2}}, emulator_config(use_s3_storage=True),
+            {"method": "PUT", "path": r"^/_s3/", "reset": "request", "reset_after_bytes": 1024**2},
+            5 * 1024**2 + 100_000, 1, id="s3-direct-reset-mid-part-retries-the-part",
+        ),
+    ],
+)
+async def test_one_upload_fault_lands_once_within_the_delivery(
+    stack: Stack, fault: dict[str, Any], size: int, channels_opened: int
+) -> None:
+    """The fault fires once, the job succeeds on its first delivery, the recording lands once
+    (decryptable, no clash copy, no channel left open) and the channel count is as expected."""
+    channels = counter(stack, "POST", UPLOADS)
+    rule = stack.dracoon.emulator.faults.add(**fault, count=1)
+    data = blob(size)
+    await stack.publish(KEY, data)
 
     stats = await stack.drain()
 
     assert stats.outcomes == {"success": 1}
-    assert (rule.fired, channels.seen) == (1, 2)
-    await assert_landed_once(stack, data)
-
-
-async def test_connection_reset_mid_chunk_restarts_the_file(stack: Stack) -> None:
-    """The server drops the connection half-way through a chunk: the channel is cancelled and the
-    file re-sent on a new one within the same delivery."""
-    channels = counter(stack, "POST", r"^/api/v4/nodes/files/uploads$")
-    rule = stack.dracoon.emulator.faults.add(
-        method="POST", path=r"^/api/v4/uploads/", reset="request", after=1, count=1
-    )
-    data = blob(200_000)
-    await publish(stack, data)
-
-    stats = await stack.drain()
-
-    assert stats.outcomes == {"success": 1}
-    assert (rule.fired, channels.seen) == (1, 2)
-    await assert_landed_once(stack, data)
-
-
-async def test_lost_completion_answer_is_recognised_not_duplicated(stack: Stack) -> None:
-    """The completion succeeds but its answer is cut off: the file restarts, its completion with
-    ``resolutionStrategy=fail`` gets 409, and the marker proves the existing file is this one."""
-    channels = counter(stack, "POST", r"^/api/v4/nodes/files/uploads$")
-    rule = stack.dracoon.emulator.faults.add(
-        method="PUT", path=r"^/api/v4/uploads/", reset="response", count=1
-    )
-    data = blob(30_000)
-    await publish(stack, data)
-
-    stats = await stack.drain()
-
-    assert stats.outcomes == {"success": 1}
-    assert (rule.fired, channels.seen) == (1, 2)
-    await assert_landed_once(stack, data)
-
-
-@S3_DIRECT
-@BIG_S3_CHUNKS
-async def test_connection_reset_mid_part_retries_the_part(stack: Stack) -> None:
-    """S3-direct: a part PUT cut off after 1 MiB is sent again with a fresh URL; one channel, one file."""
-    channels = counter(stack, "POST", r"^/api/v4/nodes/files/uploads$")
-    rule = stack.dracoon.emulator.faults.add(
-        method="PUT", path=r"^/_s3/", reset="request", reset_after_bytes=1024**2, count=1
-    )
-    data = blob(5 * 1024**2 + 100_000)
-    await publish(stack, data)
-
-    stats = await stack.drain()
-
-    assert stats.outcomes == {"success": 1}
-    assert (rule.fired, channels.seen) == (1, 1)
+    assert (rule.fired, channels.seen) == (1, channels_opened)
     await assert_landed_once(stack, data)
 
 
@@ -246,7 +222,7 @@ async def test_token_expiry_mid_upload_renews_and_continues(stack: Stack, method
     channels = counter(stack, "POST", r"^/api/v4/nodes/files/uploads$")
     rule = stack.dracoon.emulator.faults.add(method=method, path=path, expire_token=True, count=1)
     data = blob(150_000)
-    await publish(stack, data)
+    await stack.publish(KEY, data)
 
     stats = await stack.drain()
 
@@ -273,7 +249,7 @@ async def test_s3_direct_assembly_error_quota_goes_to_dlq(stack: Stack) -> None:
     parent = stack.dracoon.state.node(stack.dracoon.parent_room_id)
     watcher = asyncio.create_task(_when_finishing(stack, lambda: setattr(parent, "quota", 1)))
     data = blob(20_000)
-    await publish(stack, data)
+    await stack.publish(KEY, data)
 
     stats = await stack.drain()
     await asyncio.wait_for(watcher, 1)
@@ -292,7 +268,7 @@ async def test_s3_direct_assembly_name_race_keeps_both(stack: Stack) -> None:
     """A different file takes the recording's name while DRACOON assembles it (status ``error``, 409).
     That is a race, not a bad job: the redelivery applies ``name_clash: keep_both``."""
     data = blob(20_000)
-    await publish(stack, data)
+    await stack.publish(KEY, data)
     holder: dict[str, Node] = {}
 
     def squat() -> None:
@@ -316,7 +292,7 @@ async def test_s3_direct_assembly_name_race_keeps_both(stack: Stack) -> None:
 async def test_quota_exceeded_goes_to_dlq_with_reason(stack: Stack) -> None:
     """507 on opening the channel: permanent ``quota``; the DLQ copy says so and the source stays."""
     stack.dracoon.state.node(stack.dracoon.parent_room_id).quota = 1_000
-    await publish(stack, blob(5_000))
+    await stack.publish(KEY, blob(5_000))
 
     stats = await stack.drain()
 
@@ -341,18 +317,18 @@ async def test_quota_exceeded_goes_to_dlq_with_reason(stack: Stack) -> None:
     ids=["head-500", "get-slowdown", "delete-after-upload-slowdown"],
 )
 async def test_s3_errors_are_retried_to_success(
-    stack: Stack, proxy: AwsFaultProxy, op: str, status: int, code: str, outcomes: dict[str, int]
+    stack: Stack, aws_proxy: AwsFaultProxy, op: str, status: int, code: str, outcomes: dict[str, int]
 ) -> None:
     """Three S3 errors in a row on one request, more than botocore's two attempts. A range is
     fetched again by the range retry within the delivery; a HEAD or a delete fails the attempt,
     and the redelivery finds the upload already present (no second file) and deletes then."""
-    svc = proxied(stack, proxy)
-    rule = proxy.add(
+    svc = proxied(stack, aws_proxy)
+    rule = aws_proxy.add(
         op, "error", status=status, code=code, count=3, when=lambda c: c.range in (None, "bytes=65536-131071")
     )
     channels = counter(stack, "POST", r"^/api/v4/nodes/files/uploads$")
     data = blob(150_000)
-    await publish(stack, data)
+    await stack.publish(KEY, data)
 
     stats = await svc.drain()
 
@@ -363,12 +339,12 @@ async def test_s3_errors_are_retried_to_success(
 
 
 async def test_delete_failing_for_the_second_key_redoes_only_the_delete(
-    stack: Stack, proxy: AwsFaultProxy
+    stack: Stack, aws_proxy: AwsFaultProxy
 ) -> None:
     """Two keys: the first source is deleted, the second delete fails. On redelivery the first
     source is gone, and its file in DRACOON proves the work was done (not ``source_missing``)."""
-    svc = proxied(stack, proxy)
-    rule = proxy.add("s3:DeleteObject", "error", status=503, code="SlowDown", after=1, count=2)
+    svc = proxied(stack, aws_proxy)
+    rule = aws_proxy.add("s3:DeleteObject", "error", status=503, code="SlowDown", after=1, count=2)
     channels = counter(stack, "POST", r"^/api/v4/nodes/files/uploads$")
     a, b = blob(20_000, 1), blob(30_000, 2)
     await stack.put("m/a.mp4", a)
@@ -397,8 +373,7 @@ async def test_one_target_failing_to_complete_redoes_only_that_target(stack: Sta
         method="PUT", path=r"^/api/v4/uploads/", status=503, after=1, count=1
     )
     data = blob(70_000)
-    await stack.put(KEY, data)
-    await stack.send(job_message(stack.bucket, [KEY], [{"path": "One"}, {"path": "Two"}]))
+    await stack.publish(KEY, data, [{"path": "One"}, {"path": "Two"}])
 
     stats = await stack.drain()
 
@@ -413,22 +388,15 @@ async def test_one_target_failing_to_complete_redoes_only_that_target(stack: Sta
     assert await stack.queue_counts() == (0, 0, 0)
 
 
-async def test_source_overwritten_before_delete_is_kept(stack: Stack, proxy: AwsFaultProxy) -> None:
+async def test_source_overwritten_before_delete_is_kept(stack: Stack, aws_proxy: AwsFaultProxy) -> None:
     """A new version arrives after the upload, before the delete: the conditional delete spares it
     (it is not what we copied), the job still succeeds and the copied version lands once."""
-    svc = proxied(stack, proxy)
+    svc = proxied(stack, aws_proxy)
     old, new = blob(40_000, 3), blob(45_000, 4)
-    rule = proxy.add("s3:DeleteObject", "hold", count=1)
-    await publish(stack, old)
+    rule = aws_proxy.add("s3:DeleteObject", "hold", count=1)
+    await stack.publish(KEY, old)
 
-    async def overwrite() -> None:
-        await proxy.wait_for(lambda: rule.fired == 1)
-        await stack.put(KEY, new)
-        rule.release()
-
-    writer = asyncio.create_task(overwrite())
-    stats = await svc.drain()
-    await writer
+    stats = await drain_overwriting(stack, svc, aws_proxy, rule, new)
 
     assert stats.outcomes == {"success": 1}
     (file,) = stack.files("Calls")
@@ -438,14 +406,14 @@ async def test_source_overwritten_before_delete_is_kept(stack: Stack, proxy: Aws
 
 
 async def test_range_retries_are_reported(
-    aws_config: AwsConfig, s3_bucket: str, proxy: AwsFaultProxy
+    aws_config: AwsConfig, s3_bucket: str, aws_proxy: AwsFaultProxy
 ) -> None:
     """Each ranged GET our own loop repeats reaches ``on_retry`` (the retries_total metric)."""
     data = blob(200_000)
     async with S3Source(aws_config, S3Config()) as s3:
         await s3.put(s3_bucket, KEY, data)
-    aws = aws_config.model_copy(update={"endpoint_url": proxy.url, "max_attempts": 1})
-    rule = proxy.add("s3:GetObject", "cut", count=2)
+    aws = aws_config.model_copy(update={"endpoint_url": aws_proxy.url, "max_attempts": 1})
+    rule = aws_proxy.add("s3:GetObject", "cut", count=2)
     retries: list[None] = []
     async with S3Source(aws, S3Config(), on_retry=lambda: retries.append(None)) as s3:
         info = await s3.head(s3_bucket, KEY)
@@ -455,24 +423,24 @@ async def test_range_retries_are_reported(
 
 @pytest.mark.parametrize("attempts", [1, 2])
 async def test_aws_max_attempts_counts_the_first_attempt(
-    aws_config: AwsConfig, s3_bucket: str, proxy: AwsFaultProxy, attempts: int
+    aws_config: AwsConfig, s3_bucket: str, aws_proxy: AwsFaultProxy, attempts: int
 ) -> None:
     """``aws.max_attempts`` is documented as attempts per call, the first included: a call that keeps
     failing reaches the server exactly that often (botocore's own ``max_attempts`` counts retries)."""
-    aws = aws_config.model_copy(update={"endpoint_url": proxy.url, "max_attempts": attempts})
-    proxy.add("s3:HeadObject", "error", status=500)
+    aws = aws_config.model_copy(update={"endpoint_url": aws_proxy.url, "max_attempts": attempts})
+    aws_proxy.add("s3:HeadObject", "error", status=500)
     async with S3Source(aws, S3Config()) as s3:
         with pytest.raises(TransientError):
             await s3.head(s3_bucket, KEY)
-    assert proxy.count("s3:HeadObject") == attempts
+    assert aws_proxy.count("s3:HeadObject") == attempts
 
 
-async def test_reset_mid_get_is_retried_per_range(stack: Stack, proxy: AwsFaultProxy) -> None:
+async def test_reset_mid_get_is_retried_per_range(stack: Stack, aws_proxy: AwsFaultProxy) -> None:
     """Two ranged GETs break off mid-body: each range is fetched again, within one delivery."""
-    svc = proxied(stack, proxy)
-    rule = proxy.add("s3:GetObject", "cut", count=2)
+    svc = proxied(stack, aws_proxy)
+    rule = aws_proxy.add("s3:GetObject", "cut", count=2)
     data = blob(200_000)
-    await publish(stack, data)
+    await stack.publish(KEY, data)
 
     stats = await svc.drain()
 
@@ -482,23 +450,16 @@ async def test_reset_mid_get_is_retried_per_range(stack: Stack, proxy: AwsFaultP
 
 
 async def test_object_overwritten_mid_transfer_lands_the_new_version_once(
-    stack: Stack, proxy: AwsFaultProxy
+    stack: Stack, aws_proxy: AwsFaultProxy
 ) -> None:
     """The source is replaced while its second range is in flight: the pinned ETag fails that GET,
     nothing of the old version is stored, and the redelivery transfers the new bytes, once."""
-    svc = proxied(stack, proxy)
+    svc = proxied(stack, aws_proxy)
     old, new = blob(200_000, 1), blob(150_000, 2)
-    rule = proxy.add("s3:GetObject", "hold", when=range_from(65536), count=1)
-    await publish(stack, old)
+    rule = aws_proxy.add("s3:GetObject", "hold", when=range_from(65536), count=1)
+    await stack.publish(KEY, old)
 
-    async def overwrite() -> None:
-        await proxy.wait_for(lambda: rule.fired == 1)
-        await stack.put(KEY, new)
-        rule.release()
-
-    writer = asyncio.create_task(overwrite())
-    stats = await svc.drain()
-    await writer
+    stats = await drain_overwriting(stack, svc, aws_proxy, rule, new)
 
     assert stats.outcomes == {"transient": 1, "success": 1}
     file = await assert_landed_once(stack, new)
@@ -510,12 +471,12 @@ async def test_object_overwritten_mid_transfer_lands_the_new_version_once(
 # -- SQS --------------------------------------------------------------------------------------
 
 
-async def test_receive_errors_are_retried(stack: Stack, proxy: AwsFaultProxy) -> None:
+async def test_receive_errors_are_retried(stack: Stack, aws_proxy: AwsFaultProxy) -> None:
     """ReceiveMessage fails twice (no botocore retry left): the pool backs off and polls again."""
-    svc = proxied(stack, proxy, max_attempts=1)
-    rule = proxy.add("sqs:ReceiveMessage", "error", status=500, count=2)
+    svc = proxied(stack, aws_proxy, max_attempts=1)
+    rule = aws_proxy.add("sqs:ReceiveMessage", "error", status=500, count=2)
     data = blob(10_000)
-    await publish(stack, data)
+    await stack.publish(KEY, data)
 
     stats = await svc.drain()
 
@@ -525,21 +486,21 @@ async def test_receive_errors_are_retried(stack: Stack, proxy: AwsFaultProxy) ->
 
 
 async def test_failed_ack_after_success_makes_the_redelivery_harmless(
-    stack: Stack, proxy: AwsFaultProxy
+    stack: Stack, aws_proxy: AwsFaultProxy
 ) -> None:
     """The job succeeds (file stored, source deleted) but its delete (batch) fails. When it comes
     back, the redelivery must recognise the finished work: no second file, no false dead letter."""
-    svc = proxied(stack, proxy)
-    rule = proxy.add("sqs:DeleteMessageBatch", "error", status=500, count=2)
+    svc = proxied(stack, aws_proxy)
+    rule = aws_proxy.add("sqs:DeleteMessageBatch", "error", status=500, count=2)
     data = blob(50_000)
-    await publish(stack, data)
+    await stack.publish(KEY, data)
 
     first = await svc.drain()
     assert first.outcomes == {"success": 1} and rule.fired == 2
     assert not await stack.exists(KEY)
     assert await stack.queue_counts() == (0, 1, 0)  # still leased, not acknowledged
 
-    assert await end_leases(stack.config, proxy) == 1
+    assert await end_leases(stack.config, aws_proxy) == 1
     second = await svc.drain()
 
     assert second.outcomes == {"success": 1}
@@ -552,18 +513,18 @@ async def test_failed_ack_after_success_makes_the_redelivery_harmless(
     "stack_overrides", [{"queue": {"visibility_timeout": 10, "heartbeat_interval": 3}}], ids=["lease-10s"]
 )
 async def test_stalled_heartbeat_lets_a_second_worker_run_the_job_without_duplicate(
-    stack: Stack, proxy: AwsFaultProxy
+    stack: Stack, aws_proxy: AwsFaultProxy
 ) -> None:
     """The heartbeat hangs and a chunk is slow, so the lease runs out mid-job and a second service
     takes the message. Both finish: the later completion gets 409, recognises the other's file by
     its marker and cancels its own channel. One file; nothing in the DLQ."""
-    svc = proxied(stack, proxy)
-    proxy.add("sqs:ChangeMessageVisibility", "hold", forward=False)
+    svc = proxied(stack, aws_proxy)
+    aws_proxy.add("sqs:ChangeMessageVisibility", "hold", forward=False)
     slow = stack.dracoon.emulator.faults.add(
         method="POST", path=r"^/api/v4/uploads/", latency_ms=13_000, after=1, count=1
     )
     data = blob(200_000)
-    await publish(stack, data)
+    await stack.publish(KEY, data)
 
     first = asyncio.create_task(svc.drain())
     await wait_until(lambda: slow.fired == 1, what="the first worker's slow chunk")
@@ -583,7 +544,7 @@ async def test_stalled_heartbeat_lets_a_second_worker_run_the_job_without_duplic
 
 async def test_missing_source_without_earlier_upload_still_goes_to_dlq(stack: Stack) -> None:
     """Recognising finished work must not hide a really missing source, even next to other files."""
-    await publish(stack, blob(1_000), key="other/ok.mp4")
+    await stack.publish("other/ok.mp4", blob(1_000))
     await stack.drain()
     await stack.send(job_message(stack.bucket, ["never/there.mp4"]))
 

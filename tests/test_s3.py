@@ -8,7 +8,6 @@ from contextlib import aclosing
 from typing import Any
 
 import pytest
-from aiohttp import web
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from pydantic import SecretStr, ValidationError
 
@@ -24,7 +23,8 @@ from recording_storage.aws import (
 from recording_storage.config import AwsConfig, S3Config
 from recording_storage.errors import ConfigError, PermanentError, TransientError
 from recording_storage.s3 import ObjectInfo, S3Source
-from tests.fixtures.aws import FaultProxy, make_aws_config, make_s3_config, random_name
+from tests.fixtures.aws import make_aws_config, make_s3_config, random_name
+from tests.fixtures.awsproxy import AwsFaultProxy
 
 pytestmark = pytest.mark.integration
 
@@ -178,19 +178,19 @@ async def test_early_stop_cancels_gets_and_releases_connections(
 
 
 async def test_early_stop_does_not_wait_for_outstanding_gets(
-    aws_config: AwsConfig, s3_bucket: str, fault_proxy: FaultProxy
+    aws_config: AwsConfig, s3_bucket: str, aws_proxy: AwsFaultProxy
 ) -> None:
     """GETs still in flight when the consumer stops are cancelled, not awaited to completion."""
     first = f"bytes=0-{CHUNK - 1}"
-    fault_proxy.hold = lambda request: request.method == "GET" and request.headers.get("Range") != first
+    held = aws_proxy.add("s3:GetObject", "hold", when=lambda call: call.range != first)
     async with S3Source(aws_config, make_s3_config()) as direct:
         info = await direct.put(s3_bucket, "obj", os.urandom(4 * CHUNK))
-    async with S3Source(make_aws_config(fault_proxy.url, max_attempts=1), make_s3_config()) as s3:
+    async with S3Source(make_aws_config(aws_proxy.url, max_attempts=1), make_s3_config()) as s3:
         async with asyncio.timeout(5):
             async with aclosing(s3.iter_chunks(info, chunk_size=CHUNK, parallel=3)) as chunks:
                 async for chunk in chunks:
                     assert len(chunk) == CHUNK
-                    await fault_proxy.wait_held(3)  # ranges 2..4 are parked at the server
+                    await aws_proxy.wait_for(lambda: held.fired == 3)  # ranges 2..4 are parked at the server
                     break
         assert range_tasks() == []
 
@@ -216,43 +216,35 @@ async def test_consumer_cancelled_mid_iteration_leaks_no_task(aws_config: AwsCon
 
 
 async def test_mid_body_drop_is_retried(
-    aws_config: AwsConfig, s3_bucket: str, fault_proxy: FaultProxy
+    aws_config: AwsConfig, s3_bucket: str, aws_proxy: AwsFaultProxy
 ) -> None:
     """A connection dropped mid-body (which botocore does not retry) is retried per range."""
     data = os.urandom(3 * CHUNK)
-    dropped: set[str] = set()
-
-    def drop_once(request: web.Request) -> bool:
-        rng = request.headers.get("Range")
-        if request.method == "GET" and rng == f"bytes={CHUNK}-{2 * CHUNK - 1}" and rng not in dropped:
-            dropped.add(rng)
-            return True
-        return False
-
-    fault_proxy.drop_body = drop_once
+    second = f"bytes={CHUNK}-{2 * CHUNK - 1}"
+    dropped = aws_proxy.add("s3:GetObject", "cut", when=lambda call: call.range == second, count=1)
     async with S3Source(aws_config, make_s3_config()) as direct:
         info = await direct.put(s3_bucket, "obj", data)
-    proxied = make_aws_config(fault_proxy.url, max_attempts=1)
+    proxied = make_aws_config(aws_proxy.url, max_attempts=1)
     async with S3Source(proxied, make_s3_config()) as s3:
         assert b"".join(await collect(s3, info, chunk_size=CHUNK, parallel=2)) == data
-    gets = [r for m, _, r in fault_proxy.requests if m == "GET"]
-    assert gets.count(f"bytes={CHUNK}-{2 * CHUNK - 1}") == 2
-    assert dropped
+    gets = [call.range for call in aws_proxy.calls if call.op == "s3:GetObject"]
+    assert gets.count(second) == 2
+    assert dropped.fired == 1
 
 
 async def test_persistent_body_failure_gives_up_transient(
-    aws_config: AwsConfig, s3_bucket: str, fault_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+    aws_config: AwsConfig, s3_bucket: str, aws_proxy: AwsFaultProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A range that keeps failing raises TransientError after RANGE_ATTEMPTS tries."""
     monkeypatch.setattr(s3_module, "RANGE_RETRY_BASE", 0.01)
-    fault_proxy.drop_body = lambda request: request.method == "GET"
+    aws_proxy.add("s3:GetObject", "cut")
     async with S3Source(aws_config, make_s3_config()) as direct:
         info = await direct.put(s3_bucket, "obj", os.urandom(CHUNK))
-    async with S3Source(make_aws_config(fault_proxy.url, max_attempts=1), make_s3_config()) as s3:
+    async with S3Source(make_aws_config(aws_proxy.url, max_attempts=1), make_s3_config()) as s3:
         with pytest.raises(TransientError) as err:
             await collect(s3, info, chunk_size=CHUNK, parallel=1)
     assert err.value.code == "connection"
-    assert [m for m, _, _ in fault_proxy.requests].count("GET") == s3_module.RANGE_ATTEMPTS
+    assert aws_proxy.count("s3:GetObject") == s3_module.RANGE_ATTEMPTS
 
 
 # -- delete, put, buckets ----------------------------------------------------------------------

@@ -45,7 +45,7 @@ from tests.fixtures.aws import make_s3_config
 from tests.fixtures.dracoon import DracoonEnv, emulator_config
 from tests.fixtures.hostile import GarbageProxy, Rewrite, base_job, dlq_all
 from tests.fixtures.keys import make_test_keypair
-from tests.fixtures.servers import SEEN_AUTH, configurator_app, self_signed_cert, serve_app, server_ssl
+from tests.fixtures.servers import ScriptedConfigurator, self_signed_cert, serve_app, server_ssl
 from tests.fixtures.service import DOMAIN, Stack
 
 pytestmark = pytest.mark.integration
@@ -107,7 +107,8 @@ async def configurator(stack: Stack, dracoon_proxy: GarbageProxy) -> AsyncIterat
     url = dracoon_proxy.url
     instances = {DOMAIN: _entry(env, url, env.service_user.login, SENTINEL_LOGIN_PW),
                  BAD_DOMAIN: _entry(env, url, "svc-other", SENTINEL_WRONG_PW)}
-    async with serve_app(configurator_app(instances, SENTINEL_CONFIGURATOR_TOKEN)) as configurator_url:
+    served = ScriptedConfigurator.serving(instances, SENTINEL_CONFIGURATOR_TOKEN)
+    async with serve_app(served.app()) as configurator_url:
         yield configurator_url
 
 
@@ -361,8 +362,8 @@ async def _ping(account: Any, settings: DracoonConfig) -> int:
 async def test_configurator_and_aws_clients_verify_tls(tmp_path: Path, aws_config: AwsConfig) -> None:
     """The configurator client and aiobotocore refuse a self-signed server (no opt-out needed)."""
     cert, key = self_signed_cert(tmp_path)
-    app = configurator_app({}, SENTINEL_CONFIGURATOR_TOKEN)
-    async with serve_app(app, server_ssl(cert, key)) as url:
+    configurator = ScriptedConfigurator(token=SENTINEL_CONFIGURATOR_TOKEN)
+    async with serve_app(configurator.app(), server_ssl(cert, key)) as url:
         provider = HttpInstanceProvider(url, defaults=DracoonConfig(),
                                         auth_token=SecretStr(SENTINEL_CONFIGURATOR_TOKEN))
         try:
@@ -371,7 +372,7 @@ async def test_configurator_and_aws_clients_verify_tls(tmp_path: Path, aws_confi
         finally:
             await provider.aclose()
         assert "SSL" in str(info.value) or "certificate" in str(info.value)
-        assert app[SEEN_AUTH] == []  # the token never reached the unverified server
+        assert configurator.requests == []  # the token never reached the unverified server
 
         aws = aws_config.model_copy(update={"endpoint_url": url, "max_attempts": 1})
         async with S3Source(aws, make_s3_config()) as s3:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,20 @@ from tests.fixtures.awsproxy import running_proxy
 pytestmark = pytest.mark.integration
 
 QueueSetup = tuple[QueueConfig, tuple[str, str]]
+
+
+@pytest.fixture
+async def queue(aws_config: AwsConfig, job_queue_names: QueueSetup) -> AsyncIterator[JobQueue]:
+    """An open JobQueue on the test's own queue and DLQ."""
+    cfg, _ = job_queue_names
+    async with JobQueue(aws_config, cfg) as opened:
+        yield opened
+
+
+async def leased(queue: JobQueue, body: str = "job") -> QueueMessage:
+    """Send ``body`` and receive it: a message under lease."""
+    await queue.send(body)
+    return await receive_one(queue)
 
 
 async def receive_one(q: JobQueue, wait: int = 1) -> QueueMessage:
@@ -45,105 +60,77 @@ async def test_send_receive_delete(aws_config: AwsConfig, job_queue_names: Queue
     assert attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
 
 
-async def test_message_repr_hides_body_and_receipt(
-    aws_config: AwsConfig, job_queue_names: QueueSetup
-) -> None:
+async def test_message_repr_hides_body_and_receipt(queue: JobQueue) -> None:
     """Bodies carry personal data and receipt handles act as capabilities: neither is in repr."""
-    cfg, _ = job_queue_names
-    async with JobQueue(aws_config, cfg) as q:
-        await q.send("jane.doe@example.com")
-        msg = await receive_one(q)
+    await queue.send("jane.doe@example.com")
+    msg = await receive_one(queue)
     assert "jane.doe" not in repr(msg)
     assert msg.receipt_handle not in repr(msg)
 
 
-async def test_receive_leases_the_message(aws_config: AwsConfig, job_queue_names: QueueSetup) -> None:
+async def test_receive_leases_the_message(queue: JobQueue) -> None:
     """A received message is invisible to other receivers while its lease runs."""
-    cfg, _ = job_queue_names
-    async with JobQueue(aws_config, cfg) as q:
-        await q.send("job")
-        await receive_one(q)
-        assert await q.receive(10, 0) == []
-        assert (await q.attributes())["ApproximateNumberOfMessagesNotVisible"] == "1"
+    await queue.send("job")
+    await receive_one(queue)
+    assert await queue.receive(10, 0) == []
+    assert (await queue.attributes())["ApproximateNumberOfMessagesNotVisible"] == "1"
 
 
-async def test_release_makes_it_visible_and_receive_count_grows(
-    aws_config: AwsConfig, job_queue_names: QueueSetup
-) -> None:
+async def test_release_makes_it_visible_and_receive_count_grows(queue: JobQueue) -> None:
     """Each release + receive increments ApproximateReceiveCount (the backoff input)."""
-    cfg, _ = job_queue_names
-    async with JobQueue(aws_config, cfg) as q:
-        await q.send("job")
-        counts = []
-        for _ in range(3):
-            msg = await receive_one(q)
-            counts.append(msg.receive_count)
-            await q.release(msg)
+    await queue.send("job")
+    counts = []
+    for _ in range(3):
+        msg = await receive_one(queue)
+        counts.append(msg.receive_count)
+        await queue.release(msg)
     assert counts == [1, 2, 3]
 
 
-async def test_negative_visibility_is_clamped_to_zero(
-    aws_config: AwsConfig, job_queue_names: QueueSetup
-) -> None:
+async def test_negative_visibility_is_clamped_to_zero(queue: JobQueue) -> None:
     """change_visibility clamps instead of sending SQS an invalid value."""
-    cfg, _ = job_queue_names
-    async with JobQueue(aws_config, cfg) as q:
-        await q.send("job")
-        msg = await receive_one(q)
-        await q.change_visibility(msg, -5)
-        again = await receive_one(q, wait=0)
+    msg = await leased(queue)
+    await queue.change_visibility(msg, -5)
+    again = await receive_one(queue, wait=0)
     assert again.message_id == msg.message_id
 
 
-async def test_lease_beyond_twelve_hours_is_a_distinct_transient_error(
-    aws_config: AwsConfig, job_queue_names: QueueSetup
-) -> None:
+async def test_lease_beyond_twelve_hours_is_a_distinct_transient_error(queue: JobQueue) -> None:
     """Huge values are clamped to 12 h; SQS's total-lease cap then surfaces as visibility_limit."""
-    cfg, _ = job_queue_names
-    async with JobQueue(aws_config, cfg) as q:
-        await q.send("job")
-        msg = await receive_one(q)
-        with pytest.raises(TransientError) as err:
-            await q.change_visibility(msg, 10**6)
+    msg = await leased(queue)
+    with pytest.raises(TransientError) as err:
+        await queue.change_visibility(msg, 10**6)
     assert not isinstance(err.value, LeaseLost)
     assert err.value.code == "visibility_limit"
 
 
-async def test_release_with_delay_keeps_it_hidden(aws_config: AwsConfig, job_queue_names: QueueSetup) -> None:
+async def test_release_with_delay_keeps_it_hidden(queue: JobQueue) -> None:
     """A transient failure's release delay keeps the message away for that long."""
-    cfg, _ = job_queue_names
-    async with JobQueue(aws_config, cfg) as q:
-        await q.send("job")
-        msg = await receive_one(q)
-        await q.release(msg, delay=600)
-        assert await q.receive(10, 0) == []
+    msg = await leased(queue)
+    await queue.release(msg, delay=600)
+    assert await queue.receive(10, 0) == []
 
 
-async def test_stale_receipt_handle_is_lease_lost(aws_config: AwsConfig, job_queue_names: QueueSetup) -> None:
+async def test_stale_receipt_handle_is_lease_lost(queue: JobQueue) -> None:
     """Extending a lease we no longer hold raises LeaseLost; releasing it is a no-op."""
-    cfg, _ = job_queue_names
-    async with JobQueue(aws_config, cfg) as q:
-        await q.send("job")
-        msg = await receive_one(q)
-        await q.delete(msg)
-        with pytest.raises(LeaseLost) as err:
-            await q.change_visibility(msg, 60)
-        assert isinstance(err.value, TransientError)
-        assert err.value.code == "lease_lost"
-        bogus = QueueMessage(message_id="x", receipt_handle="not-a-handle", body="")
-        with pytest.raises(LeaseLost):
-            await q.change_visibility(bogus, 60)
-        await q.release(bogus)  # the goal (not holding it) is already met
+    msg = await leased(queue)
+    await queue.delete(msg)
+    with pytest.raises(LeaseLost) as err:
+        await queue.change_visibility(msg, 60)
+    assert isinstance(err.value, TransientError)
+    assert err.value.code == "lease_lost"
+    bogus = QueueMessage(message_id="x", receipt_handle="not-a-handle", body="")
+    with pytest.raises(LeaseLost):
+        await queue.change_visibility(bogus, 60)
+    await queue.release(bogus)  # the goal (not holding it) is already met
 
 
-async def test_receive_clamps_batch_size(aws_config: AwsConfig, job_queue_names: QueueSetup) -> None:
+async def test_receive_clamps_batch_size(queue: JobQueue) -> None:
     """Asking for more than 10 (or fewer than 1) messages is clamped, not rejected by SQS."""
-    cfg, _ = job_queue_names
-    async with JobQueue(aws_config, cfg) as q:
-        for i in range(12):
-            await q.send(f"job-{i}")
-        first = await q.receive(50, 0)
-        second = await q.receive(0, 0)
+    for i in range(12):
+        await queue.send(f"job-{i}")
+    first = await queue.receive(50, 0)
+    second = await queue.receive(0, 0)
     assert 1 <= len(first) <= 10
     assert len(second) == 1
 

@@ -156,8 +156,7 @@ async def test_overwrite_at_any_point_lands_one_version(
     svc = proxied(stack, proxy)
     new = NEW[size]
     overwrite_at(stack, proxy, POINTS[point], new)
-    await stack.put(KEY, OLD)
-    await stack.send(job_message(stack.bucket, [KEY]))
+    await stack.publish(KEY, OLD)
 
     stats = await svc.drain()
 
@@ -179,8 +178,7 @@ async def test_overwrite_between_head_and_delete_is_spared(
     proxy.store = STORES[store]
     svc = proxied(stack, proxy)
     overwrite_at(stack, proxy, Point(lambda c: c.op == "s3:DeleteObject", 0), NEW["same-size"])
-    await stack.put(KEY, OLD)
-    await stack.send(job_message(stack.bucket, [KEY]))
+    await stack.publish(KEY, OLD)
 
     stats = await svc.drain()
 
@@ -199,8 +197,7 @@ async def test_store_ignoring_if_match_on_delete_needs_versioning(
     svc = proxied(stack, proxy)
     on_delete = Point(lambda c: c.op == "s3:DeleteObject", 0)
     overwrite_at(stack, proxy, on_delete, NEW["same-size"])
-    await stack.put(KEY, OLD)
-    await stack.send(job_message(stack.bucket, [KEY]))
+    await stack.publish(KEY, OLD)
     assert (await svc.drain()).outcomes == {"success": 1}
     assert landed(stack) == OLD
     assert await s3_content(stack) is None  # the window: unversioned, nothing can prevent it
@@ -208,8 +205,7 @@ async def test_store_ignoring_if_match_on_delete_needs_versioning(
     stack.dracoon.state.delete_node(stack.files("Calls")[0].id)
     await enable_versioning(stack)
     overwrite_at(stack, proxy, on_delete, NEW["same-size"])
-    await stack.put(KEY, OLD)
-    await stack.send(job_message(stack.bucket, [KEY]))
+    await stack.publish(KEY, OLD)
     assert (await svc.drain()).outcomes == {"success": 1}
     assert landed(stack) == OLD
     assert await s3_content(stack) == NEW["same-size"]
@@ -226,8 +222,7 @@ async def test_versioned_bucket_reads_the_pinned_version_whatever_happens(
     proxy.store = STORES[store]
     svc = proxied(stack, proxy)
     overwrite_at(stack, proxy, POINTS["between-ranges"], NEW["same-size"])
-    await stack.put(KEY, OLD)
-    await stack.send(job_message(stack.bucket, [KEY]))
+    await stack.publish(KEY, OLD)
 
     stats = await svc.drain()
 
@@ -249,8 +244,7 @@ async def test_refused_conditional_delete_is_learned_once_per_bucket(
     svc = proxied(stack, proxy)
     svc = with_section(svc, "workers", count=1)  # jobs in turn: the first learns, the second knows
     for key, seed in (("a/one.mp4", 3), ("a/two.mp4", 4)):
-        await stack.put(key, blob(20_000, seed))
-        await stack.send(job_message(stack.bucket, [key], user=host(seed)))
+        await stack.publish(key, blob(20_000, seed), user=host(seed))
 
     with structlog.testing.capture_logs() as logs:
         stats = await svc.drain()
@@ -278,8 +272,7 @@ async def test_required_conditional_delete_keeps_sources_with_a_reason(
         svc = with_section(svc, "s3", buckets={stack.bucket: own})
     else:
         svc = with_section(svc, "s3", conditional_delete="required")
-    await stack.put("a/one.mp4", blob(20_000, 3))
-    await stack.send(job_message(stack.bucket, ["a/one.mp4"], user=host(3)))
+    await stack.publish("a/one.mp4", blob(20_000, 3), user=host(3))
     await stack.put("a/two.mp4", blob(20_000, 4))
 
     async def second_job(call: AwsCall) -> None:
@@ -336,8 +329,7 @@ async def test_conditional_delete_off_sends_no_if_match(stack: Stack, proxy: Aws
     proxy.store = STORES["refuses-conditional-delete"]
     svc = proxied(stack, proxy)
     svc = with_section(svc, "s3", conditional_delete="off")
-    await stack.put(KEY, OLD)
-    await stack.send(job_message(stack.bucket, [KEY]))
+    await stack.publish(KEY, OLD)
 
     with structlog.testing.capture_logs() as logs:
         stats = await svc.drain()
@@ -353,8 +345,7 @@ async def test_shrunk_object_is_never_a_permanent_invalid_range(stack: Stack, pr
     proxy.store = STORES["ignores-if-match"]
     svc = proxied(stack, proxy)
     overwrite_at(stack, proxy, POINTS["between-ranges"], NEW["shrunk"])
-    await stack.put(KEY, OLD)
-    await stack.send(job_message(stack.bucket, [KEY]))
+    await stack.publish(KEY, OLD)
 
     with structlog.testing.capture_logs() as logs:
         stats = await svc.drain()

@@ -11,11 +11,10 @@ import pytest
 import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import SecretStr
 
 from recording_storage.errors import InvalidJobMessage, PermanentError
 from recording_storage.instances import ANY_MEETING_TYPE, DracoonAccount, TargetRule, TargetSpec
-from recording_storage.jobs import JobMessage, parse_job_message
+from recording_storage.jobs import JobMessage, job_message_body, parse_job_message
 from recording_storage.jobs.parse import MAX_KEYS
 from recording_storage.targets import (
     MAX_DEPTH,
@@ -39,6 +38,7 @@ from recording_storage.targets import (
     upload_notes,
     validate_node_name,
 )
+from tests.fixtures.accounts import offline_account
 
 EMAIL = "support@24sessions.com"
 MEETING_DATE = datetime(2018, 12, 13, 14, 15, tzinfo=UTC)
@@ -55,12 +55,13 @@ def make_job(
     date: str = "2018-12-13T14:15:00Z",
     timezone: str = "Europe/Berlin",
 ) -> JobMessage:
-    msg: dict[str, Any] = {
-        "storage": {
-            "type": "dracoon",
-            "extra": {"aws.s3": {"bucket": "recordings", "keys": keys or ["sandbox/test-video.mp4"]}},
-        },
-        "meeting": {
+    return parse_job_message(json.dumps(job_message_body(
+        "recordings",
+        keys or ["sandbox/test-video.mp4"],
+        domain="meet.example.com",
+        targets=targets,
+        customer_id=customer_id,
+        meeting={
             "id": 22980,
             "type": {"name": "live now", "duration": 60, "id": 14} if type_ is None else type_,
             "user": {"name": "Sessions Support", "email": EMAIL} if user is None else user,
@@ -68,24 +69,12 @@ def make_job(
             "date": date,
             "timezone": timezone,
         },
-        "instance": {"domain": "meet.example.com"},
-        "extra": {"customerId": customer_id},
-    }
-    if targets is not None:
-        msg["storage"]["extra"]["dracoon"] = {"targets": targets}
-    return parse_job_message(json.dumps(msg))
+    )))
 
 
 def account(*rules: tuple[str, list[tuple[str, str | None]]]) -> DracoonAccount:
-    return DracoonAccount(
-        domain="meet.example.com",
-        base_url="https://dracoon.example.com",
-        login="bot",
-        password=SecretStr("pw"),
-        encryption_password=SecretStr("enc"),
-        parent_room_id=7,
-        targets=tuple(TargetRule(tid, tuple(TargetSpec(p, e) for p, e in specs)) for tid, specs in rules),
-    )
+    specs = (TargetRule(tid, tuple(TargetSpec(p, e) for p, e in specs)) for tid, specs in rules)
+    return offline_account(*specs, parent_room_id=7)
 
 
 # --- node names ----------------------------------------------------------------------------

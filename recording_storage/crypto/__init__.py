@@ -8,10 +8,10 @@ encryption password. No I/O happens here; callers own the bytes and the network.
 """
 
 from recording_storage.crypto._errors import (
-    AuthenticationFailed,
     InvalidFileKey,
     InvalidKeyContainer,
     PlaintextTooLarge,
+    TagMismatch,
     UnsupportedVersion,
     WrongPassword,
 )
@@ -40,7 +40,7 @@ from recording_storage.errors import CryptoError
 __all__ = [
     "DEFAULT_KDF_ITERATIONS",
     "GCM_MAX_PLAINTEXT",
-    "AuthenticationFailed",
+    "TagMismatch",
     "BytesLike",
     "CryptoError",
     "EncryptedFileKey",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from recording_storage.errors import CryptoError
 
 __all__ = [
-    "AuthenticationFailed",
+    "TagMismatch",
     "InvalidFileKey",
     "InvalidKeyContainer",
     "PlaintextTooLarge",
@@ -42,10 +42,10 @@ class InvalidFileKey(CryptoError):
     code = "invalid_file_key"
 
 
-class AuthenticationFailed(CryptoError):
+class TagMismatch(CryptoError):
     """The GCM tag does not match: wrong key/IV/tag or modified ciphertext. Discard the output."""
 
-    code = "authentication_failed"
+    code = "tag_mismatch"
 
 
 class PlaintextTooLarge(CryptoError):

@@ -12,7 +12,7 @@ from typing import ClassVar
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
-from recording_storage.crypto._errors import AuthenticationFailed, InvalidFileKey, PlaintextTooLarge
+from recording_storage.crypto._errors import InvalidFileKey, PlaintextTooLarge, TagMismatch
 from recording_storage.crypto._model import GCM_MAX_PLAINTEXT, PlainFileKey
 
 __all__ = ["BytesLike", "FileDecryptor", "FileEncryptor"]
@@ -129,10 +129,10 @@ class FileDecryptor(_GcmStream):
         return _update_into(self, self._ctx, data, out)
 
     def finalize(self) -> None:
-        """Check the tag; raises AuthenticationFailed if key, IV, tag or content is wrong."""
+        """Check the tag; raises TagMismatch if key, IV, tag or content is wrong."""
         try:
             self._ctx.finalize()
         except InvalidTag:
-            raise AuthenticationFailed(
+            raise TagMismatch(
                 "file content failed GCM authentication (wrong key, IV or tag, or modified data)"
             ) from None

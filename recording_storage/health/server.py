@@ -18,7 +18,7 @@ from aiohttp.typedefs import Handler
 from ..config import HealthConfig
 from ..errors import StartupError
 from ..metrics import Metrics
-from .state import CORS_HEADERS, LOG_CODE, CheckResult, HealthState
+from .state import CORS_HEADERS, LOG_CODE, HealthState, HealthVerdict
 
 __all__ = ["make_health_app", "serve_health"]
 
@@ -59,7 +59,7 @@ async def _healthcheck(request: web.Request) -> web.Response:
     return web.json_response(_error_body(result.error or "error", result.description or ""), status=500)
 
 
-def _probe_response(result: CheckResult, **extra: Any) -> web.Response:
+def _probe_response(result: HealthVerdict, **extra: Any) -> web.Response:
     """Kubernetes probes only read the status; the JSON body is for the humans debugging them."""
     body: dict[str, Any] = {"status": "ok" if result.ok else "error"}
     if not result.ok:

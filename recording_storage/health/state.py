@@ -26,7 +26,7 @@ from typing import Final
 import structlog
 
 __all__ = [
-    "CORS_HEADERS", "DEP_S3", "DEP_SQS", "ERROR_DRACOON", "ERROR_S3", "ERROR_WORKERS", "CheckResult",
+    "CORS_HEADERS", "DEP_S3", "DEP_SQS", "ERROR_DRACOON", "ERROR_S3", "ERROR_WORKERS", "HealthVerdict",
     "LOG_CODE", "HealthState", "ProbeFn", "ProbeResult", "describe_error", "dracoon_dependency",
 ]
 
@@ -100,8 +100,9 @@ def describe_error(error: BaseException | str) -> str:
 
 
 @dataclass(frozen=True)
-class CheckResult:
-    """Outcome of one aggregate check; ``error`` is a machine code, ``description`` is safe text."""
+class HealthVerdict:
+    """Verdict of liveness, readiness or the health check (one HTTP answer); ``error`` is a machine
+    code, ``description`` is safe text. Not ``checks.CheckResult``: that is a line of ``check``."""
 
     ok: bool
     error: str | None = None
@@ -246,25 +247,25 @@ class HealthState:
     def _pending_dependencies(self) -> list[str]:
         return sorted((self._required | self._probes.keys()) - self._reached)
 
-    def liveness(self) -> CheckResult:
+    def liveness(self) -> HealthVerdict:
         """Alive unless every worker task has ended outside a shutdown; no downstream calls."""
         if self.require_workers and self._had_workers and not self._workers and not self.shutting_down:
-            return CheckResult(False, "workers_dead", "No running workers")
-        return CheckResult(True)
+            return HealthVerdict(False, "workers_dead", "No running workers")
+        return HealthVerdict(True)
 
-    def _check_workers(self, stale_after: float) -> CheckResult:
+    def _check_workers(self, stale_after: float) -> HealthVerdict:
         if not self.require_workers:
-            return CheckResult(True)
+            return HealthVerdict(True)
         if not self._workers:
-            return CheckResult(False, ERROR_WORKERS, "No running workers")
+            return HealthVerdict(False, ERROR_WORKERS, "No running workers")
         if any(w.busy for w in self._workers.values()):
-            return CheckResult(True)
+            return HealthVerdict(True)
         idle_for = self._clock() - max(w.last_activity for w in self._workers.values())
         if idle_for > stale_after:
-            return CheckResult(False, ERROR_WORKERS, f"workers have not polled for {int(idle_for)}s")
-        return CheckResult(True)
+            return HealthVerdict(False, ERROR_WORKERS, f"workers have not polled for {int(idle_for)}s")
+        return HealthVerdict(True)
 
-    async def healthcheck(self, *, cache_seconds: float, stale_after: float) -> CheckResult:
+    async def healthcheck(self, *, cache_seconds: float, stale_after: float) -> HealthVerdict:
         """The original's aggregate check: workers, SQS, S3, DRACOON; the first failure wins.
 
         Local checks come first and short-circuit; the probes then run concurrently (each one
@@ -272,13 +273,13 @@ class HealthState:
         """
         result = self._check_workers(stale_after)
         if result.ok and self._receive_failing:
-            result = CheckResult(False, ERROR_WORKERS, f"SQS receive failed: {self.last_receive_error}")
+            result = HealthVerdict(False, ERROR_WORKERS, f"SQS receive failed: {self.last_receive_error}")
         if result.ok:
             probes = sorted(self._probes.values(), key=lambda p: (_ORDER.get(p.error_code, 9), p.index))
             outcomes = await asyncio.gather(*(self.probe(p.name, cache_seconds) for p in probes))
             failed = next(((p, r) for p, r in zip(probes, outcomes, strict=True) if not r.ok), None)
             if failed is not None:
-                result = CheckResult(False, failed[0].error_code, failed[1].description)
+                result = HealthVerdict(False, failed[0].error_code, failed[1].description)
         if result.ok != self._last_ok:
             if result.ok and self._last_ok is not None:
                 log.info("healthcheck_recovered")
@@ -289,22 +290,22 @@ class HealthState:
             self._last_ok = result.ok
         return result
 
-    async def readiness(self, *, cache_seconds: float) -> CheckResult:
+    async def readiness(self, *, cache_seconds: float) -> HealthVerdict:
         """Ready once config is valid and each dependency was reached once; probes run only for
         dependencies not reached yet, so a ready process makes no downstream calls here."""
         if self.shutting_down:
-            return CheckResult(False, "shutting_down", "shutting down")
+            return HealthVerdict(False, "shutting_down", "shutting down")
         if not self.config_valid:
-            return CheckResult(False, "config_not_valid", "configuration not validated yet")
+            return HealthVerdict(False, "config_not_valid", "configuration not validated yet")
         if self._held:  # before "not reached": a held instance's probe fails too, less clearly
             held = "; ".join(f"{dracoon_dependency(i)}: {why}" for i, why in sorted(self._held.items()))
-            return CheckResult(False, "instances_held", "jobs held for " + held)
+            return HealthVerdict(False, "instances_held", "jobs held for " + held)
         pending = self._pending_dependencies()
         await asyncio.gather(*(self.probe(name, cache_seconds) for name in pending if name in self._probes))
         pending = self._pending_dependencies()
         if pending:
-            return CheckResult(False, "dependencies_not_reached", "not reached yet: " + ", ".join(pending))
-        return CheckResult(True)
+            return HealthVerdict(False, "dependencies_not_reached", "not reached yet: " + ", ".join(pending))
+        return HealthVerdict(True)
 
 
     async def probe(self, name: str, cache_seconds: float) -> ProbeResult:

@@ -29,10 +29,14 @@ Field decisions (compatible with what the original accepted, except where noted)
 * Unknown fields are ignored, so producers can add fields before this service reads them.
 * Limits: body <= 256 KiB, <= 50 targets, bounded string lengths; at most 50 problems listed.
 * An S3 event notification (or an SNS envelope) is recognised and reported as such.
+
+``job_message_body`` writes a message (the inverse of the parser); every
+producer in this repository (tests, bench, ``local-stack``) builds its jobs with them.
 """
 
 from __future__ import annotations
 
+from .build import job_message_body
 from .model import Instance, JobMessage, Meeting, MeetingType, Person, S3Objects, looks_like_s3_event
 from .parse import MAX_BODY_BYTES, MAX_KEY_BYTES, MAX_KEYS, MAX_PROBLEMS, MAX_TARGETS, parse_job_message
 
@@ -48,6 +52,7 @@ __all__ = [
     "MeetingType",
     "Person",
     "S3Objects",
+    "job_message_body",
     "looks_like_s3_event",
     "parse_job_message",
 ]
