@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import structlog
@@ -41,11 +41,8 @@ from .config import AwsConfig, S3Config
 from .errors import PermanentError, TransientError
 from .integrity import CHECKSUM_ALGORITHMS, StoreDigests
 
-if TYPE_CHECKING:
-    from .config import AppConfig
-
 __all__ = [
-    "ObjectInfo", "S3Source", "SourceChanged", "SourceMissing", "StoreCapabilities", "configured_buckets",
+    "ObjectInfo", "S3Source", "SourceChanged", "SourceMissing", "StoreCapabilities",
 ]
 
 log = structlog.get_logger(__name__)
@@ -706,14 +703,3 @@ class S3Source(ClientOwner):
         except AWS_ERRORS as exc:
             raise translate_error(exc, what=f"S3 CreateBucket {bucket}", resource="bucket") from exc
 
-
-def configured_buckets(cfg: AppConfig) -> list[str]:
-    """Every bucket the configuration names, for ``recording-storage check``: probe buckets,
-    buckets with their own source settings, and the exact (non-glob) buckets of routing rules.
-
-    Reads the routing file; raises ``ConfigError`` if the rules are invalid.
-    """
-    from .events import routed_buckets
-
-    names = [*cfg.s3.probe_buckets, *cfg.s3.buckets, *routed_buckets(cfg)]
-    return list(dict.fromkeys(names))

@@ -36,10 +36,10 @@ from .errors import InstanceHeld, PermanentError, RecordingStorageError, Transie
 from .instances import DracoonAccount, InstanceProvider
 from .integrity import ContentDigest, IntegrityMismatch, Proof, candidate_proofs
 from .jobs import JobMessage, parse_job_message
+from .keyshare import serve_missing_keys
 from .logs import Code
 from .pool import DracoonPool
 from .s3 import ObjectInfo, S3Source, SourceChanged, SourceMissing
-from .sharer import serve_missing_keys
 from .sqs import QueueMessage
 from .targets import (
     ResolvedTarget,

@@ -20,9 +20,10 @@ from recording_storage.crypto import EncryptedFileKey, FileDecryptor, KeyPairVer
 from recording_storage.dracoon import DracoonClient
 from recording_storage.errors import TransientError
 from recording_storage.instances import DracoonAccount, UnknownInstance
+from recording_storage.keyshare import serve_missing_keys
 from recording_storage.metrics import Metrics
 from recording_storage.pool import DracoonPool
-from recording_storage.sharer import Sharer, serve_missing_keys
+from recording_storage.sharer import Sharer
 from recording_storage.sharer import _next_slot as next_slot
 from tests.fixtures.dracoon import DracoonEnv, SeededUser, encrypt_for
 from tests.fixtures.keys import TestKeyPair, make_test_keypair

@@ -1,13 +1,15 @@
 """Where recordings go in DRACOON: target selection, path templates and rules, file names, notes.
 
-Split in three: ``names`` (DRACOON node-name rules, path normalisation, templates), ``resolve``
-(message vs. instance targets, expirations) and ``naming`` (file names, notes, source marker).
-Everything public is re-exported here; import from ``recording_storage.targets``.
+Split in two: ``resolve`` (message vs. instance targets, expirations) and ``naming`` (file
+names, notes, source marker), both built on ``recording_storage.node_names`` (DRACOON node-name
+rules, path normalisation, templates), which lives outside this package so that ``instances``
+(which ``resolve`` needs) can check path templates without importing targets. Everything public,
+including the node-name rules, is re-exported here.
 """
 
 from __future__ import annotations
 
-from .names import (
+from ..node_names import (
     MAX_DEPTH,
     MAX_NAME_LENGTH,
     TEMPLATE_VARIABLES,
