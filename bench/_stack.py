@@ -32,7 +32,8 @@ from recording_storage.instances import DracoonAccount
 from recording_storage.jobs import parse_job_message
 from recording_storage.pool import DracoonPool
 from recording_storage.s3 import S3Source
-from recording_storage.transfer import MessageJob, Transferer
+from recording_storage.targets import MessageJob
+from recording_storage.transfer import Transferer
 
 __all__ = [
     "BUCKET",

@@ -14,8 +14,8 @@ from typing import IO
 
 from .config import AppConfig
 from .errors import ExitCode, PermanentError
-from .events import make_decoder
 from .instances import open_instance_provider
+from .intake import make_decoder
 from .logs import register_secrets
 from .pool import DracoonPool
 from .s3 import S3Source
@@ -43,7 +43,7 @@ async def plan_message(config: AppConfig, body: str, out: IO[str]) -> int:
         stack.push_async_callback(instances.aclose)
         s3 = await stack.enter_async_context(S3Source(config.aws, config.s3))
         pool = await stack.enter_async_context(DracoonPool(config.dracoon))
-        transferer = Transferer(s3, pool, instances, config, decode=decode)
+        transferer = Transferer(s3, pool, instances, config)
         for job in jobs:
             try:
                 plan = await transferer.plan(job)

@@ -18,7 +18,6 @@ import structlog
 from . import __version__
 from .config import AppConfig
 from .errors import ConfigError, ExitCode, RecordingStorageError, StartupError
-from .events import make_decoder
 from .health import (
     DEP_S3,
     DEP_SQS,
@@ -30,6 +29,7 @@ from .health import (
     serve_health,
 )
 from .instances import InstanceProvider, open_instance_provider
+from .intake import MessageHandler, make_decoder
 from .logs import Code, register_secrets
 from .metrics import Metrics
 from .pool import DracoonPool
@@ -253,11 +253,11 @@ async def _serve(
     force: asyncio.Event | None = None,
 ) -> PoolStats:
     cfg = rt.config
-    transferer = Transferer(rt.s3, rt.pool, rt.instances, cfg, decode=make_decoder(cfg, metrics=rt.metrics),
+    transferer = Transferer(rt.s3, rt.pool, rt.instances, cfg,
                             on_bytes=rt.metrics.add_bytes, on_integrity=rt.metrics.integrity_check)
     workers = WorkerPool(
         rt.queue,
-        transferer.handle,
+        MessageHandler(transferer, make_decoder(cfg, metrics=rt.metrics)),
         queue_cfg=cfg.queue,
         workers_cfg=cfg.workers,
         health=rt.health,

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal, Protocol, TypeVar
+from typing import Literal, TypeVar
 
 import structlog
 
@@ -27,97 +27,32 @@ from .crypto import (
     EncryptedFileKey,
     FileEncryptor,
     UnlockedKeyPair,
-    WrongPassword,
     encrypt_file_key,
     generate_file_key,
 )
-from .dracoon import AuthenticationFailed, DracoonClient, NameConflict, Node, Upload
-from .errors import InstanceHeld, PermanentError, RecordingStorageError, TransientError
+from .dracoon import DracoonClient, NameConflict, Node, Upload
+from .errors import PermanentError, RecordingStorageError, TransientError
 from .instances import DracoonAccount, InstanceProvider
 from .integrity import ContentDigest, IntegrityMismatch, Proof, candidate_proofs
-from .jobs import JobMessage, parse_job_message
 from .keyshare import serve_missing_keys
 from .logs import Code
 from .pool import DracoonPool
 from .s3 import ObjectInfo, S3Source, SourceChanged, SourceMissing
-from .sqs import QueueMessage
 from .targets import (
     ResolvedTarget,
-    earlier_file_names_for,
-    file_name_for,
+    TransferJob,
     node_name_key,
     notes_with_sha256,
     parse_content_sha256,
     parse_source_marker,
-    resolve_targets,
     source_marker,
-    upload_notes,
 )
-from .worker import JobResult
 
-__all__ = ["JobPlan", "KeyPlan", "MessageJob", "TargetPlan", "TransferJob", "TransferReport", "Transferer",
-           "clash_name"]
+__all__ = ["JobPlan", "KeyPlan", "TargetPlan", "TransferReport", "Transferer", "clash_name"]
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 STREAM_ATTEMPTS = 3  # a broken proxy upload cannot be resumed (append semantics): restart the file
-
-
-class TransferJob(Protocol):
-    """What the pipeline needs from a job, whatever message kind it came from.
-
-    Job messages (``MessageJob``) and S3 event notifications both provide it; the pipeline
-    never looks at the message format itself.
-    """
-
-    @property
-    def instance_domain(self) -> str: ...
-    @property
-    def bucket(self) -> str: ...
-    @property
-    def keys(self) -> tuple[str, ...]: ...
-    def describe(self) -> dict[str, object]: ...
-    def targets(self, account: DracoonAccount, now: datetime) -> list[ResolvedTarget]: ...
-    def file_name(self, key: str, content_type: str | None) -> str: ...
-    def earlier_file_names(self, key: str, content_type: str | None) -> tuple[str, ...]:
-        """Names earlier releases gave this key, so their uploads are still recognised (by marker)."""
-        ...
-    def notes(self, key: str, bucket: str, etag: str) -> str: ...
-
-
-@dataclass(frozen=True)
-class MessageJob:
-    """A parsed job message (the original's wire format) as a TransferJob."""
-
-    job: JobMessage
-    include_pii: bool = False
-
-    @property
-    def instance_domain(self) -> str:
-        return self.job.instance_domain
-
-    @property
-    def bucket(self) -> str:
-        return self.job.bucket
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        return self.job.keys
-
-    def describe(self) -> dict[str, object]:
-        return self.job.describe()
-
-    def targets(self, account: DracoonAccount, now: datetime) -> list[ResolvedTarget]:
-        return resolve_targets(self.job, account, now=now)
-
-    def file_name(self, key: str, content_type: str | None) -> str:
-        return file_name_for(self.job, key, content_type, key_count=len(self.job.keys))
-
-    def earlier_file_names(self, key: str, content_type: str | None) -> tuple[str, ...]:
-        return earlier_file_names_for(self.job, key, content_type, key_count=len(self.job.keys))
-
-    def notes(self, key: str, bucket: str, etag: str) -> str:
-        return upload_notes(self.job, key, bucket, etag, include_pii=self.include_pii)
 
 
 @dataclass
@@ -200,7 +135,6 @@ class Transferer:
         instances: InstanceProvider,
         cfg: AppConfig,
         *,
-        decode: Callable[[str], Sequence[TransferJob]] | None = None,
         on_bytes: Callable[[int], None] | None = None,
         on_integrity: Callable[[str, bool], None] | None = None,
     ) -> None:
@@ -210,39 +144,6 @@ class Transferer:
         self._pool = pool
         self._instances = instances
         self._cfg = cfg
-        self._decode = decode or self._decode_job_message
-
-    def _decode_job_message(self, body: str) -> list[TransferJob]:
-        return [MessageJob(parse_job_message(body), include_pii=self._cfg.log.include_pii)]
-
-    async def handle(self, msg: QueueMessage) -> JobResult:
-        """Worker entry point: decode the message into jobs, bind their log context, run them."""
-        total, instances = 0, set[str]()
-        s3_keys: list[str] = []
-        node_ids: list[int] = []
-        sha256: list[str] = []
-        integrity: list[str] = []
-        try:
-            for job in self._decode(msg.body):
-                structlog.contextvars.bind_contextvars(**job.describe())
-                s3_keys.extend(job.keys)
-                log.info("job_started", s3_keys=list(job.keys), code=Code.TRANSFERER_STATUS)
-                try:
-                    report = await self.run(job, files=node_ids)
-                except (AuthenticationFailed, WrongPassword) as exc:  # the account's, not the job's
-                    raise InstanceHeld(job.instance_domain, exc) from exc
-                total += report.bytes_read
-                sha256 += report.sha256
-                integrity += report.integrity
-                instances.add(job.instance_domain)
-        finally:
-            # For the lines after the job (job_failed_*, the worker's job_finished), whatever
-            # the outcome: which sources it was about and which DRACOON files hold them so far.
-            structlog.contextvars.bind_contextvars(s3_keys=s3_keys, node_ids=node_ids)
-        summary: dict[str, object] = {"integrity": integrity} if integrity else {}
-        if sha256:
-            summary["sha256"] = sha256
-        return JobResult(bytes_transferred=total, instances=tuple(sorted(instances)), summary=summary)
 
     async def run(
         self, job: TransferJob, *, now: datetime | None = None, files: list[int] | None = None

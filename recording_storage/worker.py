@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -23,10 +23,11 @@ import structlog
 
 from .config import QueueConfig, WorkersConfig
 from .errors import InstanceHeld, PermanentError, TransientError
+from .intake import JobResult
 from .logs import Code
 from .sqs import QueueMessage
 
-__all__ = ["JobResult", "PoolStats", "QueueLike", "WorkerPool", "backoff_seconds"]
+__all__ = ["PoolStats", "QueueLike", "WorkerPool", "backoff_seconds"]
 
 log = structlog.get_logger(__name__)
 
@@ -61,17 +62,6 @@ class MetricsLike(Protocol):
     def dlq_message(self, reason: str) -> None: ...
     def job_held(self, instance: str) -> None: ...
     def dead_letter_failed(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """What a handler reports on success: the byte count for the job's log line, and the
-    instances whose jobs it ran (a success proves that an instance's account works again)."""
-
-    bytes_transferred: int = 0
-    instances: tuple[str, ...] = ()
-    # Extra fields for the job's summary log line (per-object sha256 and integrity proofs).
-    summary: Mapping[str, object] = field(default_factory=dict)
 
 
 Handler = Callable[[QueueMessage], Awaitable[JobResult]]

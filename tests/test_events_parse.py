@@ -12,8 +12,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from recording_storage.errors import InvalidJobMessage, PermanentError
-from recording_storage.events import EventJob, Routes, compile_rules, decode_message, parse_s3_event
-from recording_storage.transfer import MessageJob
+from recording_storage.events import EventJob, Routes, compile_rules, parse_s3_event
+from recording_storage.intake import decode_message
+from recording_storage.targets import MessageJob
 from tests.fixtures.service import job_message
 
 

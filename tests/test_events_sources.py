@@ -12,7 +12,7 @@ from recording_storage.aws import bucket_settings, make_client_config
 from recording_storage.checks import configured_buckets
 from recording_storage.config import AwsConfig, BucketSourceConfig, S3Config, load_config
 from recording_storage.errors import ConfigError
-from recording_storage.events import make_decoder
+from recording_storage.intake import make_decoder
 from recording_storage.metrics import Metrics
 from recording_storage.s3 import S3Source
 

@@ -1,6 +1,6 @@
 """One queue, two message kinds: job messages and S3 event notifications, also SNS-wrapped.
 
-``decode_message`` is the ``Transferer``'s ``decode`` hook. What happens to each kind:
+``decode_message`` is the ``MessageHandler``'s decoder. What happens to each kind:
 
 * a job message (``docs/job-message.md``) -> one ``MessageJob``, parsed by ``parse_job_message``
   with all its checks; also when wrapped in an SNS envelope (raw delivery off);
@@ -27,12 +27,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ..errors import InvalidJobMessage, JobProblem, PermanentError
+from ..events import EventJob, Routes, is_test_event, load_routes, parse_s3_event
 from ..jobs import MAX_BODY_BYTES, looks_like_s3_event, parse_job_message
-from ..transfer import MessageJob, TransferJob
-from .job import EventJob
-from .loader import load_routes
-from .records import is_test_event, parse_s3_event
-from .rules import Routes
+from ..targets import MessageJob, TransferJob
 
 if TYPE_CHECKING:
     from ..config import AppConfig
@@ -115,7 +112,7 @@ def decode_message(
 
 
 def make_decoder(cfg: AppConfig, *, metrics: Metrics | None = None, routes: Routes | None = None) -> Decoder:
-    """The ``decode`` hook for ``Transferer``: loads and validates the rules now (``ConfigError``)."""
+    """The decoder for ``MessageHandler``: loads and validates the rules now (``ConfigError``)."""
     routes = load_routes(cfg) if routes is None else routes
     if routes.rules:
         log.info("routing_rules_loaded", rules=len(routes.rules), buckets=routes.buckets)
