@@ -233,7 +233,9 @@ async def transfer_runtime(stack: Stack, config: AppConfig) -> AsyncIterator[Run
         s3 = await exits.enter_async_context(
             S3Source(config.aws, config.s3, max_connections=max(10, config.s3.parallel_ranges + 1)))
         pool = await exits.enter_async_context(DracoonPool(config.dracoon))
-        transferer = Transferer(s3, pool, StaticInstances(stack.account()), config)
+        transferer = Transferer(s3, pool, StaticInstances(stack.account()), s3_cfg=config.s3,
+                                dracoon_cfg=config.dracoon, workers_cfg=config.workers,
+                                sharer_cfg=config.sharer)
         yield Runtime(config, s3, pool, transferer)
 
 

@@ -253,8 +253,8 @@ async def _serve(
     force: asyncio.Event | None = None,
 ) -> PoolStats:
     cfg = rt.config
-    transferer = Transferer(rt.s3, rt.pool, rt.instances, cfg,
-                            on_bytes=rt.metrics.add_bytes, on_integrity=rt.metrics.integrity_check)
+    transferer = Transferer(rt.s3, rt.pool, rt.instances, s3_cfg=cfg.s3, dracoon_cfg=cfg.dracoon,
+                            workers_cfg=cfg.workers, sharer_cfg=cfg.sharer, metrics=rt.metrics)
     workers = WorkerPool(
         rt.queue,
         MessageHandler(transferer, make_decoder(cfg, metrics=rt.metrics)),
