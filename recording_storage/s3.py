@@ -14,11 +14,11 @@ import asyncio
 import random
 import re
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import structlog
@@ -42,6 +42,7 @@ from .errors import PermanentError, TransientError
 from .integrity import CHECKSUM_ALGORITHMS, StoreDigests
 
 __all__ = [
+    "S3Metrics",
     "ObjectInfo", "S3Source", "SourceChanged", "SourceMissing", "StoreCapabilities",
 ]
 
@@ -53,6 +54,12 @@ RANGE_ATTEMPTS = 3
 RANGE_RETRY_BASE = 0.2  # seconds; doubled per attempt, with jitter
 # Bodies are read in pieces of at most this size, so no single read buffers a whole object.
 READ_PIECE = 1024 * 1024
+
+
+class S3Metrics(Protocol):
+    """What the S3 source reports (``metrics.Metrics`` fits): each retry of its own."""
+
+    def retry(self, system: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -200,10 +207,10 @@ class S3Source(ClientOwner):
         s3: S3Config,
         *,
         max_connections: int | None = None,
-        on_retry: Callable[[], None] | None = None,
+        metrics: S3Metrics | None = None,
     ) -> None:
         super().__init__()
-        self._on_retry = on_retry
+        self._metrics = metrics  # each range GET our own loop repeats
         self._aws = aws
         self._cfg = s3
         self._max_connections = max_connections or max(10, 4 * s3.parallel_ranges)
@@ -350,8 +357,8 @@ class S3Source(ClientOwner):
                     raise
                 log.warning("s3_range_retry", bucket=info.bucket, key=info.key, first=first, last=last,
                             attempt=attempt, error_code=exc.code, error=str(exc))
-                if self._on_retry is not None:
-                    self._on_retry()
+                if self._metrics is not None:
+                    self._metrics.retry("s3")
                 await asyncio.sleep(RANGE_RETRY_BASE * 2 ** (attempt - 1) * random.uniform(0.5, 1.0))
         raise AssertionError("unreachable")  # pragma: no cover
 

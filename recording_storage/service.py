@@ -84,18 +84,14 @@ async def open_runtime(config: AppConfig, *, with_health: bool = True) -> AsyncI
                 config.aws,
                 config.s3,
                 max_connections=max(10, config.workers.count * (config.s3.parallel_ranges + 1)),
-                on_retry=lambda: metrics.retry("s3"),
+                metrics=metrics,
             )
         )
         queue = await stack.enter_async_context(
             JobQueue(config.aws, config.queue, base_dir=config.base_dir, body_store=_s3_body_store(s3))
         )
         pool = await stack.enter_async_context(
-            DracoonPool(
-                config.dracoon,
-                metrics_hook=metrics.dracoon_request,
-                retry_hook=lambda: metrics.retry("dracoon"),
-            )
+            DracoonPool(config.dracoon, metrics=metrics)
         )
         runtime = Runtime(config, instances, s3, queue, pool, metrics, health)
         # Probes make one attempt (no client retries), so /healthcheck names the real cause
@@ -270,7 +266,7 @@ async def _serve(
     async with asyncio.TaskGroup() as tg:
         if cfg.sharer.enabled and not (drain or max_messages):
             sharer = Sharer(rt.instances, rt.pool, cfg.sharer, metrics=rt.metrics,
-                            on_pass=rt.health.sharer_pass)
+                            health=rt.health)
             tg.create_task(sharer.run(background_stop), name="sharer")
 
         async def flag_shutdown() -> None:

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import math
 import random
-from collections.abc import Callable
 from typing import Protocol
 
 import structlog
@@ -23,7 +22,7 @@ from .logs import Code
 from .metrics import SharerOutcome
 from .pool import DracoonPool
 
-__all__ = ["SharerMetrics", "Sharer"]
+__all__ = ["Sharer", "SharerHealth", "SharerMetrics"]
 
 log = structlog.get_logger(__name__)
 
@@ -36,11 +35,17 @@ class SharerMetrics(Protocol):
     def sharer_pass(self, outcome: SharerOutcome) -> None: ...
 
 
+class SharerHealth(Protocol):
+    """What the sharer tells the health state (``health.HealthState`` fits)."""
+
+    def sharer_pass(self, ok: bool) -> None: ...
+
+
 class Sharer:
     """Periodic pass over every configured instance; one failing instance never stops the loop.
 
-    ``metrics`` gets the keys served and each pass's outcome; ``on_pass(ok)`` (the health
-    state) learns whether the last pass served everything it could.
+    ``metrics`` gets the keys served and each pass's outcome; ``health`` learns whether the
+    last pass served everything it could.
     """
 
     def __init__(
@@ -50,13 +55,13 @@ class Sharer:
         cfg: SharerConfig,
         *,
         metrics: SharerMetrics | None = None,
-        on_pass: Callable[[bool], None] | None = None,
+        health: SharerHealth | None = None,
     ) -> None:
         self._instances = instances
         self._pool = pool
         self._cfg = cfg
         self._metrics = metrics
-        self._on_pass = on_pass
+        self._health = health
         # Why each instance of the last pass failed (or "" if the listing itself failed), for
         # ``recording-storage share`` to print; the log has the same lines.
         self.failures: dict[str, str] = {}
@@ -134,8 +139,8 @@ class Sharer:
     def _report(self, outcome: SharerOutcome) -> None:
         if self._metrics is not None:
             self._metrics.sharer_pass(outcome)
-        if self._on_pass is not None:
-            self._on_pass(outcome == "success")
+        if self._health is not None:
+            self._health.sharer_pass(outcome == "success")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Loop until ``stop``: first pass soon after start, then once per interval (+ jitter).

@@ -27,11 +27,16 @@ from .intake import JobResult
 from .logs import Code
 from .sqs import QueueMessage
 
-__all__ = ["PoolStats", "QueueLike", "WorkerPool", "backoff_seconds"]
+__all__ = ["PoolStats", "QueueLike", "WorkerHealth", "WorkerMetrics", "WorkerPool", "backoff_seconds"]
 
 log = structlog.get_logger(__name__)
 
 SQS_MAX_VISIBILITY = 43200  # 12 h: SQS rejects leases beyond this from the first receive
+LEASE_MARGIN = 60  # seconds kept free below SQS_MAX_VISIBILITY so the last extension is accepted
+# A failed receive (SQS down, credentials expired) is retried after RECEIVE_BACKOFF_BASE * 2^n
+# seconds, capped: soon enough to recover at once, slow enough not to hammer a broken endpoint.
+RECEIVE_BACKOFF_BASE = 0.5
+RECEIVE_BACKOFF_MAX = 30.0
 Outcome = Literal["success", "transient", "permanent", "cancelled"]
 
 
@@ -45,7 +50,9 @@ class QueueLike(Protocol):
     async def hold(self, msg: QueueMessage, delay: float) -> int: ...
 
 
-class HealthLike(Protocol):
+class WorkerHealth(Protocol):
+    """What the pool tells the health state (``health.HealthState`` fits)."""
+
     def worker_started(self, worker_id: str) -> None: ...
     def worker_stopped(self, worker_id: str) -> None: ...
     def worker_polled(self, worker_id: str) -> None: ...
@@ -55,7 +62,9 @@ class HealthLike(Protocol):
     def instance_recovered(self, instance: str) -> None: ...
 
 
-class MetricsLike(Protocol):
+class WorkerMetrics(Protocol):
+    """What the pool reports (``metrics.Metrics`` fits)."""
+
     def job_in_flight(self) -> AbstractContextManager[None]: ...
     def job_finished(self, outcome: Outcome, seconds: float | None = None) -> None: ...
     def queue_receive_error(self) -> None: ...
@@ -119,8 +128,8 @@ class WorkerPool:
         *,
         queue_cfg: QueueConfig,
         workers_cfg: WorkersConfig,
-        health: HealthLike,
-        metrics: MetricsLike,
+        health: WorkerHealth,
+        metrics: WorkerMetrics,
         drain: bool = False,
         max_messages: int | None = None,
         worker_id: str = "pool",
@@ -191,7 +200,7 @@ class WorkerPool:
                 failures += 1
                 self._health.receive_failed(exc)
                 self._metrics.queue_receive_error()
-                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                delay = min(RECEIVE_BACKOFF_MAX, RECEIVE_BACKOFF_BASE * 2 ** min(failures, 6))
                 log.warning("queue_receive_failed", error=str(exc), retry_in=delay, code=Code.SQS_ERROR)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
@@ -405,7 +414,7 @@ class WorkerPool:
         while True:
             await asyncio.sleep(interval)
             elapsed = time.monotonic() - started
-            remaining = SQS_MAX_VISIBILITY - elapsed - 60
+            remaining = SQS_MAX_VISIBILITY - elapsed - LEASE_MARGIN
             if remaining <= 0:
                 log.warning("lease_limit_reached", elapsed=int(elapsed))
                 return

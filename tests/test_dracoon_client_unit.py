@@ -45,6 +45,7 @@ from recording_storage.dracoon.s3upload import MIN_PART_SIZE, part_size_for
 from recording_storage.dracoon.upload import format_expiry
 from recording_storage.instances import DracoonAccount
 from tests.fixtures.keys import TestKeyPair
+from tests.fixtures.metrics import RecordedMetrics
 
 PASSWORD = "pw-S3cr3t-value"
 CLIENT_SECRET = "client-s3cret"
@@ -165,7 +166,8 @@ class FakeDracoon:
         self, *, hook: Callable[[str, str, int | None], None] | None = None, **settings: Any
     ) -> DracoonClient:
         cfg = DracoonConfig(**{"max_retries": 3, "upload_chunk_size": 64 * 1024, **settings})
-        return DracoonClient(self.account(), cfg, metrics_hook=hook, backoff_base=0.01, backoff_max=0.05)
+        metrics = RecordedMetrics(on_request=hook) if hook is not None else None
+        return DracoonClient(self.account(), cfg, metrics=metrics, backoff_base=0.01, backoff_max=0.05)
 
 
 @pytest.fixture
