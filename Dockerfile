@@ -26,6 +26,7 @@ WORKDIR /app
 COPY requirements.lock ./
 RUN pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md LICENSE ./
+# The service only: the DRACOON emulator (dracoon_emulator/) is a test double and stays out.
 COPY recording_storage ./recording_storage
 # --no-deps/--no-build-isolation: nothing is fetched here that the lock did not already check.
 RUN pip install --no-deps --no-build-isolation . \

@@ -20,8 +20,10 @@ $(BIN)/python:
 
 # setuptools reports every editable install with a multi-line "BuildBackendWarning: Editable
 # installation" banner that --quiet does not silence; filter exactly that message, nothing else.
-$(STAMP): pyproject.toml | $(BIN)/python
-	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e '.[dev]'
+# The DRACOON emulator is a second distribution (dracoon_emulator/pyproject.toml), installed by
+# path here: no extra of recording-storage can add it, and `pip install .` must not ship it.
+$(STAMP): pyproject.toml dracoon_emulator/pyproject.toml | $(BIN)/python
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e ./dracoon_emulator -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -33,13 +35,13 @@ soak: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check recording_storage tests bench tools
+	$(BIN)/ruff check recording_storage dracoon_emulator tests bench tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache --no-logo
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix recording_storage tests bench tools
-	$(BIN)/ruff format recording_storage tests bench tools
+	$(BIN)/ruff check --fix recording_storage dracoon_emulator tests bench tools
+	$(BIN)/ruff format recording_storage dracoon_emulator tests bench tools
 
 demo: $(STAMP)
 	$(BIN)/recording-storage demo
@@ -60,4 +62,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bench/results.json
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bench/results.json dracoon_emulator/build

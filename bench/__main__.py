@@ -10,6 +10,7 @@ from bench.common import run
 MODULES = [
     "bench.crypto_bench",
     "bench.pipeline_bench",
+    "bench.cpu_bench",
     "bench.load_bench",
 ]
 

@@ -85,3 +85,55 @@ def apply() -> None:
     S3Response.get_object = get_object  # type: ignore[method-assign]
     S3Response.key_response = key_response  # type: ignore[method-assign]
     _applied = True
+
+
+def _operation(environ: Any) -> str:
+    """The AWS operation of a WSGI request: ``sqs:<Target>`` or ``s3:<method><Object|Bucket>``."""
+    target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+    if target.startswith("AmazonSQS."):
+        return "sqs:" + target.split(".", 1)[1]
+    method = str(environ.get("REQUEST_METHOD", "?"))
+    bucket, _, key = str(environ.get("PATH_INFO", "")).lstrip("/").partition("/")
+    query = str(environ.get("QUERY_STRING", ""))
+    if key:
+        names = {"GET": "GetObject", "HEAD": "HeadObject", "PUT": "PutObject", "DELETE": "DeleteObject"}
+        if "uploadId=" in query or query.startswith("uploads"):
+            return f"s3:{method}Multipart"
+        return "s3:" + names.get(method, method + "Object")
+    return f"s3:{method}Bucket" if bucket else f"s3:{method}"
+
+
+def count_and_delay(rtt_ms: float) -> None:
+    """Count every request by operation and hold each for ``rtt_ms`` before moto answers it.
+
+    The count is served (and reset, with ``DELETE``) at ``/_bench/requests``: requests as the
+    server saw them, retries included. The delay stands in for a network round trip (the server
+    thread sleeps; moto's server is threaded, so concurrent requests wait side by side).
+    """
+    import json
+    import time
+    from collections import Counter
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    counts: Counter[str] = Counter()
+    lock = threading.Lock()
+    original_call = DomainDispatcherApplication.__call__
+
+    def call(self: Any, environ: Any, start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == "/_bench/requests":
+            with lock:
+                body = json.dumps(dict(counts)).encode()
+                if environ.get("REQUEST_METHOD") == "DELETE":
+                    counts.clear()
+            start_response("200 OK", [("Content-Type", "application/json"),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
+        with lock:
+            counts[_operation(environ)] += 1
+        if rtt_ms:
+            time.sleep(rtt_ms / 1000)
+        return original_call(self, environ, start_response)
+
+    DomainDispatcherApplication.__call__ = call  # type: ignore[method-assign]
+

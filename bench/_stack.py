@@ -138,7 +138,7 @@ class _Server:
 @functools.cache
 def _fixture() -> dict[str, Any]:
     """The seeded tenant; the RSA-4096 key pair is generated once per bench process."""
-    from recording_storage.emulator.fixture import demo_fixture
+    from dracoon_emulator.fixture import demo_fixture
 
     return demo_fixture(login=LOGIN, password=PASSWORD, encryption_password=ENCRYPTION_PASSWORD,
                         parent_room="Bench", parent_room_id=PARENT_ROOM_ID, kdf_iterations=KDF_ITERATIONS)
@@ -151,6 +151,7 @@ class Stack:
     aws_endpoint: str | None
     dracoon_url: str
     server_pids: Mapping[str, int] = field(default_factory=dict)
+    sink_url: str | None = None
 
     def account(self) -> DracoonAccount:
         return DracoonAccount(
@@ -182,19 +183,36 @@ def app_config(data: Mapping[str, Any]) -> AppConfig:
 
 
 @contextmanager
-def running_stack(emulator: Mapping[str, Any] | None = None, *, with_moto: bool = True) -> Iterator[Stack]:
-    """Start moto (optional) and the emulator (``emulator``: extra EmulatorConfig keys)."""
+def running_stack(
+    emulator: Mapping[str, Any] | None = None, *, with_moto: bool = True, aws_rtt_ms: float = 0,
+    with_sink: bool = False, aws_keep_alive: bool = False,
+) -> Iterator[Stack]:
+    """Start moto (optional) and the emulator (``emulator``: extra EmulatorConfig keys).
+
+    ``aws_rtt_ms`` delays every moto request (a round trip); ``with_sink`` adds a server that
+    drops whatever is POSTed to it (``Stack.sink_url``). ``aws_keep_alive`` puts a keep-alive
+    front before moto (``aws_endpoint`` is then the front's), for small-request benchmarks.
+    """
     config = {"discard_content": True, "clients": {CLIENT_ID: CLIENT_SECRET}, **(emulator or {})}
     servers: list[_Server] = []
     try:
         # Start both before waiting for either: their imports take a second or two each.
-        moto = _Server("moto") if with_moto else None
+        moto = _Server("moto", {"rtt_ms": aws_rtt_ms}) if with_moto else None
         if moto is not None:
             servers.append(moto)
         dracoon = _Server("emulator", {"config": config, "fixture": _fixture()})
         servers.append(dracoon)
-        yield Stack(moto.url() if moto is not None else None, dracoon.url(),
-                    {server.kind: server.proc.pid for server in servers})
+        sink = _Server("sink") if with_sink else None
+        if sink is not None:
+            servers.append(sink)
+        aws_endpoint = moto.url() if moto is not None else None
+        if aws_endpoint is not None and aws_keep_alive:
+            front = _Server("front", {"upstream": aws_endpoint})
+            servers.append(front)
+            aws_endpoint = front.url()
+        yield Stack(aws_endpoint, dracoon.url(),
+                    {server.kind: server.proc.pid for server in servers},
+                    sink.url() if sink is not None else None)
     finally:
         for server in servers:
             server.stop()

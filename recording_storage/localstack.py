@@ -79,6 +79,20 @@ def _moto() -> Any:
     return ThreadedMotoServer
 
 
+def _emulator() -> Any:
+    """The DRACOON emulator package, imported only here: the service's production path never
+    loads it, and the production image does not carry it (a distribution of its own)."""
+    try:
+        import dracoon_emulator
+    except ImportError as exc:  # dracoon_emulator/ was not installed next to the service
+        raise PermanentError(
+            "the local stack needs the DRACOON emulator: from a clone, pip install ./dracoon_emulator"
+            " (make demo does this)",
+            code="missing_dependency",
+        ) from exc
+    return dracoon_emulator
+
+
 def _write_config(
     directory: Path,
     aws_endpoint: str,
@@ -184,10 +198,7 @@ def _hold_directory(directory: Path) -> Iterator[None]:
 
 @asynccontextmanager
 async def _start(directory: Path, kdf_iterations: int | None) -> AsyncIterator[LocalStack]:
-    # Lazily, like moto: the emulator is a local/dev extra, not part of the service's import graph.
-    from .emulator import DracoonEmulator
-    from .emulator.fixture import demo_fixture
-
+    emulator_package = _emulator()
     moto = _moto()(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     # moto's werkzeug logs every request; the service's own logs say what matters.
@@ -195,14 +206,14 @@ async def _start(directory: Path, kdf_iterations: int | None) -> AsyncIterator[L
     try:
         host, port = moto.get_host_and_port()
         aws_endpoint = f"http://{host}:{port}"
-        fixture = demo_fixture(
+        fixture = emulator_package.demo_fixture(
             login=SERVICE_LOGIN,
             password=SERVICE_PASSWORD,
             encryption_password=SERVICE_SECRET,
             members={MEMBER_LOGIN: (MEMBER_PASSWORD, MEMBER_SECRET)},
             kdf_iterations=kdf_iterations,
         )
-        emulator = DracoonEmulator.from_fixture(fixture)
+        emulator = emulator_package.DracoonEmulator.from_fixture(fixture)
         parent_room_id = int(fixture["rooms"][0]["id"])
         async with emulator:
             # Bootstrap config (no topics file yet) to create what the generated one points at.

@@ -175,7 +175,7 @@ def _error_summary(exc: BaseException) -> str:
 
 def _log_deleted(info: ObjectInfo, check: str) -> None:
     """``delete_check`` says what proved the deleted object was the transferred version."""
-    log.info("s3_deleted", bucket=info.bucket, key=info.key, etag=info.etag,
+    log.info("s3_deleted", bucket=info.bucket, s3_key=info.key, etag=info.etag,
              version_id=info.pinned_version, delete_check=check)
 
 
@@ -305,7 +305,7 @@ class S3Source(ClientOwner):
             metadata=dict(resp.get("Metadata") or {}),
             digests=digests,
         )
-        log.debug("s3_head", bucket=bucket, key=key, size=info.size, etag=info.etag)
+        log.debug("s3_head", bucket=bucket, s3_key=key, bytes=info.size, etag=info.etag)
         return info
 
     async def iter_chunks(
@@ -355,7 +355,7 @@ class S3Source(ClientOwner):
             except TransientError as exc:
                 if attempt == RANGE_ATTEMPTS:
                     raise
-                log.warning("s3_range_retry", bucket=info.bucket, key=info.key, first=first, last=last,
+                log.warning("s3_range_retry", bucket=info.bucket, s3_key=info.key, first=first, last=last,
                             attempt=attempt, error_code=exc.code, error=str(exc))
                 if self._metrics is not None:
                     self._metrics.retry("s3")
@@ -448,7 +448,7 @@ class S3Source(ClientOwner):
         answers = await asyncio.gather(*(one(n) for n in range(1, parts + 1)))
         sizes = tuple(size or 0 for _, size, _ in answers)
         if any(count != parts for _, _, count in answers) or sum(sizes) != info.size or 0 in sizes:
-            log.info("s3_part_layout_unavailable", bucket=info.bucket, key=info.key, parts=parts)
+            log.info("s3_part_layout_unavailable", bucket=info.bucket, s3_key=info.key, parts=parts)
             return None
         return sizes
 
@@ -519,12 +519,15 @@ class S3Source(ClientOwner):
         try:
             current = await self.head(info.bucket, info.key)
         except SourceMissing:
-            log.info("s3_delete_already_gone", bucket=info.bucket, key=info.key)
+            log.info("s3_delete_already_gone", bucket=info.bucket, s3_key=info.key)
             return
         if current.etag != info.etag:
             raise SourceChanged(f"{what}: the key now holds ETag {current.etag}, not the transferred "
                                 f"{info.etag}")
         mode = self.settings(info.bucket).conditional_delete
+        if mode == "required" and info.bucket in self._refuses_conditional_delete:
+            # Learned by another job while this one was already past ``check_deletable``.
+            raise _required_refused(info.bucket)
         if mode != "off" and info.bucket not in self._refuses_conditional_delete:
             try:
                 deleted = await self._delete_call(info, what, IfMatch=info.etag)
@@ -563,7 +566,7 @@ class S3Source(ClientOwner):
             error = translate_error(exc, what=what, resource="object")
             if isinstance(error, SourceMissing) or error.code == "no_such_bucket":
                 # A redelivered job whose delete already happened: the goal is met.
-                log.info("s3_delete_already_gone", bucket=info.bucket, key=info.key)
+                log.info("s3_delete_already_gone", bucket=info.bucket, s3_key=info.key)
                 return False
             raise error from exc
         return True

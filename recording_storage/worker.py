@@ -144,6 +144,7 @@ class WorkerPool:
         self._max_messages = max_messages
         self._id = worker_id
         self._running: set[asyncio.Task[None]] = set()
+        self._acks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self.stats = PoolStats(last_outcome={} if drain or max_messages is not None else None)
 
@@ -172,6 +173,9 @@ class WorkerPool:
         finally:
             receiving.cancel()
             await self._shutdown(force)
+            if self._acks:  # finished jobs whose deletes are still on their way: never dropped
+                log.info("waiting_for_acks", pending=len(self._acks))
+                await asyncio.wait(set(self._acks))
             self._health.worker_stopped(self._id)
             log.info("worker_pool_stopped", outcomes=self.stats.outcomes)
         return self.stats
@@ -300,6 +304,7 @@ class WorkerPool:
             outcome, error_code = "permanent", exc.code
             await self._settle(self._dead_letter(msg, exc))
         except InstanceHeld as exc:
+            error_code = exc.code
             await self._settle(self._hold(msg, exc))
         except TransientError as exc:
             error_code = exc.code
@@ -315,7 +320,11 @@ class WorkerPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
         if outcome == "success":
-            await self._settle(self._ack(msg))
+            # The slot is free at once: the delete may wait a moment to share a batch call
+            # (sqs.DELETE_LINGER). The pool waits for every ack before it stops.
+            ack = asyncio.create_task(self._ack(msg))
+            self._acks.add(ack)
+            ack.add_done_callback(self._acks.discard)
         elif outcome == "cancelled":
             # Shutdown: give the message back at once; a redelivery repeats only idempotent steps.
             await self._settle(self._release(msg, 0))
@@ -379,9 +388,11 @@ class WorkerPool:
 
         Every job of the instance fails alike until an operator fixes the account, so none is
         dead-lettered and none counts toward ``queue.max_receives``; the backoff grows with how
-        often this job was held. /readyz and the metrics name the instance.
+        often this job was held (or received). /readyz and the metrics name the instance.
         """
-        delay = backoff_seconds(msg.held_count + 1, self._qcfg)
+        # A FIFO queue only releases a held job (no re-send): its held count stays, its receive
+        # count grows, and the backoff must grow with that before the RedrivePolicy runs out.
+        delay = backoff_seconds(max(msg.held_count + 1, msg.receive_count), self._qcfg)
         self._health.instance_held(exc.instance, exc)
         self._metrics.job_held(exc.instance)
         log.error("job_held_instance_unavailable", instance=exc.instance, error=str(exc),
@@ -396,9 +407,9 @@ class WorkerPool:
 
     async def _dead_letter(self, msg: QueueMessage, exc: PermanentError) -> None:
         log.error("job_failed_permanent", error=str(exc), error_code=exc.code, code=Code.TRANSFERER_ERROR)
-        self._metrics.dlq_message(exc.code)
         try:
             await self._queue.dead_letter(msg, exc.code, str(exc))
+            self._metrics.dlq_message(exc.code)  # only once it is there: the counter means the DLQ
         except (TransientError, PermanentError) as err:
             # Never a silent loop: logged and counted each time, retried after the backoff (the
             # RedrivePolicy still applies), with the reason in this log line.

@@ -1,7 +1,7 @@
 """Shared test set-up. Fixtures live in tests/fixtures/<system>.py, one module per system.
 
 Every DRACOON emulator the suite starts (fixtures, the local stack, subprocesses) checks its
-answers against DRACOON's description (``recording_storage/emulator/contract.py``): the
+answers against DRACOON's description (``dracoon_emulator/contract.py``): the
 environment switch is set before any test runs, a violation fails the test that caused it (at
 teardown, listing them), and the session ends with the number of answers validated.
 """
@@ -15,7 +15,7 @@ import pytest
 import structlog
 from _pytest.terminal import TerminalReporter
 
-from recording_storage.emulator import contract
+from dracoon_emulator import contract
 
 pytest_plugins = [
     "tests.fixtures.keys",

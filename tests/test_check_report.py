@@ -39,7 +39,9 @@ def app_yaml(stack: Stack, tmp_path: Path, **sections: dict[str, Any]) -> Path:
     """What an operator would write for the stack (log level left at its default, info)."""
     data: dict[str, Any] = {
         "aws": {"endpoint_url": stack.config.aws.endpoint_url, "region": stack.config.aws.region},
-        "queue": {"name": stack.queue_cfg.name, "dlq_name": stack.queue_cfg.dlq_name, "topics_file": None},
+        "queue": {"name": stack.queue_cfg.name, "dlq_name": stack.queue_cfg.dlq_name, "topics_file": None,
+                  # below the stack queue's RedrivePolicy, as `check` demands (sqs max receives)
+                  "max_receives": stack.config.queue.max_receives},
         "instances": {"source": "file", "file": str(stack.config.instances.file)},
         "sharer": {"enabled": False},
         "health": {"enabled": False},
@@ -92,6 +94,7 @@ async def test_warns_when_only_defaults_and_environment_apply(
         "AWS__ENDPOINT_URL": str(stack.config.aws.endpoint_url), "QUEUE__NAME": stack.queue_cfg.name,
         "QUEUE__DLQ_NAME": str(stack.queue_cfg.dlq_name), "QUEUE__TOPICS_FILE": "null",
         "INSTANCES__FILE": str(stack.config.instances.file), "HEALTH__ENABLED": "false",
+        "QUEUE__MAX_RECEIVES": str(stack.config.queue.max_receives),
     }.items():
         monkeypatch.setenv(f"RECORDING_STORAGE__{key}", value)
     code, results, _, _ = await check(capsys)

@@ -456,11 +456,10 @@ def test_template_variables_table_is_complete() -> None:
 
 
 def _source_codes() -> set[str]:
-    """Every error code string the service's own modules (not the emulator) define."""
+    """Every error code string the service's own modules (the emulator lives outside) define."""
     codes: set[str] = set()
     for path in (ROOT / "recording_storage").rglob("*.py"):
-        if "emulator" not in path.parts:
-            codes.update(re.findall(r"\bcode\s*=\s*\"([a-z_]+)\"", read(path)))
+        codes.update(re.findall(r"\bcode\s*=\s*\"([a-z_]+)\"", read(path)))
     return codes
 
 
@@ -488,7 +487,7 @@ def _ops_doc() -> str:
 
 
 def _source_text() -> dict[Path, str]:
-    return {p: read(p) for p in (ROOT / "recording_storage").rglob("*.py") if "emulator" not in p.parts}
+    return {p: read(p) for p in (ROOT / "recording_storage").rglob("*.py")}
 
 
 def test_every_cli_command_and_option_is_documented() -> None:
@@ -821,10 +820,12 @@ def test_scale_on_in_flight_is_chosen_and_explained() -> None:
 TOOLING_CALLS = {"create_bucket", "create_queue", "put_object"}
 # s3.probe_buckets; check --write-probe (an operator identity): documented as add-ons
 OPTIONAL_CALLS = {"head_bucket": "s3:ListBucket", "get_bucket_versioning": "s3:GetBucketVersioning"}
-CALL_ACTIONS = {"head_object": "s3:GetObject"}
+# IAM has no action of its own for SQS batch calls: each needs its single call's action.
+CALL_ACTIONS = {"head_object": "s3:GetObject", "delete_message_batch": "sqs:DeleteMessage"}
 
 
 CONFIG_BUCKET_ARN = "arn:aws:s3:::CONFIG_BUCKET"
+RECORDINGS_BUCKET_ARN = "arn:aws:s3:::RECORDINGS_BUCKET"
 
 
 def test_iam_policy_lets_fetch_config_tell_missing_from_denied() -> None:
@@ -865,8 +866,10 @@ def test_iam_policy_grants_exactly_what_the_worker_calls(deployed: tuple[AppConf
         action = CALL_ACTIONS.get(call) or OPTIONAL_CALLS.get(call) or (
             f"{service}:" + "".join(p.title() for p in call.split("_")))
         if call in OPTIONAL_CALLS:
-            # Only the config bucket's prefix listing (fetch_config), never the recordings.
-            assert grants.get(action, set()) <= {CONFIG_BUCKET_ARN} and action in _ops_doc(), call
+            # ListBucket: the config bucket's prefix (fetch_config) and the recordings bucket (a
+            # missing key must answer 404, not 403); nothing else is granted for these calls.
+            assert grants.get(action, set()) <= {CONFIG_BUCKET_ARN, RECORDINGS_BUCKET_ARN}, call
+            assert action in _ops_doc(), call
             continue
         assert action in grants, f"{call} needs {action}"
     queue_arn = f"arn:aws:sqs:REGION:ACCOUNT:{cfg.queue.name}"
@@ -876,6 +879,9 @@ def test_iam_policy_grants_exactly_what_the_worker_calls(deployed: tuple[AppConf
     assert grants["sqs:SendMessage"] == {queue_arn, dlq_arn}
     assert grants["sqs:GetQueueAttributes"] == {queue_arn, dlq_arn}  # `check` reads both
     assert "s3:GetObjectVersion" in grants and "kms:Decrypt" in grants
+    # Without ListBucket S3 answers a gone key with 403: a source the service itself already
+    # deleted (redelivery after a crash, overlapping delivery) would be a false dead letter.
+    assert RECORDINGS_BUCKET_ARN in grants["s3:ListBucket"]
 
 
 # -- release hygiene --------------------------------------------------------------------------
@@ -962,7 +968,9 @@ def test_build_context_holds_only_what_the_image_copies() -> None:
                       ".mypy_cache/3.11/x.json", ".ruff_cache/x", ".pytest_cache/v/x", ".hypothesis/x",
                       "bench/results.json", "tests/test_docs.py", ".env",
                       "recording_storage/__pycache__/cli.cpython-311.pyc",
-                      "recording_storage.egg-info/PKG-INFO"):
+                      "recording_storage.egg-info/PKG-INFO",
+                      # the DRACOON emulator is a test double, not part of the production image
+                      "dracoon_emulator/app.py", "dracoon_emulator/data/dracoon_request_schemas.json"):
         assert not _docker_context_includes(secretish, patterns), f"{secretish} is in the build context"
     copied = [args.split()[:-1] for keyword, args in _dockerfile() if keyword == "COPY"]
     sources = [src for srcs in copied for src in srcs if not src.startswith("--")]

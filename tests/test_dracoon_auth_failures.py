@@ -15,6 +15,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import structlog
 import yaml
 from pydantic import SecretStr
 
@@ -160,14 +161,18 @@ def set_encryption_password(stack: Stack, password: str) -> None:
 
 async def test_wrong_encryption_password_holds_the_job_too(stack: Stack) -> None:
     """An encryption password that does not unlock the account's key pair fails every job of the
-    instance alike: the job is held (twice here, a bounded run), never dead-lettered."""
+    instance alike: the job is held (twice here, a bounded run), never dead-lettered. Each
+    ``job_finished`` names the reason, as for any other failure."""
     set_encryption_password(stack, "Not-The-Right-Pw-1")
     await stack.put(KEY, b"recording bytes")
     await stack.send(job_message(stack.bucket, [KEY]))
 
-    stats = await serve(stack.config, max_messages=2, install_signals=False)
+    with structlog.testing.capture_logs() as logs:
+        stats = await serve(stack.config, max_messages=2, install_signals=False)
 
     assert stats.outcomes == {"transient": 2}
+    finished = [(e["outcome"], e["error_code"]) for e in logs if e["event"] == "job_finished"]
+    assert finished == [("transient", "wrong_password")] * 2
     visible, in_flight, dead = await stack.queue_counts()
     assert (visible + in_flight, dead) == (1, 0)  # the held copy waits; nothing in the DLQ
     assert await stack.exists(KEY)

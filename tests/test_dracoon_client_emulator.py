@@ -26,6 +26,7 @@ from recording_storage.dracoon import (
     DracoonTransientError,
     FileKeyItem,
     Node,
+    NotFound,
     ProxyUpload,
     QuotaExceeded,
     S3DirectUpload,
@@ -179,12 +180,33 @@ async def test_concurrent_creates_yield_one_room(dracoon_emulator: DracoonEnv) -
 
 
 async def test_stale_room_cache_recovers(client: DracoonClient, dracoon_emulator: DracoonEnv) -> None:
-    """A cached room deleted behind our back is noticed (404) and the path created afresh."""
+    """A path resolved again within the cache's lifetime costs no request at all. A cached room
+    deleted behind our back is noticed at the first call on it (a transient ``room_gone``, never
+    a permanent 404), and the next resolution creates the path afresh."""
     parent = dracoon_emulator.parent_room_id
     first = await client.ensure_room_path(parent, ["Gone", "Deeper"])
+    requests = dracoon_emulator.emulator.faults.requests
+    before = sum(requests.values())
+    assert (await client.ensure_room_path(parent, ["Gone", "Deeper"])) == first
+    assert sum(requests.values()) == before
     dracoon_emulator.state.delete_node(first.parent_id)  # type: ignore[arg-type]
+    stale = await client.ensure_room_path(parent, ["Gone", "Deeper"])
+    with pytest.raises(DracoonTransientError) as err:
+        await client.find_child(stale.id, "recording.mp4")
+    assert err.value.code == "room_gone"
     second = await client.ensure_room_path(parent, ["Gone", "Deeper"])
     assert second.id != first.id and second.id in dracoon_emulator.state.nodes
+    assert await client.find_child(second.id, "recording.mp4") is None
+
+
+async def test_deleted_room_that_was_not_cached_stays_not_found(
+    client: DracoonClient, dracoon_emulator: DracoonEnv
+) -> None:
+    """Only rooms handed out from the cache turn a 404 into ``room_gone``; another node is 404."""
+    room = dracoon_emulator.state.add_room("Elsewhere", parent_id=dracoon_emulator.parent_room_id)
+    dracoon_emulator.state.delete_node(room.id)
+    with pytest.raises(NotFound):
+        await client.find_child(room.id, "recording.mp4")
 
 
 async def test_room_path_rejects_non_rooms_and_plain_rooms(

@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from dracoon_emulator import EmulatorConfig
 from recording_storage.config import DracoonConfig
 from recording_storage.crypto import EncryptedFileKey, FileEncryptor, encrypt_file_key, generate_file_key
 from recording_storage.dracoon import DracoonClient, DracoonPermanentError, Node, S3DirectUpload
 from recording_storage.dracoon.s3upload import MIN_PART_SIZE
-from recording_storage.emulator import EmulatorConfig
 from tests.fixtures.dracoon import DracoonEnv, EmulatorApi, emulator_config
 
 pytestmark = pytest.mark.integration

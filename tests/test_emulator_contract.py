@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from recording_storage.emulator import DracoonEmulator, EmulatorConfig
-from recording_storage.emulator.contract import (
+from dracoon_emulator import DracoonEmulator, EmulatorConfig
+from dracoon_emulator.contract import (
     ResponseContract,
     Tally,
     described_operations,
     route_template,
 )
-from recording_storage.emulator.errors import error_body
+from dracoon_emulator.errors import error_body
 from tests.fixtures.dracoon import DracoonEnv, EmulatorApi, basic_auth
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import time
 import aiohttp
 import pytest
 
-from recording_storage.emulator import EmulatorConfig, FaultInjector, FaultRule
+from dracoon_emulator import EmulatorConfig, FaultInjector, FaultRule
 from tests.fixtures.dracoon import DracoonEnv, EmulatorApi
 
 pytestmark = pytest.mark.integration
@@ -139,6 +139,27 @@ async def test_control_endpoints(dracoon_emulator: DracoonEnv, dracoon_api: Emul
     assert token not in str(summary) and env.service_user.password not in str(summary)
     assert (await dracoon_api.call("POST", "/_emulator/clock", json={"advance": 7200}))[0] == 200
     assert (await dracoon_api.call("GET", ACCOUNT, token))[0] == 401
+
+
+async def test_requests_counted_by_route_template(dracoon_emulator: DracoonEnv,
+                                                  dracoon_api: EmulatorApi) -> None:
+    """The emulator counts API requests by method and route template (ids and tokens stay out of
+    the keys), faulted ones too, control calls not; DELETE resets the count."""
+    env = dracoon_emulator
+    assert (await dracoon_api.call("DELETE", "/_emulator/requests"))[0] == 204
+    token = await dracoon_api.login_as(env.service_user)
+    env.emulator.faults.add(path="^/api/v4/user/account$", status=503, count=1)
+    for _ in range(2):
+        await dracoon_api.call("GET", ACCOUNT, token)
+    await dracoon_api.call("GET", "/api/v4/nodes/4711", token)
+    await dracoon_api.call("GET", "/api/v4/nodes/4712", token)
+    status, counts = await dracoon_api.call("GET", "/_emulator/requests")
+    assert status == 200
+    assert counts["GET /api/v4/user/account"] == 2
+    assert counts["GET /api/v4/nodes/{node_id}"] == 2
+    assert not any("_emulator" in key or "4711" in key for key in counts)
+    assert (await dracoon_api.call("DELETE", "/_emulator/requests"))[0] == 204
+    assert (await dracoon_api.call("GET", "/_emulator/requests"))[1] == {}
 
 
 @pytest.mark.parametrize(

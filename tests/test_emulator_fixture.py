@@ -8,14 +8,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from recording_storage.crypto import KeyPairVersion, UserKeyPair, unlock_key_pair
-from recording_storage.emulator import (
+from dracoon_emulator import (
     DracoonEmulator,
     EmulatorState,
     demo_fixture,
     load_fixture,
     run_emulator,
 )
+from recording_storage.crypto import KeyPairVersion, UserKeyPair, unlock_key_pair
 from tests.fixtures.keys import make_test_keypair
 
 pytestmark = pytest.mark.integration

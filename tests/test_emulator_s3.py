@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from recording_storage.emulator import EmulatorConfig
+from dracoon_emulator import EmulatorConfig
 from tests.fixtures.dracoon import DracoonEnv, EmulatorApi, emulator_config, encrypt_for
 
 pytestmark = pytest.mark.integration

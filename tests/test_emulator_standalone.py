@@ -1,4 +1,4 @@
-"""The standalone emulator, ``python -m recording_storage.emulator``, as a child process on a real
+"""The standalone emulator, ``python -m dracoon_emulator``, as a child process on a real
 socket: seeded from a YAML file, usable by any client, stopped cleanly by Ctrl-C."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tests.fixtures.dracoon import basic_auth
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLE_SEED = REPO / "recording_storage" / "emulator" / "example-seed.yaml"
+EXAMPLE_SEED = REPO / "dracoon_emulator" / "example-seed.yaml"
 READY = "Ctrl-C stops it."
 SEED = {
     "users": [
@@ -34,7 +34,7 @@ SEED = {
 
 async def _start(*args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "recording_storage.emulator", *args,
+        sys.executable, "-m", "dracoon_emulator", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=REPO, env=dict(os.environ),
     )  # fmt: skip
 

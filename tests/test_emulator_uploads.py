@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from recording_storage.emulator.model import GCM_MAX_PLAINTEXT
+from dracoon_emulator.model import GCM_MAX_PLAINTEXT
 from tests.fixtures.dracoon import DracoonEnv, EmulatorApi, encrypt_for
 
 pytestmark = pytest.mark.integration

@@ -200,3 +200,14 @@ def test_cpu_ceiling_is_the_busiest_process_or_the_cores() -> None:
     assert cpu_ceiling(one, many, startup=0.5, cores=2) == pytest.approx(0.1 / 0.03)  # all on 2 cores
     assert cpu_ceiling(one, many, startup=0.5, cores=8) == pytest.approx(0.1 / 0.03)  # service-bound
     assert cpu_ceiling(one, many, startup=0.5, cores=1) == pytest.approx(0.1 / 0.06)
+
+
+def test_requests_per_job_by_system() -> None:
+    """The load bench's request figures: what the servers counted, per job, per system."""
+    run = LoadRun(workers=8, jobs=4, seconds=1.0, cpu={}, requests={
+        "sqs:ReceiveMessage": 2, "sqs:DeleteMessageBatch": 1, "s3:HeadObject": 4, "s3:GetObject": 4,
+        "dracoon:GET /api/v4/nodes": 6})
+    assert run.requests_per_job("sqs") == 0.75
+    assert run.requests_per_job("s3") == 2.0
+    assert run.requests_per_job("dracoon") == 1.5
+    assert run.requests_per_job() == 4.25

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import logging
@@ -9,6 +10,7 @@ import re
 import time
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import recording_storage
 from recording_storage import logs
 from recording_storage.config import LogConfig
 from recording_storage.logs import Code, configure_logging, redact, redact_text, register_secrets
@@ -352,3 +355,39 @@ def test_every_secret_name_passes_the_fast_precheck(name: str) -> None:
     """The substring pre-check must never skip a string the full patterns would redact."""
     assert redact_text(f"{name}=hunter2value") == f"{name}=***"
     assert redact_text(f'{{"{name.upper()}": "hunter2value"}}') == f'{{"{name.upper()}": "***"}}'
+
+
+# One name per field across all events (docs/operations.md, "Logs"): the names on the left were
+# used by some events while others said the same thing with the name on the right.
+_RETIRED_FIELD_NAMES = {"key": "s3_key", "size": "bytes", "object_key": "s3_key", "node_id": "file_id"}
+
+
+def _log_calls(root: Path) -> list[tuple[str, int, str, list[str]]]:
+    """(file, line, event, keyword names) of every ``log.<level>(...)`` call under ``root``."""
+    calls = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in {"debug", "info", "warning", "error", "exception", "critical"}
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "log"
+            ):
+                event = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else "?"
+                names = [k.arg for k in node.keywords if k.arg]
+                calls.append((str(path.relative_to(root)), node.lineno, str(event), names))
+    return calls
+
+
+def test_every_event_names_a_field_the_same_way() -> None:
+    package = Path(recording_storage.__file__).parent
+    calls = [c for c in _log_calls(package) if not c[0].startswith("emulator")]
+    assert len(calls) > 100  # the scan sees the service's events
+    retired = [
+        f"{file}:{line} {event}: {name}= (say {_RETIRED_FIELD_NAMES[name]}=)"
+        for file, line, event, names in calls
+        for name in names
+        if name in _RETIRED_FIELD_NAMES
+    ]
+    assert not retired, "\n".join(retired)

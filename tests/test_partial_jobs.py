@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+import structlog
 
 from recording_storage.s3 import S3Source
 from tests.fixtures.awsproxy import AwsCall, AwsFaultProxy, running_proxy
@@ -115,7 +116,7 @@ async def test_a_missing_source_means_nothing_is_uploaded(stack: Stack, keys: li
 async def test_files_completed_before_a_target_fails_get_their_keys(stack: Stack) -> None:
     """Fan-out to two rooms; the second completion is refused for good (507, room quota). The job
     is dead-lettered, but the file that did land is readable by the room's members: its keys were
-    served before the job gave up."""
+    served before the job gave up, and ``job_finished`` lists it in ``node_ids``."""
     reader = stack.dracoon.add_user("reader")
     refuse = stack.dracoon.emulator.faults.add(
         method="PUT", path=r"^/api/v4/uploads/", status=507, after=1, count=1
@@ -124,13 +125,15 @@ async def test_files_completed_before_a_target_fails_get_their_keys(stack: Stack
     await stack.put(A, data)
     await stack.send(job_message(stack.bucket, [A], [{"path": "One"}, {"path": "Two"}]))
 
-    stats = await stack.drain()
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        stats = await stack.drain()
 
     assert refuse.fired == 1
     assert stats.outcomes == {"permanent": 1}
     assert [code for code, _ in await dead_letters(stack)] == ["quota"]
     stored = stack.files("One") + stack.files("Two")
     assert len(stored) == 1
+    assert [e["node_ids"] for e in logs if e["event"] == "job_finished"] == [[stored[0].id]]
     assert reader.id in stack.dracoon.state.file_keys(stored[0].id), "the reader cannot open the file"
     assert stack.decrypt(stored[0], reader) == data
     assert live_channels(stack) == []

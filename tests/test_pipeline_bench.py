@@ -6,14 +6,19 @@ that the benchmarks work and report well-formed entries, not what they measure.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import shutil
 from pathlib import Path
 
+import aiohttp
 import pytest
 
-from bench import pipeline_bench
+from bench import cpu_bench, pipeline_bench
+from bench._stack import BUCKET, Stack, create_bucket, running_stack
 from bench.common import BenchOptions, Result, registered, run
+from recording_storage.s3 import S3Source
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +30,8 @@ EXPECTED = {
                         "rss_idle_mib", "memory_big_object_mib"},
     "integrity_overhead": {"integrity_overhead", "integrity_overhead_multipart_md5", "integrity_e2e_s",
                            "integrity_e2e_unverified_s"},
+    "pipeline_cpu": {"relay_floor_cpu_s_per_gib", "pipeline_cpu_s_per_gib", "pipeline_cpu_vs_floor",
+                     "download_cpu_s_per_gib"},  # and the rclone figures where it is installed
     "parallel_parts": {"parallel_parts_speedup", "parallel_parts_1_mbps", "parallel_parts_4_mbps",
                        "parallel_parts_speedup_md5_etags"},
 }
@@ -80,3 +87,47 @@ def test_parallel_parts_tiny(tmp_path: Path) -> None:
     assert set(written) == EXPECTED["parallel_parts"]
     for entry in written.values():
         assert set(entry) == {"value", "goal", "unit"} and isinstance(entry["value"], float)
+
+
+def test_pipeline_cpu_tiny(capsys: pytest.CaptureFixture[str]) -> None:
+    """Service, floor relay and download CPU per GiB, and rclone's where it is installed (where
+    it is not, the rclone figures are left out with the reason printed)."""
+    results = {r.name: r for r in cpu_bench.cpu(BenchOptions(quick=True))}
+    expected = {"relay_floor_cpu_s_per_gib", "pipeline_cpu_s_per_gib", "pipeline_cpu_vs_floor",
+                "download_cpu_s_per_gib"}
+    if not shutil.which("rclone"):
+        assert "rclone not installed" in capsys.readouterr().err
+    else:
+        expected |= {"rclone_download_cpu_s_per_gib", "download_cpu_vs_rclone"}
+        assert results["download_cpu_vs_rclone"].goal == "<= 1.0"
+        assert results["download_cpu_vs_rclone"].value == pytest.approx(
+            results["download_cpu_s_per_gib"].value / results["rclone_download_cpu_s_per_gib"].value)
+    assert set(results) == expected
+    assert all(math.isfinite(r.value) and r.value > 0 for r in results.values())
+    ratio = results["pipeline_cpu_vs_floor"]
+    assert ratio.goal == "<= 1.5" and ratio.value == pytest.approx(
+        results["pipeline_cpu_s_per_gib"].value / results["relay_floor_cpu_s_per_gib"].value)
+
+
+def test_keep_alive_front_passes_objects_whole_and_moto_counts_requests() -> None:
+    """The load bench's keep-alive front before moto: a put object HEADs with its size and reads
+    back whole through it, and the bench moto server counts each operation once."""
+
+    async def scenario(stack: Stack) -> tuple[int, bytes, dict[str, int]]:
+        config = stack.app_config()
+        await create_bucket(config)
+        async with aiohttp.ClientSession() as session:
+            (await session.delete(f"{stack.aws_endpoint}/_bench/requests")).release()
+        async with S3Source(config.aws, config.s3) as s3:
+            await s3.put(BUCKET, "front.bin", b"x" * 3000)
+            info = await s3.head(BUCKET, "front.bin")
+            data = b"".join([bytes(c) async for c in s3.iter_chunks(info)])
+        url = f"{stack.aws_endpoint}/_bench/requests"
+        async with aiohttp.ClientSession() as session, session.get(url) as r:
+            counts: dict[str, int] = await r.json()
+        return info.size, data, counts
+
+    with running_stack(aws_keep_alive=True) as stack:
+        size, data, counts = asyncio.run(scenario(stack))
+    assert size == 3000 and data == b"x" * 3000
+    assert (counts["s3:PutObject"], counts["s3:HeadObject"], counts["s3:GetObject"]) == (1, 1, 1)

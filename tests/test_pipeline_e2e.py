@@ -346,3 +346,12 @@ async def test_job_lines_say_what_started_and_how_it_ended(stack: Stack) -> None
     (finished,) = [e for e in lines if e["event"] == "job_finished"]
     assert (finished["outcome"], finished["error_code"]) == ("permanent", "source_missing")
     assert finished["s3_keys"] == ["log/never-there.mp4"] and finished["node_ids"] == []
+
+    # The first job again, its source deleted already (a crash before its ack): the line still
+    # names the file that holds the key.
+    await stack.send(job_message(stack.bucket, ["log/a.mp4"]))
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines:
+        stats = await stack.drain()
+    assert stats.outcomes == {"success": 1}
+    (finished,) = [e for e in lines if e["event"] == "job_finished"]
+    assert finished["s3_keys"] == ["log/a.mp4"] and finished["node_ids"] == [stored.id]

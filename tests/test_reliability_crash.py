@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
+from dracoon_emulator.model import Node
 from recording_storage.config import AppConfig, load_config
-from recording_storage.emulator.model import Node
 from recording_storage.service import serve
 from tests.fixtures.awsproxy import AwsCall, AwsFaultProxy, end_leases, running_proxy, via_proxy
 from tests.fixtures.procs import ServiceProcess, Spawner, config_to_yaml, wait_until
@@ -178,7 +178,7 @@ def _after_complete(stack: Stack, proxy: AwsFaultProxy) -> Callable[[], Awaitabl
 
 
 def _after_s3_delete(stack: Stack, proxy: AwsFaultProxy) -> Callable[[], Awaitable[None]]:
-    rule = proxy.add("sqs:DeleteMessage", "hold", count=1, forward=False)
+    rule = proxy.add("sqs:DeleteMessageBatch", "hold", count=1, forward=False)
 
     async def reached() -> None:
         await proxy.wait_for(lambda: rule.fired == 1)
@@ -317,18 +317,19 @@ async def test_sigterm_mid_part_cancels_releases_and_restart_lands_once(
 async def test_sigterm_between_complete_and_ack_finishes_the_ack(
     stack: Stack, proxy: AwsFaultProxy, spawn: Spawner
 ) -> None:
-    """SIGTERM while DeleteMessage is slow: the job counts as done, so the grace period's cancel
-    must not abort its acknowledgement (shielded); the process exits 0 with nothing left behind."""
+    """SIGTERM while the delete is slow: the job counts as done and its acknowledgement runs
+    outside the job, so shutdown waits for it instead of cancelling it; the process exits 0 with
+    nothing left behind."""
     stack.dracoon.add_user("reader")
     data = blob(50_000)
     await publish(stack, data)
-    rule = proxy.add("sqs:DeleteMessage", "hold", count=1)
+    rule = proxy.add("sqs:DeleteMessageBatch", "hold", count=1)
     proc = spawn(child_config(stack, proxy), "run")
     await proxy.wait_for(lambda: rule.fired == 1)
     assert len(files(stack)) == 1 and not await stack.exists(KEY)
 
     proc.terminate()
-    await wait_until(lambda: bool(events(proc, "jobs_cancelled_after_grace")), what="grace period over")
+    await wait_until(lambda: bool(events(proc, "waiting_for_acks")), what="shutdown waiting for the ack")
     assert proc.running()  # still waiting for its acknowledgement
     rule.release()
     assert await proc.wait(10) == 0, proc.tail()

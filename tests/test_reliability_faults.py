@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from dracoon_emulator.faults import FaultRule
+from dracoon_emulator.model import Node
 from recording_storage.config import AwsConfig, S3Config
-from recording_storage.emulator.faults import FaultRule
-from recording_storage.emulator.model import Node
 from recording_storage.errors import TransientError
 from recording_storage.s3 import S3Source
 from recording_storage.targets import parse_source_marker, source_marker
@@ -529,10 +529,10 @@ async def test_receive_errors_are_retried(stack: Stack, proxy: AwsFaultProxy) ->
 async def test_failed_ack_after_success_makes_the_redelivery_harmless(
     stack: Stack, proxy: AwsFaultProxy
 ) -> None:
-    """The job succeeds (file stored, source deleted) but DeleteMessage fails. When the message comes
+    """The job succeeds (file stored, source deleted) but its delete (batch) fails. When it comes
     back, the redelivery must recognise the finished work: no second file, no false dead letter."""
     svc = proxied(stack, proxy)
-    rule = proxy.add("sqs:DeleteMessage", "error", status=500, count=2)
+    rule = proxy.add("sqs:DeleteMessageBatch", "error", status=500, count=2)
     data = blob(50_000)
     await publish(stack, data)
 

@@ -24,6 +24,7 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
+from dracoon_emulator import EmulatorConfig
 from recording_storage import cli, service
 from recording_storage.config import (
     AppConfig,
@@ -36,7 +37,6 @@ from recording_storage.config import (
 )
 from recording_storage.crypto import KeyPairVersion, unlock_key_pair
 from recording_storage.dracoon import DracoonClient
-from recording_storage.emulator import EmulatorConfig
 from recording_storage.errors import ConfigError, RecordingStorageError
 from recording_storage.instances import HttpInstanceProvider, open_instance_provider, parse_instance
 from recording_storage.logs import clear_secrets, configure_logging, reset_logging

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from recording_storage.config import AwsConfig, QueueConfig
 from recording_storage.errors import ConfigError, PermanentError, TransientError
 from recording_storage.sqs import REASON_LIMIT, JobQueue, LeaseLost, QueueMessage
 from tests.fixtures.aws import make_aws_config, make_queue_config, random_name
+from tests.fixtures.awsproxy import running_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -283,3 +285,40 @@ async def test_plain_http_to_remote_queue_endpoint_is_refused() -> None:
         async with JobQueue(aws, make_queue_config("q")):
             pass
     assert "allow_insecure_http" in str(err.value)
+
+
+async def test_deletes_together_share_one_batch_call(moto_server: str, job_queue_names: QueueSetup) -> None:
+    """Deletes issued together go out as one DeleteMessageBatch; each caller gets its own outcome
+    (a stale handle among them is LeaseLost, the others are deleted for good)."""
+    cfg, _ = job_queue_names
+    async with running_proxy(moto_server) as aws_proxy, JobQueue(make_aws_config(aws_proxy.url), cfg) as q:
+        for n in range(3):
+            await q.send(f"job {n}")
+        messages = await q.receive(10, 1)
+        while len(messages) < 3:
+            messages += await q.receive(10, 1)
+        bogus = QueueMessage(message_id="x", receipt_handle="not-a-handle", body="")
+        results = await asyncio.gather(*(q.delete(m) for m in [*messages, bogus]), return_exceptions=True)
+        assert results[:3] == [None, None, None]
+        assert isinstance(results[3], LeaseLost) and results[3].code == "lease_lost"
+        assert aws_proxy.count("sqs:DeleteMessageBatch") == 1
+        assert aws_proxy.count("sqs:DeleteMessage") == 0
+        assert await q.receive(10, 0) == []
+        attrs = await q.attributes()
+    assert attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+async def test_lingering_delete_is_sent_before_the_queue_closes(aws_config: AwsConfig,
+                                                                job_queue_names: QueueSetup) -> None:
+    """A delete still waiting for batch-mates when the client closes is sent, not dropped."""
+    cfg, _ = job_queue_names
+    async with JobQueue(aws_config, cfg) as q:
+        await q.send("job")
+        msg = await receive_one(q)
+        pending = asyncio.create_task(q.delete(msg))
+        await asyncio.sleep(0)  # queued, its linger not yet over
+    await pending
+    async with JobQueue(aws_config, cfg) as q:
+        attrs = await q.attributes()
+    counts = (attrs["ApproximateNumberOfMessages"], attrs["ApproximateNumberOfMessagesNotVisible"])
+    assert counts == ("0", "0")

@@ -297,6 +297,40 @@ async def test_required_conditional_delete_keeps_sources_with_a_reason(
     assert len(stack.files("Calls")) == 1  # the first job's file; the second uploaded nothing
 
 
+async def test_required_conditional_delete_binds_jobs_already_running(
+    stack: Stack, proxy: AwsFaultProxy
+) -> None:
+    """``required``: a job that passed its pre-upload check before another job learned that the
+    store refuses conditional deletes keeps its source too; learning the refusal must not turn
+    its delete into a HEAD-compare-DELETE. The proxy orders the two jobs: one's conditional
+    DELETE waits until the other has pinned its source, and that one's delete step waits until
+    the first was dead-lettered."""
+    proxy.store = STORES["refuses-conditional-delete"]
+    svc = with_section(with_section(proxied(stack, proxy), "s3", conditional_delete="required"),
+                       "workers", count=2)
+    first, second = "a/one.mp4", "a/two.mp4"
+    for key, seed in ((first, 3), (second, 4)):
+        await stack.put(key, blob(20_000, seed))
+        await stack.send(job_message(stack.bucket, [key], user=host(seed)))
+
+    async def after_second_pinned(call: AwsCall) -> None:
+        await proxy.wait_for(lambda: any(c.op == "s3:HeadObject" and c.key == second for c in proxy.calls))
+
+    async def after_first_dead_lettered(call: AwsCall) -> None:
+        await proxy.wait_for(lambda: proxy.count("sqs:SendMessage") >= 1)
+
+    proxy.add("s3:DeleteObject", "hook", when=lambda c: c.key == first, count=1, hook=after_second_pinned)
+    # The second HEAD of the second key is its delete step's (the first one pinned it).
+    proxy.add("s3:HeadObject", "hook", when=lambda c: c.key == second, after=1, count=1,
+              hook=after_first_dead_lettered)
+    stats = await svc.drain(max_messages=2)
+
+    assert stats.outcomes == {"permanent": 2}
+    assert await stack.exists(first) and await stack.exists(second)
+    assert [c.if_match is not None for c in proxy.calls if c.op == "s3:DeleteObject"] == [True]
+    assert {code for code, _ in await dead_letters(stack)} == {"conditional_delete_unsupported"}
+
+
 async def test_conditional_delete_off_sends_no_if_match(stack: Stack, proxy: AwsFaultProxy) -> None:
     """``off``: the operator acknowledges HEAD-compare-DELETE; no If-Match, no warning."""
     proxy.store = STORES["refuses-conditional-delete"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from recording_storage.config import QueueConfig, WorkersConfig
-from recording_storage.errors import PermanentError, TransientError
+from recording_storage.errors import InstanceHeld, PermanentError, TransientError
 from recording_storage.intake import JobResult
 from recording_storage.sqs import QueueMessage
 from recording_storage.worker import WorkerPool, backoff_seconds
@@ -82,6 +82,8 @@ class FakeMetrics:
     def __init__(self) -> None:
         self.finished: list[str] = []
         self.in_flight = 0
+        self.dead_lettered: list[str] = []
+        self.dead_letter_failures = 0
 
     @contextlib.contextmanager
     def job_in_flight(self) -> Iterator[None]:
@@ -95,9 +97,13 @@ class FakeMetrics:
         self.finished.append(outcome)
 
     def queue_receive_error(self) -> None: ...
-    def dlq_message(self, reason: str) -> None: ...
+    def dlq_message(self, reason: str) -> None:
+        self.dead_lettered.append(reason)
+
     def job_held(self, instance: str) -> None: ...
-    def dead_letter_failed(self) -> None: ...
+
+    def dead_letter_failed(self) -> None:
+        self.dead_letter_failures += 1
 
 
 QCFG = QueueConfig(
@@ -280,3 +286,40 @@ async def test_max_messages_bounds_a_run(limit: int) -> None:
     stats = await pool(queue, handler, max_messages=limit).run(asyncio.Event())
     assert stats.received == limit
     assert len(queue.pending) == 5 - limit
+
+
+async def test_a_dead_letter_the_dlq_refuses_is_not_counted_as_dead_lettered() -> None:
+    """``dlq_messages_total`` counts messages that reached the DLQ: a refused dead letter (the
+    message stays in the job queue for another attempt) counts as a failure only."""
+
+    class RefusingQueue(FakeQueue):
+        async def dead_letter(self, m: QueueMessage, reason_code: str, reason: str) -> None:
+            raise TransientError("dlq refused", code="access_denied")
+
+    queue = RefusingQueue([msg(1)])
+    metrics = FakeMetrics()
+
+    async def handler(m: QueueMessage) -> JobResult:
+        raise PermanentError("bad message", code="invalid_message")
+
+    workers = WorkerPool(queue, handler, queue_cfg=QCFG, workers_cfg=WorkersConfig(count=1),
+                         health=FakeHealth(), metrics=metrics, drain=True)
+    await workers.run(asyncio.Event())
+
+    assert queue.dead == [] and [m for m, _ in queue.visibility] == ["m1"]
+    assert metrics.dead_lettered == [] and metrics.dead_letter_failures == 1
+
+
+async def test_a_job_held_again_and_again_backs_off_by_its_receives_too() -> None:
+    """A FIFO queue cannot re-send a held job (no per-message delay): it is only released, so
+    ``rs-held-count`` never grows there while its receive count does. The hold's backoff must
+    grow with that, or the job comes back every ``retry_backoff_base`` and the RedrivePolicy
+    moves it to the DLQ, without a reason, within minutes of an instance's login breaking."""
+    queue = FakeQueue([msg(1, receive_count=5)])
+
+    async def handler(m: QueueMessage) -> JobResult:
+        raise InstanceHeld("meet.example.com", PermanentError("login refused", code="authentication_failed"))
+
+    await pool(queue, handler, drain=True).run(asyncio.Event())
+
+    assert queue.visibility == [("m1", backoff_seconds(5, QCFG))]

@@ -185,7 +185,7 @@ class DracoonClient(NodeOps, KeyOps):
             "dracoon_upload_opened",
             upload_id=str(upload_id),
             parent_id=parent_id,
-            size=size,
+            bytes=size,
             variant="s3" if direct_s3 else "proxy",
         )
         chunk = self.settings.upload_chunk_size

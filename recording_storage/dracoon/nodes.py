@@ -32,6 +32,10 @@ class NodeOps(ApiBase):
     def __init__(self, *, room_cache_ttl: float) -> None:
         self._room_ttl = room_cache_ttl
         self._rooms: dict[tuple[int, str], tuple[int, float]] = {}
+        # The last room of a resolved path as the server described it: a path served wholly
+        # from the cache needs no GET /nodes/{id}. A room deleted meanwhile shows up at the
+        # first call on it (see iter_children), which drops every cached room.
+        self._room_nodes: dict[int, tuple[Node, float]] = {}
 
     async def get_node(self, node_id: int) -> Node:
         return Node.from_json(await self._get("/nodes/{id}", f"/nodes/{node_id}"), what="GET /nodes/{id}")
@@ -62,7 +66,18 @@ class NodeOps(ApiBase):
             }
             if filters:
                 params["filter"] = "|".join(filters)
-            data = await self._get("/nodes", "/nodes", params)
+            try:
+                data = await self._get("/nodes", "/nodes", params)
+            except NotFound as exc:
+                if self._room_nodes.pop(parent_id, None) is None:
+                    raise
+                # A room we handed out from the cache is gone: forget every cached room, and
+                # let the retry resolve (and, if need be, create) the path afresh.
+                self._forget_rooms()
+                raise DracoonTransientError(
+                    f"room {parent_id} was deleted after it was resolved; resolving it again",
+                    code="room_gone",
+                ) from exc
             items = data.get("items") if isinstance(data, dict) else None
             if not isinstance(items, list):
                 raise bad_response("GET /nodes", "no 'items' list")
@@ -91,27 +106,41 @@ class NodeOps(ApiBase):
         """Resolve ``segments`` below ``parent_room_id``, creating missing rooms; returns the last room.
 
         Safe against concurrent creators (a 409 is answered by re-reading). Resolved rooms are
-        cached briefly; a stale entry (the room was deleted) costs one retry without the cache.
+        cached briefly, the last one's node too: a path resolved within the cache's lifetime
+        costs no request. A stale entry (the room was deleted) costs one retry without the cache
+        here, or, if only the node came from the cache, a transient ``room_gone`` at the first
+        call on the room (``iter_children``), after which the path is resolved afresh.
         """
         names = [self._segment(s) for s in segments]
         for attempt in (1, 2):
             used_cache = False
             try:
                 current = parent_room_id
+                all_cached = True
                 for name in names:
                     cached = self._cached_room(current, name)
                     if cached is not None:
                         current, used_cache = cached, True
                         continue
+                    all_cached = False
                     room = await self._room_child(current, name)
                     self._rooms[(current, node_name_key(name))] = (room.id, time.monotonic() + self._room_ttl)
                     current = room.id
-                return await self.get_node(current)
+                known = self._room_nodes.get(current)
+                if all_cached and known is not None and known[1] >= time.monotonic():
+                    return known[0]
+                node = await self.get_node(current)
+                self._room_nodes[current] = (node, time.monotonic() + self._room_ttl)
+                return node
             except NotFound:
                 if attempt == 2 or not used_cache:
                     raise
-                self._rooms.clear()
+                self._forget_rooms()
         raise AssertionError("unreachable")
+
+    def _forget_rooms(self) -> None:
+        self._rooms.clear()
+        self._room_nodes.clear()
 
     @staticmethod
     def _segment(segment: str) -> str:

@@ -158,7 +158,7 @@ class Upload:
             "dracoon_upload_completed",
             upload_id=self.upload_id,
             file_id=node.id,
-            size=self.size,
+            bytes=self.size,
             variant=self.variant,
         )
         return node

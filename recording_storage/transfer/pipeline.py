@@ -108,8 +108,9 @@ class Transferer:
             except SourceMissing as exc:
                 # Our own delete ran but the ack did not (crash, failed DeleteMessage): only the
                 # targets can tell that redelivery from a job whose source never existed.
-                await self._gone(job, key, client, rooms, exc)
+                held = await self._gone(job, key, client, rooms, exc)
                 report.already_present += len(rooms)
+                report.files.extend(node.id for node in held)
         pairs = list(zip(rooms, targets, strict=True))
         sources: list[ObjectInfo] = []
         for info in pinned:
@@ -133,13 +134,15 @@ class Transferer:
         client: DracoonClient,
         rooms: Sequence[Node],
         missing: SourceMissing,
-    ) -> None:
+    ) -> list[Node]:
         """A source that is not there (at the start or since mid-transfer): done if every target
-        already holds it (an overlapping or earlier delivery transferred and deleted it), else
-        ``missing`` is raised."""
-        if not await landed_earlier(job, key, client, rooms):
+        already holds it (an overlapping or earlier delivery transferred and deleted it), and
+        those files are returned; else ``missing`` is raised."""
+        held = await landed_earlier(job, key, client, rooms)
+        if not held:
             raise missing
         log.info("source_gone_already_transferred", s3_key=key)
+        return held
 
     async def _transfer_verified(
         self,
@@ -223,8 +226,9 @@ class Transferer:
             try:
                 nodes = await self._streamer.stream(info, client, keys, plans, notes, marker, report, check)
             except SourceMissing as exc:
-                await self._gone(job, info.key, client, [room for room, _ in rooms], exc)
+                held = await self._gone(job, info.key, client, [room for room, _ in rooms], exc)
                 report.already_present += len(plans)
+                report.files.extend(node.id for node in held)
                 return False
             done.extend(nodes)
             report.uploaded += len(nodes)

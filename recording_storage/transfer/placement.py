@@ -104,21 +104,25 @@ async def place(
     )
 
 
-async def landed_earlier(job: TransferJob, key: str, client: DracoonClient, rooms: Sequence[Node]) -> bool:
-    """Every target holds a file made from ``key`` (any version; its name may carry a clash
-    suffix, or be the name an earlier release gave it)."""
+async def landed_earlier(
+    job: TransferJob, key: str, client: DracoonClient, rooms: Sequence[Node]
+) -> list[Node]:
+    """The file made from ``key`` in each target (any version; its name may carry a clash
+    suffix, or be the name an earlier release gave it); empty unless every target has one."""
     src = source_marker(job.bucket, key, "").partition(":etag=")[0] + ":etag="
     names = (job.file_name(key, None), *job.earlier_file_names(key, None))
     stems = tuple(node_name_key(name.rpartition(".")[0] or name) for name in names)
+    held: list[Node] = []
     for room in rooms:
         async for node in client.iter_children(room.id, types=("file",)):
             if node_name_key(node.name).startswith(stems):
                 full = node if node.notes is not None else await client.get_node(node.id)
                 if (parse_source_marker(full.notes) or "").startswith(src):
+                    held.append(full)
                     break
         else:
-            return False
-    return bool(rooms)
+            return []
+    return held
 
 
 async def ensure_room(client: DracoonClient, account: DracoonAccount, target: ResolvedTarget) -> Node:

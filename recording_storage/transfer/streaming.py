@@ -222,7 +222,9 @@ class Streamer:
             sha256 = self._verify(info, check, digest, report)
             encryptor.finalize()
             file_key = encrypt_file_key(encryptor.file_key(), keys.public_key_container)
-            nodes = await self._complete_all(client, keys, uploads, plans, file_key, marker, info.size)
+            nodes = await self._complete_all(
+                client, keys, uploads, plans, file_key, marker, info.size, report
+            )
         except BaseException:
             if hashing is not None and not hashing.done():
                 hashing.cancel()  # the thread finishes its chunk; nobody waits for it
@@ -242,10 +244,11 @@ class Streamer:
         file_key: EncryptedFileKey,
         marker: str,
         size: int,
+        report: TransferReport,
     ) -> list[Node]:
         """Complete every upload; if one target fails, the others still finish (a completion cut
-        off half-way is in an unknown state) and their files get their keys served before the
-        failure is raised, so room members can open what did land."""
+        off half-way is in an unknown state) and their files get their keys served, and are
+        reported, before the failure is raised, so room members can open what did land."""
         completions = [
             self._complete(client, u, p, file_key, marker, size) for u, p in zip(uploads, plans, strict=True)
         ]
@@ -255,6 +258,7 @@ class Streamer:
         if failure is None:
             return nodes
         for node in nodes:
+            report.files.append(node.id)
             try:
                 await serve_file_keys(client, keys, node, batch_size=self._share_batch_size)
             except TransientError as exc:  # the sharer's next pass serves them; report the real failure

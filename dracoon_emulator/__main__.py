@@ -1,6 +1,6 @@
-"""``python -m recording_storage.emulator``: a standalone DRACOON emulator for any DRACOON client.
+"""``python -m dracoon_emulator``: a standalone DRACOON emulator for any DRACOON client.
 
-    python -m recording_storage.emulator --port 8765 --seed recording_storage/emulator/example-seed.yaml
+    python -m dracoon_emulator --port 8765 --seed dracoon_emulator/example-seed.yaml
 
 Serves on loopback until Ctrl-C (or SIGTERM), after printing the base URL, the OAuth client and
 the seeded logins, so a client under test can connect. The seed file is the fixture format of
@@ -27,7 +27,7 @@ from .fixture import load_fixture
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m recording_storage.emulator",
+        prog="python -m dracoon_emulator",
         description="Run the DRACOON API emulator until Ctrl-C.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -57,7 +57,7 @@ def _credentials(emulator: DracoonEmulator, fixture: Mapping[str, Any]) -> list[
     for path, node_id in emulator.seeded.nodes.items():
         lines.append(f"  {emulator.state.nodes[node_id].type} {path}: id {node_id}")
     if not fixture.get("users"):
-        lines.append("  no users: pass --seed FILE to create some (see recording_storage/emulator/README.md)")
+        lines.append("  no users: pass --seed FILE to create some (see dracoon_emulator/README.md)")
     lines.append("Ctrl-C stops it.")
     return lines
 

@@ -1,6 +1,6 @@
 """Request-body validation against the DRACOON OpenAPI schemas, so a client mistake fails a test.
 
-The schemas come from ``recording_storage/data/dracoon_request_schemas.json`` (extracted from the
+The schemas come from ``dracoon_emulator/data/dracoon_request_schemas.json`` (extracted from the
 4.26.7 description by ``extract_schemas.py``). The validator covers what those schemas use: ``type``,
 ``format`` (int32/int64 ranges, date-time), ``required``, ``enum``, min/max, lengths, ``items`` and
 ``$ref``. Objects are closed: an unknown field is a 400. That is deliberately stricter than a
@@ -44,7 +44,7 @@ _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz
 @cache
 def schemas() -> dict[str, Any]:
     """All bundled request schemas by name (loaded once from package data)."""
-    source = resources.files("recording_storage").joinpath("data/dracoon_request_schemas.json")
+    source = resources.files("dracoon_emulator").joinpath("data/dracoon_request_schemas.json")
     text = source.read_text("utf-8")
     loaded: dict[str, Any] = json.loads(text)["schemas"]
     return loaded

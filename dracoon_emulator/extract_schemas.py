@@ -1,7 +1,7 @@
 """Extract the schemas the emulator checks against from DRACOON's OpenAPI description.
 
 The emulator must not read ``../shared`` at runtime, so what it needs is copied once into
-``recording_storage/data/`` with this script (descriptions and examples stripped):
+``dracoon_emulator/data/`` with this script (descriptions and examples stripped):
 
 * ``dracoon_request_schemas.json``: the request bodies it validates (``openapi.py``; ``$ref``
   reduced to the schema name);
@@ -12,7 +12,7 @@ The emulator must not read ``../shared`` at runtime, so what it needs is copied 
 Re-run it when the reference changes or the emulator serves a new operation (add it to
 ``OPERATIONS``; a test fails while a served route is missing here)::
 
-    python -m recording_storage.emulator.extract_schemas /path/to/dracoon-openapi.json
+    python -m dracoon_emulator.extract_schemas /path/to/dracoon-openapi.json
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ OPERATIONS = (
     "GET /v4/user/account/keypairs",
     "GET /v4/nodes/missingFileKeys",
     "POST /v4/nodes/files/keys",
+    "PUT /v4/nodes/files/{file_id}",
     "GET /v4/nodes/files/{file_id}/user_file_key",
     "POST /v4/nodes/files/{file_id}/downloads",
     "GET /v4/nodes/files/{file_id}/downloads",
@@ -108,7 +109,7 @@ KEEP_RESPONSE = (
     "exclusiveMinimum",
     "exclusiveMaximum",
 )
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = Path(__file__).resolve().parent / "data"
 DEFAULT_OUTPUT = DATA / "dracoon_request_schemas.json"
 DEFAULT_RESPONSE_OUTPUT = DATA / "dracoon_response_schemas.json"
 

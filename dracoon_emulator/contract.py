@@ -16,7 +16,7 @@ The answer itself goes out unchanged: the contract observes, the test suite fail
 ``openapi-schema-validator``'s ``OAS30ReadValidator``: it speaks the description's dialect
 (OpenAPI 3.0.1: ``nullable``, ``writeOnly`` forbidden in reads, ``int32``/``int64`` and
 ``date-time`` formats), which plain JSON Schema validators do not. Schemas come from
-``recording_storage/data/dracoon_response_schemas.json`` (``extract_schemas.py``).
+``dracoon_emulator/data/dracoon_response_schemas.json`` (``extract_schemas.py``).
 
 Not checked: the OAuth endpoints and the emulator's own routes (``/_emulator``, ``/_s3``), which
 the description does not cover, and injected faults, which imitate proxies, not DRACOON.
@@ -89,7 +89,7 @@ TALLY = Tally()
 
 @cache
 def _document() -> dict[str, Any]:
-    source = resources.files("recording_storage").joinpath("data/dracoon_response_schemas.json")
+    source = resources.files("dracoon_emulator").joinpath("data/dracoon_response_schemas.json")
     loaded: dict[str, Any] = json.loads(source.read_text("utf-8"))
     return loaded
 

@@ -1,7 +1,8 @@
 """Test-only control API under ``/_emulator/`` (not part of DRACOON; disable with ``control_api=False``).
 
 ``GET /_emulator/state`` (secret-free summary), ``GET|POST|DELETE /_emulator/faults`` (list, add
-one rule or ``{"rules": [...], "seed": n}``, clear), ``POST /_emulator/clock`` ``{"advance": s}``
+one rule or ``{"rules": [...], "seed": n}``, clear), ``GET|DELETE /_emulator/requests`` (API
+requests counted by method and route template; reset), ``POST /_emulator/clock`` ``{"advance": s}``
 and ``POST /_emulator/expire_tokens`` ``{"userId": n}`` (optional) let an out-of-process test
 (or the local stack's demo) steer the emulator like the Python API does.
 """
@@ -56,6 +57,15 @@ async def clear_faults(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def list_requests(request: web.Request) -> web.Response:
+    return json_response(dict(ctx(request).faults.requests))
+
+
+async def clear_requests(request: web.Request) -> web.Response:
+    ctx(request).faults.requests.clear()
+    return web.Response(status=204)
+
+
 async def clock(request: web.Request) -> web.Response:
     body = await _body(request)
     advance = body.get("advance", 0) if isinstance(body, dict) else None
@@ -78,6 +88,8 @@ def routes() -> list[web.RouteDef]:
         web.get("/_emulator/faults", list_faults, allow_head=False),
         web.post("/_emulator/faults", add_faults),
         web.delete("/_emulator/faults", clear_faults),
+        web.get("/_emulator/requests", list_requests, allow_head=False),
+        web.delete("/_emulator/requests", clear_requests),
         web.post("/_emulator/clock", clock),
         web.post("/_emulator/expire_tokens", expire_tokens),
     ]

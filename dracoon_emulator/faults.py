@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -79,6 +80,9 @@ class FaultInjector:
     def __init__(self, rules: list[FaultRule] | tuple[FaultRule, ...] = (), *, seed: int = 0) -> None:
         self.rules: list[FaultRule] = list(rules)
         self._rng = random.Random(seed)
+        # Every API request seen, by "METHOD /route/{template}" (tokens and ids stay out of the
+        # keys): how many calls a client makes per operation, as the server counts them.
+        self.requests: Counter[str] = Counter()
 
     def add(self, rule: FaultRule | None = None, /, **kwargs: Any) -> FaultRule:
         """Add a rule (an instance, or ``FaultRule`` keyword arguments) and return it."""
@@ -121,6 +125,9 @@ def fault_middleware(expire: Any) -> Any:
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith("/_emulator/"):
             return await handler(request)  # type: ignore[no-any-return]
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "(no route)"
+        request.app[FAULTS_KEY].requests[f"{request.method} {route}"] += 1
         fired = request.app[FAULTS_KEY].fire(request.method, request.path)
         if not fired:
             return await handler(request)  # type: ignore[no-any-return]

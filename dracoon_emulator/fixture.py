@@ -85,7 +85,14 @@ def generated_key_pair(
     """A new ``UserKeyPairContainer`` as a client would upload it (private key encrypted with the
     password; ``kdf_iterations`` defaults to what real clients write)."""
     # Only seeding generates keys; the server itself never needs crypto, so it is loaded here.
-    from recording_storage.crypto import KeyPairVersion, generate_key_pair
+    # recording-storage's crypto is the emulator's one test seam (README, "Test seam").
+    try:
+        from recording_storage.crypto import KeyPairVersion, generate_key_pair
+    except ImportError as exc:  # the emulator installed on its own
+        raise ValueError(
+            "generating a key pair for a seeded user needs recording-storage's crypto: install "
+            "recording-storage next to the emulator, or give the user a key_pair instead"
+        ) from exc
 
     extra = {} if kdf_iterations is None else {"iterations": kdf_iterations}
     return dict(generate_key_pair(KeyPairVersion(version), encryption_password, **extra).to_json())
