@@ -10,7 +10,7 @@ help:
 	@echo "make demo   - set up, start the local stack and run one recording end to end"
 	@echo "make test   - set up and run the test suite (slow cases excluded)"
 	@echo "make soak   - the full suite including slow/long cases"
-	@echo "make lint   - ruff + mypy --strict"
+	@echo "make lint   - ruff + mypy --strict + the import layers (lint-imports)"
 	@echo "make bench  - benchmarks; prints a table and writes bench/results.json"
 	@echo "make lock   - regenerate requirements.lock (hashed pins for the image) from pyproject.toml"
 
@@ -37,6 +37,7 @@ soak: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check recording_storage dracoon_emulator tests bench tools
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache --no-logo
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix recording_storage dracoon_emulator tests bench tools

@@ -50,7 +50,6 @@ from bench._stack import (
 )
 from bench._timing import Candidate, Samples, info, load_note, report, sizes, timed
 from bench.common import BenchOptions, Result, benchmark
-from recording_storage import transfer as transfer_module
 from recording_storage.config import AppConfig, DracoonConfig
 from recording_storage.crypto import (
     EncryptedFileKey,
@@ -62,6 +61,7 @@ from recording_storage.crypto import (
 from recording_storage.dracoon import DracoonClient
 from recording_storage.pool import preferred_key_pair
 from recording_storage.s3 import S3Source
+from recording_storage.transfer import streaming as transfer_streaming
 
 __all__ = ["integrity", "memory", "parallel_parts", "stream"]
 
@@ -87,7 +87,7 @@ class _IdentityEncryptor:
 @contextlib.contextmanager
 def _without_encryption() -> Iterator[None]:
     """The transferer's encryptor swapped for the identity: the production path minus AES-GCM."""
-    with mock.patch.object(transfer_module, "FileEncryptor", _IdentityEncryptor):
+    with mock.patch.object(transfer_streaming, "FileEncryptor", _IdentityEncryptor):
         yield
 
 

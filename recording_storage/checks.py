@@ -40,10 +40,11 @@ from .crypto import (
 )
 from .dracoon import DracoonClient, Node, NotFound
 from .errors import ConfigError, CryptoError, PermanentError, RecordingStorageError
+from .events import routed_buckets
 from .instances import DracoonAccount, InstanceProvider, open_instance_provider
 from .logs import redact_text, register_secrets
 from .pool import preferred_key_pair
-from .s3 import S3Source, StoreCapabilities, configured_buckets
+from .s3 import S3Source, StoreCapabilities
 from .sqs import JobQueue
 
 __all__ = ["DEFAULT_TIMEOUT", "CheckResult", "run_checks"]
@@ -135,6 +136,17 @@ class _Run:
     @property
     def warned(self) -> int:
         return sum(r.status == "WARN" for r in self.results)
+
+
+def configured_buckets(cfg: AppConfig) -> list[str]:
+    """Every bucket the configuration names, for ``recording-storage check``: probe buckets,
+    buckets with their own source settings, and the exact (non-glob) buckets of routing rules.
+
+    Reads the routing file; raises ``ConfigError`` if the rules are invalid.
+    """
+    names = [*cfg.s3.probe_buckets, *cfg.s3.buckets, *routed_buckets(cfg)]
+    return list(dict.fromkeys(names))
+
 
 
 def _with(hint: str) -> str:

@@ -30,9 +30,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
+from pydantic import SecretStr
 
-from .config import AppConfig, load_config
+from .config import AppConfig, DracoonConfig, load_config
+from .crypto import FileDecryptor, unlock_key_pair
+from .dracoon import DracoonClient
 from .errors import PermanentError, StartupError
+from .instances import DracoonAccount
+from .logs import configure_logging
+from .s3 import S3Source
+from .service import serve as serve_service
+from .sqs import JobQueue
 from .jobs import job_message_body
 
 __all__ = ["LocalStack", "demo", "example_job", "sample_recording", "serve_local_stack", "start_local_stack"]
@@ -191,9 +199,6 @@ def _hold_directory(directory: Path) -> Iterator[None]:
 
 @asynccontextmanager
 async def _start(directory: Path, kdf_iterations: int | None) -> AsyncIterator[LocalStack]:
-    from .s3 import S3Source
-    from .sqs import JobQueue
-
     emulator_package = _emulator()
     moto = _moto()(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
@@ -248,7 +253,6 @@ async def serve_local_stack(directory: Path, *, stop: asyncio.Event | None = Non
     It also puts an example recording into the bucket and writes the job naming it, so the
     printed walkthrough (check, send-job, run) moves a file without any S3 tool at hand.
     """
-    from .s3 import S3Source
 
     if stop is None:  # the command: Ctrl-C / SIGTERM stop it (tests pass their own event)
         stop = asyncio.Event()
@@ -342,8 +346,6 @@ async def _wait_until(check: Any, timeout: float) -> bool:
 
 async def demo(directory: Path = Path(".local-stack/demo")) -> int:
     """``make demo``: one recording from S3 to DRACOON and back, verified by SHA-256."""
-    from .logs import configure_logging
-    from .service import serve as serve_service
 
     print(
         "starting the local stack (moto S3/SQS + DRACOON emulator; generating demo key pairs)...", flush=True
@@ -363,8 +365,6 @@ async def demo(directory: Path = Path(".local-stack/demo")) -> int:
 
 
 async def _demo_job(stack: LocalStack, config: AppConfig) -> bool:
-    from .s3 import S3Source
-    from .sqs import JobQueue
 
     recording = sample_recording()
     digest = hashlib.sha256(recording).hexdigest()
@@ -394,12 +394,7 @@ async def _demo_job(stack: LocalStack, config: AppConfig) -> bool:
 
 
 async def _verify(stack: LocalStack, digest: str, attrs: dict[str, str]) -> bool:
-    from pydantic import SecretStr
 
-    from .config import DracoonConfig
-    from .crypto import FileDecryptor, unlock_key_pair
-    from .dracoon import DracoonClient
-    from .instances import DracoonAccount
 
     files = stack.emulator.state.files_in(stack.parent_room_id, recursive=True)
     if len(files) != 1:

@@ -1,7 +1,7 @@
 """``recording-storage plan FILE`` and ``send-job --dry-run``: what a job would do, without doing it.
 
 It decodes the message as the service would (job message or S3 event, same routing rules),
-then asks ``Transferer.plan``, which decides with the worker's own rules: the instance, each
+then asks ``transfer.plan_job``, which decides with the worker's own rules: the instance, each
 target room (existing, or which segments would be created), each file's name and expiration,
 the source marker its notes would carry, and whether an earlier upload would be recognised or a
 name clash resolved. It opens S3 and DRACOON for reading only and never touches SQS.
@@ -14,12 +14,12 @@ from typing import IO
 
 from .config import AppConfig
 from .errors import ExitCode, PermanentError
-from .events import make_decoder
 from .instances import open_instance_provider
+from .intake import make_decoder
 from .logs import register_secrets
 from .pool import DracoonPool
 from .s3 import S3Source
-from .transfer import JobPlan, Transferer
+from .transfer import JobPlan, plan_job
 
 __all__ = ["plan_message", "render_plan"]
 
@@ -43,10 +43,10 @@ async def plan_message(config: AppConfig, body: str, out: IO[str]) -> int:
         stack.push_async_callback(instances.aclose)
         s3 = await stack.enter_async_context(S3Source(config.aws, config.s3))
         pool = await stack.enter_async_context(DracoonPool(config.dracoon))
-        transferer = Transferer(s3, pool, instances, config, decode=decode)
         for job in jobs:
             try:
-                plan = await transferer.plan(job)
+                plan = await plan_job(job, s3=s3, pool=pool, instances=instances,
+                                      name_clash=config.dracoon.name_clash)
             except PermanentError as exc:
                 print(f"job for {job.instance_domain} ({len(job.keys)} key(s)) would be dead-lettered as "
                       f"{exc.code}: {exc}", file=out)

@@ -23,7 +23,7 @@ import structlog
 
 from .config import DracoonConfig
 from .crypto import KeyPairVersion, UnlockedKeyPair, UserKeyPair, unlock_key_pair
-from .dracoon import DracoonClient
+from .dracoon import DracoonClient, DracoonMetrics
 from .errors import CryptoError, PermanentError
 from .instances import DracoonAccount
 from .logs import Code
@@ -32,9 +32,6 @@ log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
 
 __all__ = ["DracoonPool", "preferred_key_pair"]
-
-MetricsHook = Callable[[str, str, int | None], None]
-
 
 def preferred_key_pair(pairs: list[UserKeyPair]) -> UserKeyPair:
     """Use the strongest key pair the account has (RSA-4096 over the legacy "A")."""
@@ -53,12 +50,10 @@ class DracoonPool:
         self,
         settings: DracoonConfig,
         *,
-        metrics_hook: MetricsHook | None = None,
-        retry_hook: Callable[[], None] | None = None,
+        metrics: DracoonMetrics | None = None,
     ) -> None:
         self._settings = settings
-        self._hook = metrics_hook
-        self._retry_hook = retry_hook
+        self._metrics = metrics
         self._stack = AsyncExitStack()
         self._clients: dict[str, DracoonClient] = {}
         self._keys: dict[str, UnlockedKeyPair] = {}
@@ -93,9 +88,7 @@ class DracoonPool:
         """The account's client, created and entered on first use."""
 
         async def make() -> DracoonClient:
-            client = DracoonClient(
-                account, self._settings, metrics_hook=self._hook, retry_hook=self._retry_hook
-            )
+            client = DracoonClient(account, self._settings, metrics=self._metrics)
             return await self._stack.enter_async_context(client)
 
         return await self._once(self._clients, account.account_key, make)

@@ -14,11 +14,11 @@ import asyncio
 import random
 import re
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import structlog
@@ -41,12 +41,9 @@ from .config import AwsConfig, S3Config
 from .errors import PermanentError, TransientError
 from .integrity import CHECKSUM_ALGORITHMS, StoreDigests
 
-if TYPE_CHECKING:
-    from .config import AppConfig
-
 __all__ = [
-    "ObjectInfo", "S3Source", "SourceChanged", "SourceMissing", "StoreCapabilities", "configured_buckets",
-    "connection_limit",
+    "S3Metrics",
+    "ObjectInfo", "S3Source", "SourceChanged", "SourceMissing", "StoreCapabilities", "connection_limit",
 ]
 
 log = structlog.get_logger(__name__)
@@ -57,6 +54,12 @@ RANGE_ATTEMPTS = 3
 RANGE_RETRY_BASE = 0.2  # seconds; doubled per attempt, with jitter
 # Bodies are read in pieces of at most this size, so no single read buffers a whole object.
 READ_PIECE = 1024 * 1024
+
+
+class S3Metrics(Protocol):
+    """What the S3 source reports (``metrics.Metrics`` fits): each retry of its own."""
+
+    def retry(self, system: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -213,10 +216,10 @@ class S3Source(ClientOwner):
         s3: S3Config,
         *,
         max_connections: int | None = None,
-        on_retry: Callable[[], None] | None = None,
+        metrics: S3Metrics | None = None,
     ) -> None:
         super().__init__()
-        self._on_retry = on_retry
+        self._metrics = metrics  # each range GET our own loop repeats
         self._aws = aws
         self._cfg = s3
         self._max_connections = max_connections or max(10, 4 * s3.parallel_ranges)
@@ -363,8 +366,8 @@ class S3Source(ClientOwner):
                     raise
                 log.warning("s3_range_retry", bucket=info.bucket, s3_key=info.key, first=first, last=last,
                             attempt=attempt, error_code=exc.code, error=str(exc))
-                if self._on_retry is not None:
-                    self._on_retry()
+                if self._metrics is not None:
+                    self._metrics.retry("s3")
                 await asyncio.sleep(RANGE_RETRY_BASE * 2 ** (attempt - 1) * random.uniform(0.5, 1.0))
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -719,14 +722,3 @@ class S3Source(ClientOwner):
         except AWS_ERRORS as exc:
             raise translate_error(exc, what=f"S3 CreateBucket {bucket}", resource="bucket") from exc
 
-
-def configured_buckets(cfg: AppConfig) -> list[str]:
-    """Every bucket the configuration names, for ``recording-storage check``: probe buckets,
-    buckets with their own source settings, and the exact (non-glob) buckets of routing rules.
-
-    Reads the routing file; raises ``ConfigError`` if the rules are invalid.
-    """
-    from .events import routed_buckets
-
-    names = [*cfg.s3.probe_buckets, *cfg.s3.buckets, *routed_buckets(cfg)]
-    return list(dict.fromkeys(names))

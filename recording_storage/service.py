@@ -18,7 +18,6 @@ import structlog
 from . import __version__
 from .config import AppConfig
 from .errors import ConfigError, ExitCode, RecordingStorageError, StartupError
-from .events import make_decoder
 from .health import (
     DEP_S3,
     DEP_SQS,
@@ -30,6 +29,7 @@ from .health import (
     serve_health,
 )
 from .instances import InstanceProvider, open_instance_provider
+from .intake import MessageHandler, make_decoder
 from .logs import Code, register_secrets
 from .metrics import Metrics
 from .pool import DracoonPool
@@ -84,18 +84,14 @@ async def open_runtime(config: AppConfig, *, with_health: bool = True) -> AsyncI
                 config.aws,
                 config.s3,
                 max_connections=connection_limit(config.s3, config.workers.count),
-                on_retry=lambda: metrics.retry("s3"),
+                metrics=metrics,
             )
         )
         queue = await stack.enter_async_context(
             JobQueue(config.aws, config.queue, base_dir=config.base_dir, body_store=_s3_body_store(s3))
         )
         pool = await stack.enter_async_context(
-            DracoonPool(
-                config.dracoon,
-                metrics_hook=metrics.dracoon_request,
-                retry_hook=lambda: metrics.retry("dracoon"),
-            )
+            DracoonPool(config.dracoon, metrics=metrics)
         )
         runtime = Runtime(config, instances, s3, queue, pool, metrics, health)
         # Probes make one attempt (no client retries), so /healthcheck names the real cause
@@ -253,11 +249,11 @@ async def _serve(
     force: asyncio.Event | None = None,
 ) -> PoolStats:
     cfg = rt.config
-    transferer = Transferer(rt.s3, rt.pool, rt.instances, cfg, decode=make_decoder(cfg, metrics=rt.metrics),
-                            on_bytes=rt.metrics.add_bytes, on_integrity=rt.metrics.integrity_check)
+    transferer = Transferer(rt.s3, rt.pool, rt.instances, s3_cfg=cfg.s3, dracoon_cfg=cfg.dracoon,
+                            workers_cfg=cfg.workers, sharer_cfg=cfg.sharer, metrics=rt.metrics)
     workers = WorkerPool(
         rt.queue,
-        transferer.handle,
+        MessageHandler(transferer, make_decoder(cfg, metrics=rt.metrics)),
         queue_cfg=cfg.queue,
         workers_cfg=cfg.workers,
         health=rt.health,
@@ -270,7 +266,7 @@ async def _serve(
     async with asyncio.TaskGroup() as tg:
         if cfg.sharer.enabled and not (drain or max_messages):
             sharer = Sharer(rt.instances, rt.pool, cfg.sharer, metrics=rt.metrics,
-                            on_pass=rt.health.sharer_pass)
+                            health=rt.health)
             tg.create_task(sharer.run(background_stop), name="sharer")
 
         async def flag_shutdown() -> None:

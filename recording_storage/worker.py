@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -23,14 +23,20 @@ import structlog
 
 from .config import QueueConfig, WorkersConfig
 from .errors import InstanceHeld, PermanentError, TransientError
+from .intake import JobResult
 from .logs import Code
 from .sqs import QueueMessage
 
-__all__ = ["JobResult", "PoolStats", "QueueLike", "WorkerPool", "backoff_seconds"]
+__all__ = ["PoolStats", "QueueLike", "WorkerHealth", "WorkerMetrics", "WorkerPool", "backoff_seconds"]
 
 log = structlog.get_logger(__name__)
 
 SQS_MAX_VISIBILITY = 43200  # 12 h: SQS rejects leases beyond this from the first receive
+LEASE_MARGIN = 60  # seconds kept free below SQS_MAX_VISIBILITY so the last extension is accepted
+# A failed receive (SQS down, credentials expired) is retried after RECEIVE_BACKOFF_BASE * 2^n
+# seconds, capped: soon enough to recover at once, slow enough not to hammer a broken endpoint.
+RECEIVE_BACKOFF_BASE = 0.5
+RECEIVE_BACKOFF_MAX = 30.0
 Outcome = Literal["success", "transient", "permanent", "cancelled"]
 
 
@@ -44,7 +50,9 @@ class QueueLike(Protocol):
     async def hold(self, msg: QueueMessage, delay: float) -> int: ...
 
 
-class HealthLike(Protocol):
+class WorkerHealth(Protocol):
+    """What the pool tells the health state (``health.HealthState`` fits)."""
+
     def worker_started(self, worker_id: str) -> None: ...
     def worker_stopped(self, worker_id: str) -> None: ...
     def worker_polled(self, worker_id: str) -> None: ...
@@ -54,24 +62,15 @@ class HealthLike(Protocol):
     def instance_recovered(self, instance: str) -> None: ...
 
 
-class MetricsLike(Protocol):
+class WorkerMetrics(Protocol):
+    """What the pool reports (``metrics.Metrics`` fits)."""
+
     def job_in_flight(self) -> AbstractContextManager[None]: ...
     def job_finished(self, outcome: Outcome, seconds: float | None = None) -> None: ...
     def queue_receive_error(self) -> None: ...
     def dlq_message(self, reason: str) -> None: ...
     def job_held(self, instance: str) -> None: ...
     def dead_letter_failed(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """What a handler reports on success: the byte count for the job's log line, and the
-    instances whose jobs it ran (a success proves that an instance's account works again)."""
-
-    bytes_transferred: int = 0
-    instances: tuple[str, ...] = ()
-    # Extra fields for the job's summary log line (per-object sha256 and integrity proofs).
-    summary: Mapping[str, object] = field(default_factory=dict)
 
 
 Handler = Callable[[QueueMessage], Awaitable[JobResult]]
@@ -129,8 +128,8 @@ class WorkerPool:
         *,
         queue_cfg: QueueConfig,
         workers_cfg: WorkersConfig,
-        health: HealthLike,
-        metrics: MetricsLike,
+        health: WorkerHealth,
+        metrics: WorkerMetrics,
         drain: bool = False,
         max_messages: int | None = None,
         worker_id: str = "pool",
@@ -205,7 +204,7 @@ class WorkerPool:
                 failures += 1
                 self._health.receive_failed(exc)
                 self._metrics.queue_receive_error()
-                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                delay = min(RECEIVE_BACKOFF_MAX, RECEIVE_BACKOFF_BASE * 2 ** min(failures, 6))
                 log.warning("queue_receive_failed", error=str(exc), retry_in=delay, code=Code.SQS_ERROR)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
@@ -426,7 +425,7 @@ class WorkerPool:
         while True:
             await asyncio.sleep(interval)
             elapsed = time.monotonic() - started
-            remaining = SQS_MAX_VISIBILITY - elapsed - 60
+            remaining = SQS_MAX_VISIBILITY - elapsed - LEASE_MARGIN
             if remaining <= 0:
                 log.warning("lease_limit_reached", elapsed=int(elapsed))
                 return

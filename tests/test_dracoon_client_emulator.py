@@ -33,6 +33,7 @@ from recording_storage.dracoon import (
 )
 from recording_storage.dracoon.s3upload import MIN_PART_SIZE
 from tests.fixtures.dracoon import DracoonEnv, SeededUser, emulator_config, encrypt_for
+from tests.fixtures.metrics import RecordedMetrics
 
 pytestmark = pytest.mark.integration
 
@@ -49,9 +50,8 @@ def client_for(
     account = env.account()
     if user is not None:
         account = env.account(login=user.login, password=SecretStr(user.password))
-    return DracoonClient(
-        account, settings(**overrides), metrics_hook=hook, backoff_base=0.01, backoff_max=0.05
-    )
+    metrics = RecordedMetrics(on_request=hook) if hook is not None else None
+    return DracoonClient(account, settings(**overrides), metrics=metrics, backoff_base=0.01, backoff_max=0.05)
 
 
 @pytest.fixture

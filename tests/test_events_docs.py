@@ -15,10 +15,10 @@ from recording_storage.events import (
     ObjectRecord,
     Routes,
     compile_rules,
-    decode_message,
     load_routes,
 )
 from recording_storage.instances import DracoonAccount
+from recording_storage.intake import decode_message
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "s3-events.md").read_text(encoding="utf-8")

@@ -12,8 +12,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from recording_storage.errors import InvalidJobMessage, PermanentError
-from recording_storage.events import EventJob, Routes, compile_rules, decode_message, parse_s3_event
-from recording_storage.transfer import MessageJob
+from recording_storage.events import EventJob, Routes, compile_rules, parse_s3_event
+from recording_storage.intake import decode_message
+from recording_storage.targets import MessageJob
+from tests.fixtures.metrics import RecordedMetrics
 from tests.fixtures.service import job_message
 
 
@@ -141,12 +143,12 @@ def test_test_event_yields_no_jobs_and_is_logged() -> None:
 
 def test_unmatched_objects_are_logged_by_hash_and_counted_not_jobs() -> None:
     """No rule claims the key: no job, one warning with bucket and key hash, the counter called."""
-    count: list[int] = []
+    metrics = RecordedMetrics()
     with capture_logs() as logs:
         jobs = decode_message(json.dumps(event(record("other/Max Mustermann.mp3"), record("calls/ok.mp3"))),
-                              ROUTES, on_unmatched=lambda: count.append(1))
+                              ROUTES, metrics=metrics)
     assert [j.keys for j in jobs] == [("calls/ok.mp3",)]
-    assert count == [1]
+    assert metrics.unmatched == 1
     (warning,) = [e for e in logs if e["event"] == "s3_object_unmatched"]
     assert warning["bucket"] == "rec" and len(warning["key_hash"]) == 16
     assert "Mustermann" not in json.dumps(logs)

@@ -9,11 +9,12 @@ import pytest
 from pydantic import SecretStr
 
 from recording_storage.aws import bucket_settings, make_client_config
+from recording_storage.checks import configured_buckets
 from recording_storage.config import AwsConfig, BucketSourceConfig, S3Config, load_config
 from recording_storage.errors import ConfigError
-from recording_storage.events import make_decoder
+from recording_storage.intake import make_decoder
 from recording_storage.metrics import Metrics
-from recording_storage.s3 import S3Source, configured_buckets
+from recording_storage.s3 import S3Source
 
 
 def test_bucket_entries_are_validated_when_the_config_loads() -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from recording_storage.expiration import parse_expiration
 from recording_storage.service import serve
-from recording_storage.transfer import MessageJob
+from recording_storage.targets import MessageJob
 from tests.fixtures.service import MEETING_DATE, Stack, blob, job_message
 
 pytestmark = pytest.mark.integration

@@ -28,6 +28,7 @@ from recording_storage.targets import parse_source_marker, source_marker
 from recording_storage.worker import PoolStats
 from tests.fixtures.awsproxy import AwsCall, AwsFaultProxy, ProxyRule, end_leases
 from tests.fixtures.dracoon import emulator_config
+from tests.fixtures.metrics import RecordedMetrics
 from tests.fixtures.procs import wait_until
 from tests.fixtures.service import Stack, blob, dead_letters, job_message, live_channels, proxied
 
@@ -408,14 +409,15 @@ async def test_source_overwritten_before_delete_is_kept(stack: Stack, aws_proxy:
 async def test_range_retries_are_reported(
     aws_config: AwsConfig, s3_bucket: str, aws_proxy: AwsFaultProxy
 ) -> None:
-    """Each ranged GET our own loop repeats reaches ``on_retry`` (the retries_total metric)."""
+    """Each ranged GET our own loop repeats reaches ``metrics.retry`` (the retries_total metric)."""
     data = blob(200_000)
     async with S3Source(aws_config, S3Config()) as s3:
         await s3.put(s3_bucket, KEY, data)
     aws = aws_config.model_copy(update={"endpoint_url": aws_proxy.url, "max_attempts": 1})
     rule = aws_proxy.add("s3:GetObject", "cut", count=2)
-    retries: list[None] = []
-    async with S3Source(aws, S3Config(), on_retry=lambda: retries.append(None)) as s3:
+    metrics = RecordedMetrics()
+    retries = metrics.retries
+    async with S3Source(aws, S3Config(), metrics=metrics) as s3:
         info = await s3.head(s3_bucket, KEY)
         got = b"".join([bytes(c) async for c in s3.iter_chunks(info, chunk_size=65536)])
     assert got == data and rule.fired == 2 and len(retries) == 2

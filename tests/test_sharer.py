@@ -20,12 +20,14 @@ from recording_storage.crypto import EncryptedFileKey, FileDecryptor, KeyPairVer
 from recording_storage.dracoon import DracoonClient
 from recording_storage.errors import TransientError
 from recording_storage.instances import DracoonAccount, UnknownInstance
+from recording_storage.keyshare import serve_missing_keys
 from recording_storage.metrics import Metrics
 from recording_storage.pool import DracoonPool
-from recording_storage.sharer import Sharer, serve_missing_keys
+from recording_storage.sharer import Sharer
 from recording_storage.sharer import _next_slot as next_slot
 from tests.fixtures.dracoon import DracoonEnv, SeededUser, encrypt_for
 from tests.fixtures.keys import TestKeyPair, make_test_keypair
+from tests.fixtures.metrics import SharerPasses
 
 pytestmark = pytest.mark.integration
 
@@ -148,7 +150,7 @@ async def test_late_members_get_keys_for_every_file_and_version(
 
     metrics, passes = Metrics(), list[bool]()
     sharer = Sharer(StaticProvider({DOMAIN: env.account(DOMAIN)}), await make_pool(stack), sharer_cfg(),
-                    metrics=metrics, on_pass=passes.append)
+                    metrics=metrics, health=SharerPasses(passes.append))
     results = await sharer.run_once()
 
     stats = results[DOMAIN]
@@ -199,7 +201,7 @@ async def test_failing_page_skips_the_instance_not_the_pass(
     rule = env.emulator.faults.add(method="GET", path=MISSING, status=500, after=1, count=1)
     metrics, passes = Metrics(), list[bool]()
     sharer = Sharer(provider, await make_pool(stack, max_retries=0), sharer_cfg(),
-                    metrics=metrics, on_pass=passes.append)
+                    metrics=metrics, health=SharerPasses(passes.append))
 
     first = await sharer.run_once()
 
@@ -362,7 +364,7 @@ async def test_run_survives_failing_passes(stack: AsyncExitStack) -> None:
     seen, reached, on_pass = counting(3)
     metrics = Metrics()
     sharer = Sharer(provider, await make_pool(stack), sharer_cfg(interval=0.01), metrics=metrics,
-                    on_pass=on_pass)
+                    health=SharerPasses(on_pass))
     stop = asyncio.Event()
     task = asyncio.create_task(sharer.run(stop))
     await asyncio.wait_for(reached.wait(), 5)
@@ -376,7 +378,7 @@ async def test_run_stops_promptly_mid_pass_and_between_passes(stack: AsyncExitSt
     hang = asyncio.Event()
     provider = ScriptedProvider([[]], hang=hang)
     seen, _, on_pass = counting(1)
-    sharer = Sharer(provider, await make_pool(stack), sharer_cfg(), on_pass=on_pass)
+    sharer = Sharer(provider, await make_pool(stack), sharer_cfg(), health=SharerPasses(on_pass))
     stop = asyncio.Event()
     task = asyncio.create_task(sharer.run(stop))
     await asyncio.wait_for(provider.entered.wait(), 5)  # the first pass starts at once (first_delay 0)
@@ -387,7 +389,8 @@ async def test_run_stops_promptly_mid_pass_and_between_passes(stack: AsyncExitSt
     hang.set()
     provider2 = ScriptedProvider([[]])
     seen2, done, on_pass2 = counting(1)
-    waiting = Sharer(provider2, await make_pool(stack), sharer_cfg(interval=3600), on_pass=on_pass2)
+    waiting = Sharer(provider2, await make_pool(stack), sharer_cfg(interval=3600),
+                     health=SharerPasses(on_pass2))
     stop2 = asyncio.Event()
     task2 = asyncio.create_task(waiting.run(stop2))
     await asyncio.wait_for(done.wait(), 5)
@@ -413,7 +416,7 @@ async def test_unknown_instance_is_logged_and_skipped(
     broken = env.account("broken.example.com", login="nobody", password=SecretStr("wrong-Login-Pw-9"))
     provider = StaticProvider({"broken.example.com": broken, DOMAIN: env.account(DOMAIN)})
     seen: list[bool] = []
-    sharer = Sharer(provider, await make_pool(stack), sharer_cfg(), on_pass=seen.append)
+    sharer = Sharer(provider, await make_pool(stack), sharer_cfg(), health=SharerPasses(seen.append))
     assert await sharer.run_once(only="missing.example.com") == {}
     results = await sharer.run_once()
     assert list(results) == [DOMAIN] and results[DOMAIN].served == 2

@@ -11,8 +11,9 @@ import pytest
 
 from recording_storage.config import QueueConfig, WorkersConfig
 from recording_storage.errors import InstanceHeld, PermanentError, TransientError
+from recording_storage.intake import JobResult
 from recording_storage.sqs import QueueMessage
-from recording_storage.worker import JobResult, WorkerPool, backoff_seconds
+from recording_storage.worker import WorkerPool, backoff_seconds
 
 
 def msg(i: int, receive_count: int = 1) -> QueueMessage:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .auth import DracoonMetrics
 from .client import DracoonClient
 from .errors import (
     AuthenticationFailed,
@@ -28,6 +29,7 @@ from .upload import ProxyUpload, Resolution, Upload
 __all__ = [
     "AuthenticationFailed",
     "DracoonClient",
+    "DracoonMetrics",
     "DracoonError",
     "DracoonPermanentError",
     "DracoonTransientError",

@@ -15,7 +15,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote_plus
 
 import aiohttp
@@ -42,15 +42,17 @@ _EARLY_MAX = 60.0
 # A token response without expires_in: assume a short life, the 401 path covers the rest.
 _DEFAULT_LIFETIME = 600.0
 
-MetricsHook = Callable[[str, str, int | None], None]
+class DracoonMetrics(Protocol):
+    """What the DRACOON client reports (``metrics.Metrics`` fits): each response, each retry."""
+
+    def dracoon_request(self, method: str, path: str, status: int | None) -> None: ...
+    def retry(self, system: str) -> None: ...
 
 
-def notify(hook: Callable[..., None] | None, *args: Any) -> None:
-    """Call a metrics hook, if any; a metrics bug must never break a request or a transfer."""
-    if hook is None:
-        return
+def notify(report: Callable[..., None], *args: Any) -> None:
+    """Call a ``DracoonMetrics`` method; a metrics bug must never break a request or a transfer."""
     try:
-        hook(*args)
+        report(*args)
     except Exception:
         log.exception("dracoon_metrics_hook_failed")
 
@@ -81,12 +83,12 @@ class TokenManager:
         creds: Credentials,
         *,
         clock: Callable[[], float] = time.monotonic,
-        on_response: MetricsHook | None = None,
+        metrics: DracoonMetrics | None = None,
     ) -> None:
         self._session = session
         self._creds = creds
         self._clock = clock
-        self._on_response = on_response
+        self._metrics = metrics
         self._lock = asyncio.Lock()
         self._access: str | None = None
         self._refresh: str | None = None
@@ -219,4 +221,5 @@ class TokenManager:
         self._renew_at = self._expires_at - min(_EARLY_MAX, _EARLY_FRACTION * float(lifetime))
 
     def _report(self, status: int | None) -> None:
-        notify(self._on_response, "POST", TOKEN_PATH, status)
+        if self._metrics is not None:
+            notify(self._metrics.dracoon_request, "POST", TOKEN_PATH, status)

@@ -7,7 +7,7 @@ error mapping -- live in ``http.py``; this module knows the endpoints and their 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 from types import TracebackType
 
@@ -17,8 +17,16 @@ from yarl import URL
 
 from ..config import DracoonConfig
 from ..instances import DracoonAccount
-from .auth import Credentials, TokenManager
-from .http import HttpCore, Retry, check_base_url, make_ssl
+from .auth import Credentials, DracoonMetrics, TokenManager
+from .errors import RETRY_AFTER_CAP
+from .http import (
+    RETRY_BACKOFF_BASE,
+    RETRY_BACKOFF_MAX,
+    HttpCore,
+    Retry,
+    check_base_url,
+    make_ssl,
+)
 from .keys import KeyOps
 from .models import SystemInfo, UserAccount, bad_response
 from .nodes import NodeOps
@@ -29,8 +37,13 @@ __all__ = ["DracoonClient"]
 
 log = structlog.get_logger(__name__)
 
-MetricsHook = Callable[[str, str, int | None], None]
 _DOWNLOAD_CHUNK = 1024**2
+# Resolved room names (parent id, name -> room id) are cached this long per client, so the
+# jobs for one room do not repeat the lookups, and a room deleted meanwhile is found again soon.
+ROOM_CACHE_TTL = 60.0
+# An S3 direct upload's completion is polled for at least this long (DRACOON assembles the
+# parts after the last PUT), however short dracoon.request_timeout is.
+MIN_POLL_TIMEOUT = 60.0
 _USER_AGENT = "recording-storage (aiohttp)"
 
 
@@ -47,12 +60,11 @@ class DracoonClient(NodeOps, KeyOps):
         account: DracoonAccount,
         settings: DracoonConfig,
         *,
-        metrics_hook: MetricsHook | None = None,
-        retry_hook: Callable[[], None] | None = None,
-        backoff_base: float = 0.5,
-        backoff_max: float = 30.0,
-        retry_after_cap: float = 60.0,
-        room_cache_ttl: float = 60.0,
+        metrics: DracoonMetrics | None = None,
+        backoff_base: float = RETRY_BACKOFF_BASE,
+        backoff_max: float = RETRY_BACKOFF_MAX,
+        retry_after_cap: float = RETRY_AFTER_CAP,
+        room_cache_ttl: float = ROOM_CACHE_TTL,
         poll_timeout: float | None = None,
     ) -> None:
         NodeOps.__init__(self, room_cache_ttl=room_cache_ttl)
@@ -62,10 +74,11 @@ class DracoonClient(NodeOps, KeyOps):
         self.who = f"{account.login} @ {self.base_url}"
         verify = settings.verify_tls if account.verify_tls is None else account.verify_tls
         self._ssl = make_ssl(settings, verify, who=self.who)
-        self._hook = metrics_hook
-        self._retry_hook = retry_hook
+        self._metrics = metrics
         self._backoff = (backoff_base, backoff_max, retry_after_cap)
-        self._poll_timeout = poll_timeout if poll_timeout is not None else max(settings.request_timeout, 60.0)
+        self._poll_timeout = (
+            poll_timeout if poll_timeout is not None else max(settings.request_timeout, MIN_POLL_TIMEOUT)
+        )
         self._system_info: SystemInfo | None = None
         self._session: aiohttp.ClientSession | None = None
         self._core: HttpCore | None = None
@@ -93,7 +106,7 @@ class DracoonClient(NodeOps, KeyOps):
             self.account.client_secret,
             form_encode=self.settings.client_auth_encoding == "form",
         )
-        auth = TokenManager(session, creds, on_response=self._hook)
+        auth = TokenManager(session, creds, metrics=self._metrics)
         base, cap, ra_cap = self._backoff
         self._session = session
         self._core = HttpCore(
@@ -104,8 +117,7 @@ class DracoonClient(NodeOps, KeyOps):
             backoff_base=base,
             backoff_max=cap,
             retry_after_cap=ra_cap,
-            metrics_hook=self._hook,
-            retry_hook=self._retry_hook,
+            metrics=self._metrics,
         )
         return self
 

@@ -20,6 +20,7 @@ import aiohttp
 from ..errors import PermanentError, TransientError
 
 __all__ = [
+    "RETRY_AFTER_CAP",
     "AuthenticationFailed",
     "DracoonError",
     "DracoonPermanentError",
@@ -185,7 +186,14 @@ def parse_error_body(body: bytes | str | Mapping[str, Any] | None) -> ErrorBody:
     return ErrorBody(data if isinstance(data, Mapping) else None)
 
 
-def parse_retry_after(value: str | None, *, now: datetime | None = None, cap: float = 60.0) -> float | None:
+# Retry-After values are capped at this many seconds: a server's longer (or bogus far-future)
+# wish cannot hold a request, or the release of a failed job, for longer.
+RETRY_AFTER_CAP = 60.0
+
+
+def parse_retry_after(
+    value: str | None, *, now: datetime | None = None, cap: float = RETRY_AFTER_CAP
+) -> float | None:
     """``Retry-After`` as seconds (delta-seconds or an HTTP-date), capped; None if absent or junk."""
     if not value:
         return None
@@ -210,7 +218,7 @@ def error_for_response(
     *,
     what: str,
     retry_after: str | None = None,
-    retry_after_cap: float = 60.0,
+    retry_after_cap: float = RETRY_AFTER_CAP,
 ) -> DracoonTransientError | DracoonPermanentError:
     """Map one non-success HTTP answer to the exception the caller should see.
 

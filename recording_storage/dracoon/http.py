@@ -13,7 +13,7 @@ import enum
 import ipaddress
 import json
 import ssl
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -32,8 +32,9 @@ from tenacity import (
 from yarl import URL
 
 from ..config import DracoonConfig
-from .auth import MetricsHook, TokenManager, notify
+from .auth import DracoonMetrics, TokenManager, notify
 from .errors import (
+    RETRY_AFTER_CAP,
     AuthenticationFailed,
     DracoonPermanentError,
     DracoonTransientError,
@@ -41,11 +42,18 @@ from .errors import (
     transport_error,
 )
 
-__all__ = ["HttpCore", "Reply", "Retry", "check_base_url", "make_ssl", "redact_url"]
+__all__ = [
+    "RETRY_BACKOFF_BASE", "RETRY_BACKOFF_MAX",
+    "HttpCore", "Reply", "Retry", "check_base_url", "make_ssl", "redact_url",
+]
 
 log = structlog.get_logger(__name__)
 
 _SLICE = 64 * 1024
+# Between attempts of one request: jittered exponential waits from RETRY_BACKOFF_BASE up to
+# RETRY_BACKOFF_MAX seconds (a server's Retry-After instead, up to errors.RETRY_AFTER_CAP).
+RETRY_BACKOFF_BASE = 0.5
+RETRY_BACKOFF_MAX = 30.0
 
 
 class SlicedBytes(aiohttp.payload.Payload):
@@ -184,23 +192,22 @@ class HttpCore:
         auth: TokenManager,
         *,
         max_retries: int,
-        backoff_base: float = 0.5,
-        backoff_max: float = 30.0,
-        retry_after_cap: float = 60.0,
-        metrics_hook: MetricsHook | None = None,
-        retry_hook: Callable[[], None] | None = None,
+        backoff_base: float = RETRY_BACKOFF_BASE,
+        backoff_max: float = RETRY_BACKOFF_MAX,
+        retry_after_cap: float = RETRY_AFTER_CAP,
+        metrics: DracoonMetrics | None = None,
     ) -> None:
         self.session = session
         self.api = base_url + "/api/v4"
         self.auth = auth
         self.max_retries = max_retries
         self.retry_after_cap = retry_after_cap
-        self._hook = metrics_hook
-        self._retry_hook = retry_hook
+        self._metrics = metrics
         self._jitter = wait_random_exponential(multiplier=backoff_base, max=backoff_max)
 
     def report(self, method: str, template: str, status: int | None) -> None:
-        notify(self._hook, method, template, status)
+        if self._metrics is not None:
+            notify(self._metrics.dracoon_request, method, template, status)
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None
@@ -226,7 +233,8 @@ class HttpCore:
                 error=str(exc),
                 error_code=getattr(exc, "code", None),
             )
-            notify(self._retry_hook)
+            if self._metrics is not None:
+                notify(self._metrics.retry, "dracoon")
 
         return AsyncRetrying(
             stop=stop_after_attempt((self.max_retries if attempts is None else attempts) + 1),

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import structlog
 
-from ..targets.names import node_name_key
+from ..node_names import node_name_key
 from .base import ApiBase
 from .errors import DracoonPermanentError, DracoonTransientError, NameConflict, NotFound
 from .models import Node, bad_response

@@ -1,9 +1,9 @@
 """S3 event notifications as jobs, for producers that cannot write our job message (Kazoo & co).
 
-Pieces, in the order a message meets them (operator docs: ``docs/s3-events.md``):
+Pieces, in the order a message meets them after ``intake.decode`` (job messages and S3
+events, also SNS-wrapped, on one queue; ``s3:TestEvent`` ignored; unmatched objects logged,
+counted, left in S3) recognised it as an S3 event (operator docs: ``docs/s3-events.md``):
 
-* ``decode``: the ``Transferer``'s decode hook; job messages and S3 events (also SNS-wrapped)
-  on one queue; ``s3:TestEvent`` ignored; unmatched objects logged, counted, left in S3.
 * ``records``: an S3 notification -> validated ``ObjectRecord`` s (keys URL-decoded).
 * ``rules`` / ``loader``: routing rules (bucket + key glob/regex with named captures, ``vars``
   with lookups, instance, targets, file name), validated at start-up; first match wins.
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .decode import Decoder, decode_message, make_decoder
 from .job import EventJob
 from .loader import compile_rules, glob_to_regex, load_routes
 from .records import ObjectRecord, S3Event, is_test_event, key_digest, parse_s3_event
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUILTIN_VARIABLES",
-    "Decoder",
     "EventJob",
     "InvalidRoute",
     "ObjectRecord",
@@ -35,12 +33,10 @@ __all__ = [
     "Rule",
     "S3Event",
     "compile_rules",
-    "decode_message",
     "glob_to_regex",
     "is_test_event",
     "key_digest",
     "load_routes",
-    "make_decoder",
     "parse_s3_event",
     "routed_buckets",
 ]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..instances import DracoonAccount
+from ..node_names import is_control_char
 from ..targets import (
     MAX_NOTES_LENGTH,
     ExpirationPassed,
@@ -31,7 +32,6 @@ from ..targets import (
     source_marker,
     truncate_name,
 )
-from ..targets.names import is_control_char
 from .records import ObjectRecord
 from .rules import InvalidRoute, RouteMatch
 from .templates import render_file_name

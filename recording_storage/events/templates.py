@@ -18,6 +18,7 @@ import unicodedata
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+from ..node_names import is_bad_char
 from ..targets import (
     MAX_DEPTH,
     MAX_NAME_LENGTH,
@@ -26,7 +27,6 @@ from ..targets import (
     truncate_name,
     validate_node_name,
 )
-from ..targets.names import is_bad_char
 
 __all__ = [
     "NAME_RE",

@@ -27,6 +27,7 @@ from pydantic import (
 from ..errors import ConfigError, ConfigProblem, PermanentError
 from ..expiration import parse_expiration
 from ..logs import is_secret_key, register_secrets
+from ..node_names import check_path_template
 
 if TYPE_CHECKING:
     from ..config import DracoonConfig
@@ -190,8 +191,6 @@ class _TargetSpecIn(_Model):
     def _path_parses(cls, value: str) -> str:
         # Like the expiration: a typo'd $variable fails at start-up and in ``check``, instead of
         # dead-lettering every job that uses the rule.
-        from ..targets.names import check_path_template  # imported late: targets imports instances
-
         problems = check_path_template(value)
         if problems:
             raise ValueError("; ".join(problems))

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ..errors import InvalidJobMessage, JobProblem
 from ..expiration import ExpirationError, parse_expiration
 from ..instances import TargetSpec
-from ..targets.names import MAX_TEMPLATE_LENGTH, check_path_template
+from ..node_names import MAX_TEMPLATE_LENGTH, check_path_template
 from .model import (
     Instance,
     JobMessage,

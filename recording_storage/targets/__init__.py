@@ -1,13 +1,16 @@
 """Where recordings go in DRACOON: target selection, path templates and rules, file names, notes.
 
-Split in three: ``names`` (DRACOON node-name rules, path normalisation, templates), ``resolve``
-(message vs. instance targets, expirations) and ``naming`` (file names, notes, source marker).
-Everything public is re-exported here; import from ``recording_storage.targets``.
+Split in three: ``resolve`` (message vs. instance targets, expirations), ``naming`` (file names,
+notes, source marker) and ``job`` (``TransferJob``, what the pipeline asks of a job), all built
+on ``recording_storage.node_names`` (DRACOON node-name rules, path normalisation, templates),
+which lives outside this package so that ``instances`` (which ``resolve`` needs) can check path
+templates without importing targets. Everything public, node-name rules included, is
+re-exported here.
 """
 
 from __future__ import annotations
 
-from .names import (
+from ..node_names import (
     MAX_DEPTH,
     MAX_NAME_LENGTH,
     TEMPLATE_VARIABLES,
@@ -19,6 +22,7 @@ from .names import (
     truncate_name,
     validate_node_name,
 )
+from .job import MessageJob, TransferJob
 from .naming import (
     DEFAULT_EXTENSION,
     MAX_NOTES_LENGTH,
@@ -49,8 +53,10 @@ __all__ = [
     "TEMPLATE_VARIABLES",
     "ExpirationPassed",
     "InvalidTargetConfig",
+    "MessageJob",
     "NoTargets",
     "ResolvedTarget",
+    "TransferJob",
     "check_path_template",
     "earlier_file_names_for",
     "expand_path_template",

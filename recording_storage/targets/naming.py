@@ -34,7 +34,7 @@ import hashlib
 import re
 from typing import TYPE_CHECKING
 
-from .names import (
+from ..node_names import (
     MAX_NAME_LENGTH,
     is_bad_char,
     is_control_char,

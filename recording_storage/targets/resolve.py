@@ -35,7 +35,7 @@ import structlog
 from ..errors import InvalidJobMessage, JobProblem, PermanentError
 from ..expiration import ExpirationError, parse_expiration
 from ..instances import ANY_MEETING_TYPE, DracoonAccount, TargetSpec
-from .names import expand_path_template, node_name_key
+from ..node_names import expand_path_template, node_name_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence

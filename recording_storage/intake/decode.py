@@ -1,6 +1,6 @@
 """One queue, two message kinds: job messages and S3 event notifications, also SNS-wrapped.
 
-``decode_message`` is the ``Transferer``'s ``decode`` hook. What happens to each kind:
+``decode_message`` is the ``MessageHandler``'s decoder. What happens to each kind:
 
 * a job message (``docs/job-message.md``) -> one ``MessageJob``, parsed by ``parse_job_message``
   with all its checks; also when wrapped in an SNS envelope (raw delivery off);
@@ -22,27 +22,29 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from ..errors import InvalidJobMessage, JobProblem, PermanentError
+from ..events import EventJob, Routes, is_test_event, load_routes, parse_s3_event
 from ..jobs import MAX_BODY_BYTES, looks_like_s3_event, parse_job_message
-from ..transfer import MessageJob, TransferJob
-from .job import EventJob
-from .loader import load_routes
-from .records import is_test_event, parse_s3_event
-from .rules import Routes
+from ..targets import MessageJob, TransferJob
 
 if TYPE_CHECKING:
     from ..config import AppConfig
-    from ..metrics import Metrics
 
-__all__ = ["Decoder", "decode_message", "make_decoder"]
+__all__ = ["DecodeMetrics", "Decoder", "decode_message", "make_decoder"]
 
 log = structlog.get_logger(__name__)
 
 Decoder = Callable[[str], list[TransferJob]]
+
+
+class DecodeMetrics(Protocol):
+    """What decoding reports (``metrics.Metrics`` fits): each S3 object no rule claims."""
+
+    def unmatched_object(self) -> None: ...
 
 
 def _json_object(text: str | bytes) -> dict[str, Any] | None:
@@ -65,7 +67,7 @@ def decode_message(
     routes: Routes,
     *,
     include_pii: bool = False,
-    on_unmatched: Callable[[], None] | None = None,
+    metrics: DecodeMetrics | None = None,
 ) -> list[TransferJob]:
     """The jobs a queue message asks for (possibly none); raises permanent errors when invalid."""
     data = _json_object(body)
@@ -107,17 +109,18 @@ def decode_message(
             extra = {"key": record.key} if include_pii else {}
             log.warning("s3_object_unmatched", bucket=record.bucket, key_hash=record.key_hash,
                         key_length=len(record.key), event_name=record.event_name, **extra)
-            if on_unmatched is not None:
-                on_unmatched()
+            if metrics is not None:
+                metrics.unmatched_object()
             continue
         jobs.append(EventJob(record, match, include_pii=include_pii))
     return jobs
 
 
-def make_decoder(cfg: AppConfig, *, metrics: Metrics | None = None, routes: Routes | None = None) -> Decoder:
-    """The ``decode`` hook for ``Transferer``: loads and validates the rules now (``ConfigError``)."""
+def make_decoder(
+    cfg: AppConfig, *, metrics: DecodeMetrics | None = None, routes: Routes | None = None
+) -> Decoder:
+    """The decoder for ``MessageHandler``: loads and validates the rules now (``ConfigError``)."""
     routes = load_routes(cfg) if routes is None else routes
     if routes.rules:
         log.info("routing_rules_loaded", rules=len(routes.rules), buckets=routes.buckets)
-    return partial(decode_message, routes=routes, include_pii=cfg.log.include_pii,
-                   on_unmatched=metrics.unmatched_object if metrics is not None else None)
+    return partial(decode_message, routes=routes, include_pii=cfg.log.include_pii, metrics=metrics)

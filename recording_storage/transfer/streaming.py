@@ -1,0 +1,331 @@
+"""One object into its planned uploads: read once, encrypt once, fan out, prove, complete.
+
+The content is proven against the store's own digest (``integrity``) before any upload
+completes, so a file whose bytes differ from the source never lands. A broken upload channel
+restarts the file (proxy uploads cannot be resumed); a completion cut off for one target lets
+the others finish and serves their keys before the failure is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+import structlog
+
+from ..crypto import EncryptedFileKey, FileEncryptor, UnlockedKeyPair, encrypt_file_key, generate_file_key
+from ..dracoon import DracoonClient, NameConflict, Node, Upload
+from ..errors import PermanentError, RecordingStorageError, TransientError
+from ..integrity import ContentDigest, IntegrityMismatch, Proof, candidate_proofs
+from ..keyshare import serve_missing_keys
+from ..logs import Code
+from ..s3 import ObjectInfo, S3Source, SourceChanged
+from ..targets import notes_with_sha256, parse_content_sha256
+from .placement import PlannedUpload, find_file, is_ours
+from .report import TransferReport
+
+__all__ = ["STREAM_ATTEMPTS", "Streamer", "TransferMetrics", "Verification", "choose_verification",
+           "fan_out", "serve_file_keys"]
+
+log = structlog.get_logger(__package__)  # one logger for the whole pipeline, as before the split
+T = TypeVar("T")
+STREAM_ATTEMPTS = 3  # a broken proxy upload cannot be resumed (append semantics): restart the file
+
+
+class TransferMetrics(Protocol):
+    """What the pipeline reports (``metrics.Metrics`` fits)."""
+
+    def add_bytes(self, count: int) -> None: ...
+    def integrity_check(self, proof: str, verified: bool) -> None: ...
+
+
+@dataclass(frozen=True)
+class Verification:
+    """How one object's content is proven: ``proof`` None means ``integrity=none``."""
+
+    proof: Proof | None
+    part_sizes: tuple[int, ...] = ()
+    hash: bool = True  # False with s3.verify off: no digest at all
+
+    @property
+    def name(self) -> str:
+        return self.proof.name if self.proof is not None else "none"
+
+
+async def choose_verification(s3: S3Source, info: ObjectInfo) -> Verification:
+    """The cheapest proof the store offers for ``info``, or none if ``s3.verify`` allows it."""
+    mode = s3.settings(info.bucket).verify
+    if mode == "off" or info.digests is None:
+        return Verification(None, hash=False)
+    for proof in candidate_proofs(info.digests):
+        if not proof.parts:
+            return Verification(proof)
+        sizes = await s3.part_sizes(info, proof.parts)
+        if sizes is not None:
+            return Verification(proof, sizes)
+    if mode == "required":
+        raise PermanentError(
+            f"s3.verify is 'required' but the store states no verifiable digest for "
+            f"{info.bucket}/{info.key} (no checksum, and the ETag is no MD5 or multipart MD5)",
+            code="integrity_unverifiable",
+        )
+    return Verification(None)
+
+
+async def fan_out(awaitables: Sequence[Awaitable[T]]) -> list[T]:
+    """Run concurrently; on the first failure cancel the rest and raise that failure itself."""
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(_as_coro(a)) for a in awaitables]
+    except BaseExceptionGroup as group:
+        first = group.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    return [t.result() for t in tasks]
+
+
+async def _as_coro(aw: Awaitable[T]) -> T:
+    return await aw
+
+
+async def serve_file_keys(
+    client: DracoonClient, keys: UnlockedKeyPair, node: Node, *, batch_size: int
+) -> None:
+    """Serve the new file's missing keys; a failure is transient (the file itself is safe)."""
+    try:
+        await serve_missing_keys(client, (keys,), file_id=node.id, batch_size=batch_size)
+    except RecordingStorageError as exc:
+        # The file is safe; a redelivery finds it present and serves the keys again.
+        raise TransientError(
+            f"serving file keys for file {node.id} failed: {exc}", code="share_failed"
+        ) from exc
+
+
+class Streamer:
+    """Streams objects into planned uploads; one instance serves every job of the process.
+
+    ``metrics`` learns the bytes of each chunk once every target took it, and each proof's result.
+    """
+
+    def __init__(
+        self,
+        s3: S3Source,
+        *,
+        classification: int,
+        progress_interval: float,
+        share_batch_size: int,
+        metrics: TransferMetrics | None = None,
+    ) -> None:
+        self._s3 = s3
+        self._classification = classification  # dracoon.classification of every new file
+        self._progress_interval = progress_interval  # workers.progress_interval
+        self._share_batch_size = share_batch_size  # sharer.batch_size
+        self._metrics = metrics
+
+    async def stream(
+        self,
+        info: ObjectInfo,
+        client: DracoonClient,
+        keys: UnlockedKeyPair,
+        plans: list[PlannedUpload],
+        notes: str,
+        marker: str,
+        report: TransferReport,
+        check: Verification,
+    ) -> list[Node]:
+        """Upload ``info`` to every planned target, restarted on a broken upload; a changed source
+        is looked at once more.
+
+        SourceChanged is left to the redelivery (which pins the new version from a fresh HEAD),
+        unless the key is gone by now: then SourceMissing lets the caller ask the targets, as
+        for a source missing from the start.
+        """
+        for attempt in range(1, STREAM_ATTEMPTS + 1):
+            try:
+                return await self._stream(info, client, keys, plans, notes, marker, report, check)
+            except SourceChanged:
+                await self._s3.head(info.bucket, info.key)  # raises SourceMissing if it is gone
+                raise
+            except TransientError as exc:
+                if attempt == STREAM_ATTEMPTS or exc.code not in {"upload_interrupted", "network"}:
+                    raise
+                log.warning("upload_restarting", s3_key=info.key, attempt=attempt, error=str(exc))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _stream(
+        self,
+        info: ObjectInfo,
+        client: DracoonClient,
+        keys: UnlockedKeyPair,
+        plans: list[PlannedUpload],
+        notes: str,
+        marker: str,
+        report: TransferReport,
+        check: Verification,
+    ) -> list[Node]:
+        uploads: list[Upload] = []
+        digest = ContentDigest(check.proof, check.part_sizes) if check.hash else None
+        hashing: asyncio.Future[None] | None = None
+        sha256: str | None = None
+        try:
+            for plan in plans:
+                uploads.append(
+                    await client.open_upload(
+                        plan.room.id,
+                        plan.name,
+                        info.size,
+                        expire_at=plan.target.expire_at,
+                        classification=self._classification,
+                        notes=notes,
+                    )
+                )
+            encryptor = FileEncryptor(generate_file_key(), size=info.size)
+            done_bytes = 0
+            started = last_progress = time.monotonic()
+            # aclosing: a failed upload cancels the read-ahead GETs at once, not at garbage collection.
+            async with contextlib.aclosing(self._s3.iter_chunks(info)) as chunks:
+                async for chunk in chunks:
+                    if digest is not None:
+                        # In a worker thread, overlapping this chunk's encryption and upload;
+                        # awaited before the next chunk so the hash sees the bytes in order.
+                        if hashing is not None:
+                            await hashing
+                        hashing = asyncio.ensure_future(asyncio.to_thread(digest.update, chunk))
+                    ciphertext = encryptor.update(chunk)
+                    await fan_out([u.write(ciphertext) for u in uploads])
+                    done_bytes += len(chunk)
+                    if self._metrics is not None:
+                        self._metrics.add_bytes(len(chunk))
+                    now = time.monotonic()
+                    if now - last_progress >= self._progress_interval:
+                        last_progress = now
+                        rate = done_bytes / max(now - started, 1e-6) / 1e6
+                        log.info(
+                            "transfer_progress",
+                            s3_key=info.key,
+                            bytes_done=done_bytes,
+                            bytes_total=info.size,
+                            mb_per_s=round(rate, 2),
+                            code=Code.TRANSFERER_STATUS,
+                        )
+            if done_bytes != info.size:
+                raise TransientError(
+                    f"read {done_bytes} of {info.size} bytes of the source", code="short_read"
+                )
+            if hashing is not None:
+                await hashing
+            sha256 = self._verify(info, check, digest, report)
+            encryptor.finalize()
+            file_key = encrypt_file_key(encryptor.file_key(), keys.public_key_container)
+            nodes = await self._complete_all(
+                client, keys, uploads, plans, file_key, marker, info.size, report
+            )
+        except BaseException:
+            if hashing is not None and not hashing.done():
+                hashing.cancel()  # the thread finishes its chunk; nobody waits for it
+            await asyncio.shield(asyncio.gather(*(u.cancel() for u in uploads), return_exceptions=True))
+            raise
+        report.bytes_read += info.size
+        if sha256 is not None and parse_content_sha256(notes) != sha256:
+            await self._record_sha256(client, nodes, notes, sha256)
+        return nodes
+
+    async def _complete_all(
+        self,
+        client: DracoonClient,
+        keys: UnlockedKeyPair,
+        uploads: list[Upload],
+        plans: list[PlannedUpload],
+        file_key: EncryptedFileKey,
+        marker: str,
+        size: int,
+        report: TransferReport,
+    ) -> list[Node]:
+        """Complete every upload; if one target fails, the others still finish (a completion cut
+        off half-way is in an unknown state) and their files get their keys served, and are
+        reported, before the failure is raised, so room members can open what did land."""
+        completions = [
+            self._complete(client, u, p, file_key, marker, size) for u, p in zip(uploads, plans, strict=True)
+        ]
+        results = await asyncio.gather(*completions, return_exceptions=True)
+        nodes = [r for r in results if isinstance(r, Node)]
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is None:
+            return nodes
+        for node in nodes:
+            report.files.append(node.id)
+            try:
+                await serve_file_keys(client, keys, node, batch_size=self._share_batch_size)
+            except TransientError as exc:  # the sharer's next pass serves them; report the real failure
+                log.warning("share_after_failure_failed", file_id=node.id, error=str(exc),
+                            code=Code.TRANSFERER_ERROR)
+        raise failure
+
+    @staticmethod
+    async def _record_sha256(client: DracoonClient, nodes: Sequence[Node], notes: str, sha256: str) -> None:
+        """Add the proven content SHA-256 to each new file's notes (DRACOON takes notes only when
+        the upload opens, before the digest is known, or in a node update).
+
+        Best effort: the file is complete and proven, and the digest is in the job's log line;
+        a failed update is logged, not retried by redelivering the whole job.
+        """
+        for node in nodes:
+            try:
+                await client.set_file_notes(node.id, notes_with_sha256(notes, sha256))
+            except RecordingStorageError as exc:
+                log.warning("notes_sha256_not_recorded", file_id=node.id, error_code=exc.code, error=str(exc))
+
+    def _verify(
+        self, info: ObjectInfo, check: Verification, digest: ContentDigest | None, report: TransferReport
+    ) -> str | None:
+        """Compare the content's digest with the store's; a mismatch raises before any completion.
+
+        Returns the plaintext SHA-256 (None when ``s3.verify`` is off).
+        """
+        if digest is None:  # s3.verify off
+            report.integrity.append(check.name)
+            log.info("object_integrity", s3_key=info.key, integrity=check.name, bytes=info.size,
+                     code=Code.TRANSFERER_STATUS)
+            return None
+        result = digest.finish()
+        proof = check.proof
+        if proof is not None and result.actual != proof.expected:
+            if self._metrics is not None:
+                self._metrics.integrity_check(proof.name, False)
+            what = f"S3 object {info.bucket}/{info.key} (etag {info.etag})"
+            raise IntegrityMismatch(what, proof, result.actual or "", result.sha256)
+        if self._metrics is not None:
+            self._metrics.integrity_check(check.name, True)
+        report.sha256.append(result.sha256)
+        report.integrity.append(check.name)
+        log.info("object_integrity", s3_key=info.key, integrity=check.name, sha256=result.sha256,
+                 bytes=info.size, code=Code.TRANSFERER_STATUS)
+        return result.sha256
+
+    async def _complete(
+        self,
+        client: DracoonClient,
+        upload: Upload,
+        plan: PlannedUpload,
+        file_key: EncryptedFileKey,
+        marker: str,
+        size: int,
+    ) -> Node:
+        try:
+            return await upload.complete(file_key, resolution=plan.resolution, file_name=plan.name)
+        except NameConflict as exc:
+            # Another worker finished the same source first (redelivery overlap): verify it is ours.
+            node = await find_file(client, plan.room.id, plan.name)
+            if node is not None and is_ours(node, marker, size):
+                await upload.cancel()
+                return node
+            # A different file took the name after we planned: a race, not a bad job. The
+            # redelivery plans again and applies dracoon.name_clash.
+            raise TransientError(
+                f"{plan.name!r} was taken in room {plan.room.id} during the upload", code="name_race"
+            ) from exc
