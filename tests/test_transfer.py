@@ -11,6 +11,8 @@ and compared with the source bytes. The same paths over real HTTP are in test_pi
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any, cast
@@ -23,13 +25,19 @@ from recording_storage.errors import PermanentError, TransientError
 from recording_storage.jobs import parse_job_message
 from recording_storage.pool import DracoonPool
 from recording_storage.s3 import S3Source, SourceChanged, SourceMissing
-from recording_storage.targets import MessageJob, TransferJob, parse_source_marker, source_marker
+from recording_storage.targets import (
+    MessageJob,
+    TransferJob,
+    parse_content_sha256,
+    parse_source_marker,
+    source_marker,
+)
 from recording_storage.transfer import Transferer, TransferReport, clash_name
 from recording_storage.transfer.placement import NameClashPolicy
 from recording_storage.transfer.streaming import STREAM_ATTEMPTS
 from tests.fixtures.accounts import offline_account
 from tests.fixtures.keys import make_test_keypair
-from tests.fixtures.memory import MemoryDracoon, MemoryPool, MemoryS3, OneInstance
+from tests.fixtures.memory import MemoryDracoon, MemoryPool, MemoryS3, MemoryUpload, OneInstance
 from tests.fixtures.service import blob, job_dict
 
 BUCKET = "recordings"
@@ -335,3 +343,60 @@ async def test_a_completion_cut_off_once_is_restarted_and_each_file_listed_once(
     assert len(landed) == 2 and sorted(report.files) == sorted(landed)
     assert all(rig.dracoon.decrypt(f, OURS.unlocked) == body for f in landed)
     assert [d.key for d in rig.s3.deleted] == ["a.mp4"]
+
+
+async def test_the_proven_sha256_is_recorded_in_every_new_files_notes(rig: Rig) -> None:
+    body = blob(3000)
+    rig.s3.put(BUCKET, "a.mp4", body)
+    marker = rig.marker("a.mp4")
+    report = await rig.run(make_job(["a.mp4"], TWO_ROOMS))
+
+    digest = hashlib.sha256(body).hexdigest()
+    assert report.sha256 == [digest]
+    for file_id in report.files:
+        notes = rig.dracoon.nodes[file_id].notes
+        assert parse_content_sha256(notes) == digest
+        assert parse_source_marker(notes) == marker, "the marker still parses"
+
+
+async def test_an_overlapping_delivery_that_completed_first_is_taken_as_ours(rig: Rig) -> None:
+    body = blob(2000)
+    rig.s3.put(BUCKET, "a.mp4", body)
+    job = make_job(["a.mp4"])
+    name, marker = job.file_name("a.mp4", "video/mp4"), rig.marker("a.mp4")
+
+    def other_worker_finishes_first(upload: MemoryUpload) -> None:
+        rig.dracoon.add_file(upload.parent_id, name, b"", f"another worker's\n{marker}", size=upload.size)
+
+    rig.dracoon.after_open = other_worker_finishes_first
+    report = await rig.run(job)
+
+    [ours] = rig.files_in().values()
+    assert report.files == [ours] and rig.dracoon.completed() == []
+    assert [u.state for u in rig.dracoon.opened()] == ["cancelled"]
+    assert [d.key for d in rig.s3.deleted] == ["a.mp4"]
+
+
+async def test_a_stranger_taking_the_name_during_the_upload_is_a_transient_race(rig: Rig) -> None:
+    rig.s3.put(BUCKET, "a.mp4", blob(2000))
+    job = make_job(["a.mp4"])
+    name = job.file_name("a.mp4", "video/mp4")
+
+    def stranger_takes_the_name(upload: MemoryUpload) -> None:
+        rig.dracoon.add_file(upload.parent_id, name, b"other", "no marker")
+
+    rig.dracoon.after_open = stranger_takes_the_name
+    with pytest.raises(TransientError) as caught:
+        await rig.run(job)
+    assert caught.value.code == "name_race"
+    assert rig.dracoon.completed() == [] and rig.s3.deleted == []
+
+
+async def test_an_unencrypted_target_room_is_refused_before_any_read(rig: Rig) -> None:
+    rig.s3.put(BUCKET, "a.mp4", blob(2000))
+    room = await rig.dracoon.ensure_room_path(PARENT, ["Calls"])
+    rig.dracoon.nodes[room.id] = dataclasses.replace(room, is_encrypted=False)
+    with pytest.raises(PermanentError) as caught:
+        await rig.run(make_job(["a.mp4"]))
+    assert caught.value.code == "room_not_encrypted"
+    assert rig.s3.heads == [] and rig.dracoon.opened() == []
