@@ -400,3 +400,17 @@ async def test_an_unencrypted_target_room_is_refused_before_any_read(rig: Rig) -
         await rig.run(make_job(["a.mp4"]))
     assert caught.value.code == "room_not_encrypted"
     assert rig.s3.heads == [] and rig.dracoon.opened() == []
+
+
+async def test_with_verify_off_the_content_is_neither_proven_nor_hashed() -> None:
+    rig = Rig()
+    rig.s3.config = S3Config(verify="off")
+    body = blob(2000)
+    rig.s3.put(BUCKET, "a.mp4", body)
+    rig.s3.corrupt.add("a.mp4")  # nothing proves the content: the wrong bytes go through
+    report = await rig.run(make_job(["a.mp4"]))
+
+    assert report.integrity == ["none"] and report.sha256 == []
+    [file_id] = rig.files_in().values()
+    assert parse_content_sha256(rig.dracoon.nodes[file_id].notes) is None
+    assert rig.dracoon.decrypt(file_id, OURS.unlocked) != body
