@@ -37,11 +37,11 @@ from .crypto import FileDecryptor, unlock_key_pair
 from .dracoon import DracoonClient
 from .errors import PermanentError, StartupError
 from .instances import DracoonAccount
+from .jobs import job_message_body
 from .logs import configure_logging
 from .s3 import S3Source
 from .service import serve as serve_service
 from .sqs import JobQueue
-from .jobs import job_message_body
 
 __all__ = ["LocalStack", "demo", "example_job", "sample_recording", "serve_local_stack", "start_local_stack"]
 

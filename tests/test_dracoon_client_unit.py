@@ -46,7 +46,6 @@ from recording_storage.instances import DracoonAccount
 from tests.fixtures.clock import FakeClock
 from tests.fixtures.fake_dracoon import CLIENT_SECRET, PASSWORD, FakeDracoon, Handler, api_error, start
 from tests.fixtures.keys import TestKeyPair
-from tests.fixtures.metrics import RecordedMetrics
 
 # -- pure functions -----------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from recording_storage.config import DracoonConfig
 from recording_storage.dracoon import DracoonClient, DracoonPermanentError, DracoonTransientError, NotFound
 from recording_storage.errors import InvalidJobMessage, PermanentError
 from recording_storage.events import Routes, compile_rules
-from recording_storage.instances import DracoonAccount, TargetRule, TargetSpec
+from recording_storage.instances import TargetRule, TargetSpec
 from recording_storage.intake import decode_message
 from recording_storage.jobs import JobMessage, parse_job_message
 from recording_storage.targets import (

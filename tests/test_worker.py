@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -14,6 +13,7 @@ from recording_storage.errors import InstanceHeld, PermanentError, TransientErro
 from recording_storage.intake import JobResult
 from recording_storage.sqs import QueueMessage
 from recording_storage.worker import WorkerPool, backoff_seconds
+from tests.fixtures.memory import MemoryQueue
 
 
 def msg(i: int, receive_count: int = 1) -> QueueMessage:
@@ -24,38 +24,6 @@ def msg(i: int, receive_count: int = 1) -> QueueMessage:
         receive_count=receive_count,
         attributes={},
     )
-
-
-@dataclass
-class FakeQueue:
-    pending: list[QueueMessage]
-    deleted: list[str] = field(default_factory=list)
-    visibility: list[tuple[str, int]] = field(default_factory=list)
-    dead: list[tuple[str, str]] = field(default_factory=list)
-    asked: list[int] = field(default_factory=list)
-    fail_receives: int = 0
-
-    async def receive(self, max_messages: int, wait_seconds: int) -> list[QueueMessage]:
-        self.asked.append(max_messages)
-        if self.fail_receives:
-            self.fail_receives -= 1
-            raise TransientError("sqs down", code="network")
-        await asyncio.sleep(0)
-        out, self.pending = self.pending[:max_messages], self.pending[max_messages:]
-        return out
-
-    async def delete(self, m: QueueMessage) -> None:
-        self.deleted.append(m.message_id)
-
-    async def change_visibility(self, m: QueueMessage, seconds: int) -> None:
-        self.visibility.append((m.message_id, seconds))
-
-    async def dead_letter(self, m: QueueMessage, reason_code: str, reason: str) -> None:
-        self.dead.append((m.message_id, reason_code))
-
-    async def hold(self, m: QueueMessage, delay: float) -> int:
-        self.visibility.append((m.message_id, int(delay)))
-        return m.held_count + 1
 
 
 class FakeHealth:
@@ -111,7 +79,7 @@ QCFG = QueueConfig(
 )
 
 
-def pool(queue: FakeQueue, handler, *, count: int = 2, grace: float = 1.0, **kw) -> WorkerPool:  # type: ignore[no-untyped-def]
+def pool(queue: MemoryQueue, handler, *, count: int = 2, grace: float = 1.0, **kw) -> WorkerPool:  # type: ignore[no-untyped-def]
     return WorkerPool(
         queue,
         handler,
@@ -125,7 +93,7 @@ def pool(queue: FakeQueue, handler, *, count: int = 2, grace: float = 1.0, **kw)
 
 async def test_outcomes_are_decided_per_exception_class() -> None:
     """Success deletes, transient releases with backoff, permanent dead-letters, a bug releases."""
-    queue = FakeQueue([msg(1), msg(2, receive_count=3), msg(3), msg(4)])
+    queue = MemoryQueue([msg(1), msg(2, receive_count=3), msg(3), msg(4)])
 
     async def handler(m: QueueMessage) -> JobResult:
         if m.message_id == "m2":
@@ -149,7 +117,7 @@ async def test_failures_on_the_last_receive_are_dead_lettered_with_their_own_cod
     """On receive ``queue.max_receives`` a transient failure and a bug are dead-lettered, each
     with its last error's code; one receive earlier they are still released."""
     last = QCFG.max_receives
-    queue = FakeQueue([msg(1, receive_count=last), msg(2, receive_count=last), msg(3, last - 1)])
+    queue = MemoryQueue([msg(1, receive_count=last), msg(2, receive_count=last), msg(3, last - 1)])
 
     async def handler(m: QueueMessage) -> JobResult:
         if m.message_id == "m2":
@@ -171,7 +139,7 @@ def test_backoff_grows_is_capped_and_honours_retry_after() -> None:
 
 async def test_concurrency_never_exceeds_worker_count_and_asks_only_for_free_slots() -> None:
     """At most ``count`` jobs run at once; receives request only as many messages as free slots."""
-    queue = FakeQueue([msg(i) for i in range(7)])
+    queue = MemoryQueue([msg(i) for i in range(7)])
     running = peak = 0
 
     async def handler(m: QueueMessage) -> JobResult:
@@ -191,7 +159,7 @@ async def test_concurrency_never_exceeds_worker_count_and_asks_only_for_free_slo
 
 async def test_heartbeat_extends_the_lease_while_a_job_runs() -> None:
     """A job longer than the heartbeat interval gets its visibility extended, then is deleted."""
-    queue = FakeQueue([msg(1)])
+    queue = MemoryQueue([msg(1)])
 
     async def handler(m: QueueMessage) -> JobResult:
         await asyncio.sleep(0.2)
@@ -205,7 +173,7 @@ async def test_heartbeat_extends_the_lease_while_a_job_runs() -> None:
 
 async def test_shutdown_cancels_jobs_after_grace_and_releases_them() -> None:
     """On stop, a job that outlives the grace period is cancelled and its message released (not acked)."""
-    queue = FakeQueue([msg(1)])
+    queue = MemoryQueue([msg(1)])
     started = asyncio.Event()
 
     async def handler(m: QueueMessage) -> JobResult:
@@ -226,7 +194,7 @@ async def test_shutdown_cancels_jobs_after_grace_and_releases_them() -> None:
 
 async def test_jobs_finishing_within_grace_are_acked_on_shutdown() -> None:
     """A job that completes inside the grace period is still deleted after stop."""
-    queue = FakeQueue([msg(1)])
+    queue = MemoryQueue([msg(1)])
     started = asyncio.Event()
 
     async def handler(m: QueueMessage) -> JobResult:
@@ -246,7 +214,7 @@ async def test_messages_arriving_after_stop_are_released_unstarted() -> None:
     """A long poll that returns after stop hands its messages back at once (visibility 0)."""
     stop = asyncio.Event()
 
-    class LateQueue(FakeQueue):
+    class LateQueue(MemoryQueue):
         async def receive(self, max_messages: int, wait_seconds: int) -> list[QueueMessage]:
             stop.set()  # the signal arrives while the poll is in flight
             return await super().receive(max_messages, wait_seconds)
@@ -265,7 +233,7 @@ async def test_messages_arriving_after_stop_are_released_unstarted() -> None:
 
 async def test_receive_errors_are_retried_not_fatal() -> None:
     """A failing ReceiveMessage is logged and retried; the pool keeps serving afterwards."""
-    queue = FakeQueue([msg(1)], fail_receives=1)
+    queue = MemoryQueue([msg(1)], fail_receives=1)
 
     async def handler(m: QueueMessage) -> JobResult:
         return JobResult()
@@ -278,7 +246,7 @@ async def test_receive_errors_are_retried_not_fatal() -> None:
 @pytest.mark.parametrize("limit", [1, 3])
 async def test_max_messages_bounds_a_run(limit: int) -> None:
     """``max_messages`` stops the loop after that many messages, leaving the rest queued."""
-    queue = FakeQueue([msg(i) for i in range(5)])
+    queue = MemoryQueue([msg(i) for i in range(5)])
 
     async def handler(m: QueueMessage) -> JobResult:
         return JobResult()
@@ -292,7 +260,7 @@ async def test_a_dead_letter_the_dlq_refuses_is_not_counted_as_dead_lettered() -
     """``dlq_messages_total`` counts messages that reached the DLQ: a refused dead letter (the
     message stays in the job queue for another attempt) counts as a failure only."""
 
-    class RefusingQueue(FakeQueue):
+    class RefusingQueue(MemoryQueue):
         async def dead_letter(self, m: QueueMessage, reason_code: str, reason: str) -> None:
             raise TransientError("dlq refused", code="access_denied")
 
@@ -315,7 +283,7 @@ async def test_a_job_held_again_and_again_backs_off_by_its_receives_too() -> Non
     ``rs-held-count`` never grows there while its receive count does. The hold's backoff must
     grow with that, or the job comes back every ``retry_backoff_base`` and the RedrivePolicy
     moves it to the DLQ, without a reason, within minutes of an instance's login breaking."""
-    queue = FakeQueue([msg(1, receive_count=5)])
+    queue = MemoryQueue([msg(1, receive_count=5)])
 
     async def handler(m: QueueMessage) -> JobResult:
         raise InstanceHeld("meet.example.com", PermanentError("login refused", code="authentication_failed"))

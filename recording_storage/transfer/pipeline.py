@@ -110,7 +110,7 @@ class Transferer:
                 # targets can tell that redelivery from a job whose source never existed.
                 held = await self._gone(job, key, client, rooms, exc)
                 report.already_present += len(rooms)
-                report.files.extend(node.id for node in held)
+                report.add_files(node.id for node in held)
         pairs = list(zip(rooms, targets, strict=True))
         sources: list[ObjectInfo] = []
         for info in pinned:
@@ -228,11 +228,11 @@ class Transferer:
             except SourceMissing as exc:
                 held = await self._gone(job, info.key, client, [room for room, _ in rooms], exc)
                 report.already_present += len(plans)
-                report.files.extend(node.id for node in held)
+                report.add_files(node.id for node in held)
                 return False
             done.extend(nodes)
             report.uploaded += len(nodes)
         for node in done:
-            report.files.append(node.id)
+            report.add_files([node.id])
             await serve_file_keys(client, keys, node, batch_size=self._share_batch_size)
         return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 __all__ = ["TransferReport"]
@@ -22,3 +23,10 @@ class TransferReport:
     # and the proof its content was checked with.
     sha256: list[str] = field(default_factory=list)
     integrity: list[str] = field(default_factory=list)
+
+    def add_files(self, node_ids: Iterable[int]) -> None:
+        """List each file once: a restarted stream meets the files its failed attempt already
+        completed (and listed) again, as ours, and would list them a second time."""
+        for node_id in node_ids:
+            if node_id not in self.files:
+                self.files.append(node_id)

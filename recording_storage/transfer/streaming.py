@@ -258,7 +258,7 @@ class Streamer:
         if failure is None:
             return nodes
         for node in nodes:
-            report.files.append(node.id)
+            report.add_files([node.id])
             try:
                 await serve_file_keys(client, keys, node, batch_size=self._share_batch_size)
             except TransientError as exc:  # the sharer's next pass serves them; report the real failure
