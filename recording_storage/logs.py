@@ -10,6 +10,7 @@ auth tokens and whole request dumps (its bugs 28-30); this module is where that 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -31,8 +32,10 @@ __all__ = [
     "Code",
     "clear_secrets",
     "configure_logging",
+    "event_keys_processor",
     "include_pii",
     "is_secret_key",
+    "key_digest",
     "redact",
     "redact_processor",
     "redact_text",
@@ -217,6 +220,44 @@ def _mask_value(value: object) -> object:
     return value if value is None or isinstance(value, bool) else MASK
 
 
+def key_digest(bucket: str, key: str) -> str:
+    """16 hex of sha256("bucket/key"): the ``src=`` part of the upload marker, safe to log."""
+    return hashlib.sha256(f"{bucket}/{key}".encode()).hexdigest()[:16]
+
+
+# Bound by an S3 event notification's job (events.EventJob.describe): its keys are paths a PBX
+# chose and may name callers, so they are logged as digests unless log.include_pii is on.
+_HASHED_KEY_SOURCE = "s3_event"
+
+
+def event_keys_processor(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: inside an S3 event's job, ``s3_key``/``s3_keys`` become digests and
+    the raw keys are cut out of every other text value (error messages name the object)."""
+    bucket = event_dict.get("bucket")
+    if _include_pii or event_dict.get("source") != _HASHED_KEY_SOURCE or not isinstance(bucket, str):
+        return event_dict
+    raw = event_dict.get("s3_keys")
+    keys = [k for k in (raw if isinstance(raw, list | tuple) else []) if isinstance(k, str)]
+    if isinstance(event_dict.get("s3_key"), str):
+        keys.append(event_dict["s3_key"])
+    if not keys:
+        return event_dict
+    digests = {key: key_digest(bucket, key) for key in keys}
+    out: EventDict = {}
+    for name, value in event_dict.items():
+        if name == "s3_key" and isinstance(value, str):
+            out[name] = digests[value]
+        elif name == "s3_keys" and isinstance(value, list | tuple):
+            out[name] = [digests.get(v, v) if isinstance(v, str) else v for v in value]
+        elif isinstance(value, str) and name != "event":
+            for key in sorted(digests, key=len, reverse=True):  # longest first: no partial cut
+                value = value.replace(key, f"<key {digests[key]}>")
+            out[name] = value
+        else:
+            out[name] = value
+    return out
+
+
 def redact_processor(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: redact every key and value of the event (run right before rendering)."""
     return {
@@ -283,6 +324,7 @@ def configure_logging(
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            event_keys_processor,
             redact_processor,
             renderer,
         ],

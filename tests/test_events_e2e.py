@@ -6,6 +6,7 @@ runs the service in drain mode and checks rooms, names, expirations, S3 and the 
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -17,7 +18,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp import web
 
-from recording_storage.config import BucketSourceConfig
+from recording_storage.config import BucketSourceConfig, LogConfig
+from recording_storage.logs import configure_logging, key_digest, reset_logging
 from recording_storage.service import serve
 from tests.fixtures.servers import ReverseProxy
 from tests.fixtures.service import DOMAIN, Stack, blob, job_message
@@ -115,6 +117,29 @@ async def test_url_encoded_keys_with_spaces_and_unicode(stack: Stack) -> None:
     assert file.name == "Anruf 1+1 (ü).wav"
     assert stack.decrypt(file, stack.dracoon.service_user) == blob(1_000)
     assert not await stack.exists(key)
+
+
+@pytest.mark.parametrize("stack_overrides", [INLINE])
+async def test_event_keys_reach_the_logs_only_as_digests(stack: Stack) -> None:
+    """A PBX's keys may name callers: with log.include_pii off (the default) neither a key that
+    lands nor one that is missing (its error text names the object) appears in any rendered log
+    line; its digest does, so an operator can still match lines to an object."""
+    landed = "calls/+49 30 1234567 to +49 40 7654321.wav"
+    missing = "calls/caller +49 89 5550100.wav"
+    await stack.put(landed, blob(1_000), content_type="audio/wav")
+    await stack.send(json.dumps(s3_event(stack.bucket, landed, missing, when=datetime.now(UTC))))
+    rendered = io.StringIO()
+    configure_logging(LogConfig(level="debug", format="json"), stream=rendered)
+    try:
+        stats = await stack.drain()
+    finally:
+        reset_logging()
+    assert stats.outcomes == {"permanent": 1}  # one message: the missing record dead-letters it
+    text = rendered.getvalue()
+    assert "job_finished" in text and "source_missing" in text
+    for key in (landed, missing):
+        assert key not in text and "+49" not in text, key
+        assert key_digest(stack.bucket, key) in text
 
 
 @pytest.mark.parametrize("stack_overrides", [INLINE])

@@ -19,7 +19,6 @@ with ``Message.`` when the event came wrapped in an SNS envelope.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +27,7 @@ from urllib.parse import unquote_plus
 from ..errors import InvalidJobMessage, JobProblem
 from ..jobs.model import json_kind
 from ..jobs.parse import ProblemCollector
+from ..logs import key_digest
 
 __all__ = [
     "CREATED_PREFIX",
@@ -42,11 +42,6 @@ __all__ = [
 CREATED_PREFIX = "ObjectCreated:"
 MAX_RECORDS = 1000
 MAX_KEY_BYTES = 1024
-
-
-def key_digest(bucket: str, key: str) -> str:
-    """16 hex of sha256("bucket/key"): the ``src=`` part of the upload marker, safe to log."""
-    return hashlib.sha256(f"{bucket}/{key}".encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
