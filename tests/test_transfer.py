@@ -345,6 +345,18 @@ async def test_a_completion_cut_off_once_is_restarted_and_each_file_listed_once(
     assert [d.key for d in rig.s3.deleted] == ["a.mp4"]
 
 
+async def test_a_restarted_object_is_reported_once_with_its_proof(rig: Rig) -> None:
+    """The summary line lists one proof and one SHA-256 per object, however often it restarted."""
+    body = blob(2000)
+    rig.s3.put(BUCKET, "a.mp4", body)
+    await rig.dracoon.ensure_room_path(PARENT, ["Archive"])
+    rig.dracoon.fail_completion[rig.room("Archive")] = [CUT_OFF]
+    report = await rig.run(make_job(["a.mp4"], TWO_ROOMS))
+
+    assert report.sha256 == [hashlib.sha256(body).hexdigest()]
+    assert len(report.integrity) == 1
+
+
 async def test_the_proven_sha256_is_recorded_in_every_new_files_notes(rig: Rig) -> None:
     body = blob(3000)
     rig.s3.put(BUCKET, "a.mp4", body)

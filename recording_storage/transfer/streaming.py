@@ -219,7 +219,7 @@ class Streamer:
                 )
             if hashing is not None:
                 await hashing
-            sha256 = self._verify(info, check, digest, report)
+            sha256 = self._verify(info, check, digest)
             encryptor.finalize()
             file_key = encrypt_file_key(encryptor.file_key(), keys.public_key_container)
             nodes = await self._complete_all(
@@ -230,7 +230,11 @@ class Streamer:
                 hashing.cancel()  # the thread finishes its chunk; nobody waits for it
             await asyncio.shield(asyncio.gather(*(u.cancel() for u in uploads), return_exceptions=True))
             raise
+        # Reported once the files are complete: a restarted stream proves the object again.
         report.bytes_read += info.size
+        report.integrity.append(check.name)
+        if sha256 is not None:
+            report.sha256.append(sha256)
         if sha256 is not None and parse_content_sha256(notes) != sha256:
             await self._record_sha256(client, nodes, notes, sha256)
         return nodes
@@ -280,15 +284,12 @@ class Streamer:
             except RecordingStorageError as exc:
                 log.warning("notes_sha256_not_recorded", file_id=node.id, error_code=exc.code, error=str(exc))
 
-    def _verify(
-        self, info: ObjectInfo, check: Verification, digest: ContentDigest | None, report: TransferReport
-    ) -> str | None:
+    def _verify(self, info: ObjectInfo, check: Verification, digest: ContentDigest | None) -> str | None:
         """Compare the content's digest with the store's; a mismatch raises before any completion.
 
         Returns the plaintext SHA-256 (None when ``s3.verify`` is off).
         """
         if digest is None:  # s3.verify off
-            report.integrity.append(check.name)
             log.info("object_integrity", s3_key=info.key, integrity=check.name, bytes=info.size,
                      code=Code.TRANSFERER_STATUS)
             return None
@@ -301,8 +302,6 @@ class Streamer:
             raise IntegrityMismatch(what, proof, result.actual or "", result.sha256)
         if self._metrics is not None:
             self._metrics.integrity_check(check.name, True)
-        report.sha256.append(result.sha256)
-        report.integrity.append(check.name)
         log.info("object_integrity", s3_key=info.key, integrity=check.name, sha256=result.sha256,
                  bytes=info.size, code=Code.TRANSFERER_STATUS)
         return result.sha256
