@@ -23,6 +23,10 @@ import json
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 __all__ = ["main"]
 
@@ -74,16 +78,10 @@ async def _emulator(spec: dict[str, object]) -> None:
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.buffer.read)
 
 
-async def _sink() -> None:
+async def _serve_until_eof(app: web.Application) -> None:
+    """Serve ``app`` on a free loopback port, announce its URL, stop when stdin closes."""
     from aiohttp import web
 
-    async def swallow(request: web.Request) -> web.Response:
-        while await request.content.readany():
-            pass
-        return web.Response(status=204)
-
-    app = web.Application(client_max_size=0)
-    app.router.add_route("*", "/{tail:.*}", swallow)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -94,6 +92,19 @@ async def _sink() -> None:
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.buffer.read)
     finally:
         await runner.cleanup()
+
+
+async def _sink() -> None:
+    from aiohttp import web
+
+    async def swallow(request: web.Request) -> web.Response:
+        while await request.content.readany():
+            pass
+        return web.Response(status=204)
+
+    app = web.Application(client_max_size=0)
+    app.router.add_route("*", "/{tail:.*}", swallow)
+    await _serve_until_eof(app)
 
 
 async def _front(spec: dict[str, object]) -> None:
@@ -128,16 +139,9 @@ async def _front(spec: dict[str, object]) -> None:
 
     app = web.Application(client_max_size=1024**3)
     app.router.add_route("*", "/{tail:.*}", forward)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    _ready(f"http://127.0.0.1:{port}")
     try:
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.buffer.read)
+        await _serve_until_eof(app)
     finally:
-        await runner.cleanup()
         await session.close()
 
 

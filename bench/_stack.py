@@ -10,6 +10,7 @@ for the one seeded account, and large S3 objects uploaded in parts from generate
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -265,6 +266,17 @@ def job_for(key: str, target_path: str) -> MessageJob:
                  "type": {"name": "Bench", "duration": 30, "id": 1}},
     )
     return MessageJob(parse_job_message(json.dumps(body)))
+
+
+async def download_only(s3: S3Source, key: str, size: int) -> None:
+    """The service's download leg alone: HEAD, then every ranged GET, the bytes dropped."""
+    info = await s3.head(BUCKET, key)
+    got = 0
+    async with contextlib.aclosing(s3.iter_chunks(info)) as chunks:
+        async for chunk in chunks:
+            got += len(chunk)
+    if got != size:
+        raise RuntimeError(f"download-only read {got} of {size} bytes")
 
 
 async def create_bucket(config: AppConfig) -> None:

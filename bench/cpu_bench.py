@@ -42,6 +42,7 @@ from bench._stack import (
     MIB,
     Stack,
     TransferPipeline,
+    download_only,
     job_for,
     put_generated_object,
     quiet_logs,
@@ -136,13 +137,7 @@ class _Candidates:
             raise RuntimeError(f"floor relay moved {got} of {self.size} bytes")
 
     async def download(self) -> None:
-        info_ = await self.rt.s3.head(BUCKET, self.key)
-        got = 0
-        async with contextlib.aclosing(self.rt.s3.iter_chunks(info_)) as chunks:
-            async for chunk in chunks:
-                got += len(chunk)
-        if got != self.size:
-            raise RuntimeError(f"download-only read {got} of {self.size} bytes")
+        await download_only(self.rt.s3, self.key, self.size)
 
     async def rclone(self) -> None:
         assert self.stack.aws_endpoint is not None

@@ -43,6 +43,7 @@ from bench._stack import (
     MIB,
     Stack,
     TransferPipeline,
+    download_only,
     job_for,
     put_generated_object,
     quiet_logs,
@@ -130,13 +131,7 @@ class _StreamCandidates:
             raise RuntimeError(f"unencrypted transfer incomplete: {report}")
 
     async def download(self) -> None:
-        info = await self.rt.s3.head(BUCKET, self.key)
-        got = 0
-        async with contextlib.aclosing(self.rt.s3.iter_chunks(info)) as chunks:
-            async for chunk in chunks:
-                got += len(chunk)
-        if got != self.size:
-            raise RuntimeError(f"download-only read {got} of {self.size} bytes")
+        await download_only(self.rt.s3, self.key, self.size)
 
     async def concurrent(self) -> None:
         """Download-only and upload-only at the same time, independent of each other: what the
