@@ -265,16 +265,17 @@ class S3Source(ClientOwner):
                          addressing_style=s3.addressing_style)
             return self._bucket_clients[bucket]
 
-    async def head(self, bucket: str, key: str) -> ObjectInfo:
+    async def head(self, bucket: str, key: str, *, checksums: bool = True) -> ObjectInfo:
         """HEAD the object and pin its ETag; a missing key raises SourceMissing, never succeeds.
 
         Unless ``s3.verify`` is off, checksum mode is enabled so the answer carries the
         object's additional checksums. Most stores that do not know the header ignore it; one
         that refuses it (Backblaze B2 answers 400) is asked again without it, and from then on
         that bucket's HEADs leave it out (its ETag may still prove the content).
+        ``checksums=False`` asks for the pin alone (the ETag compare before a delete).
         """
         what = f"S3 HeadObject {bucket}/{key}"
-        verify = self.settings(bucket).verify != "off"
+        verify = checksums and self.settings(bucket).verify != "off"
         params: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if verify and bucket not in self._no_checksum_mode:
             params["ChecksumMode"] = "ENABLED"
@@ -526,7 +527,7 @@ class S3Source(ClientOwner):
                 _log_deleted(info, "version")
             return
         try:
-            current = await self.head(info.bucket, info.key)
+            current = await self.head(info.bucket, info.key, checksums=False)
         except SourceMissing:
             log.info("s3_delete_already_gone", bucket=info.bucket, s3_key=info.key)
             return
