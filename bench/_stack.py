@@ -275,6 +275,7 @@ async def download_only(s3: S3Source, key: str, size: int) -> None:
     async with contextlib.aclosing(s3.iter_chunks(info)) as chunks:
         async for chunk in chunks:
             got += len(chunk)
+            s3.recycle(chunk)  # as the transfer does once a chunk is encrypted and hashed
     if got != size:
         raise RuntimeError(f"download-only read {got} of {size} bytes")
 

@@ -190,6 +190,9 @@ def make_client_config(
     }
     if s3 is not None:
         kwargs["s3"] = {"addressing_style": s3.addressing_style}
+        # SigV4 for presigned URLs too (botocore presigns with SigV2 on custom endpoints), so the
+        # direct reader's URLs sign If-Match and work in regions that never had SigV2.
+        kwargs["signature_version"] = "s3v4"
         kwargs["request_checksum_calculation"] = s3.request_checksum_calculation
         kwargs["response_checksum_validation"] = s3.response_checksum_validation
     return Config(**kwargs)
@@ -227,7 +230,7 @@ def bucket_settings(aws: AwsConfig, s3: S3Config, bucket: str) -> tuple[AwsConfi
     """The settings of ``bucket``'s own client, or ``None`` when it uses the default client.
 
     A bucket entry in ``s3.buckets`` overrides only what it sets: endpoint, region, addressing
-    style, checksums, plain-http permission, conditional deletes and credentials. Its own key
+    style, checksums, plain-http permission, conditional deletes, direct reads and credentials. Its own key
     pair replaces the global one (session token included); without one the global keys, else the
     AWS default chain, apply. Values were validated when the configuration loaded.
     """
@@ -250,6 +253,7 @@ def bucket_settings(aws: AwsConfig, s3: S3Config, bucket: str) -> tuple[AwsConfi
         ("response_checksum_validation", src.response_checksum_validation),
         ("conditional_delete", src.conditional_delete),
         ("verify", src.verify),
+        ("direct_reads", src.direct_reads),
     ) if value is not None}
     return aws.model_copy(update=aws_update), s3.model_copy(update=s3_update)
 

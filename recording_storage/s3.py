@@ -11,8 +11,12 @@ bounded window: download overlaps encryption and upload while memory stays at ab
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
+import ssl
+import time
+import urllib.request
 from collections import deque
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +27,7 @@ from urllib.parse import urlsplit
 
 import structlog
 from botocore.exceptions import ClientError
+from botocore.httpsession import get_cert_path
 
 from .aws import (
     AWS_ERRORS,
@@ -38,6 +43,7 @@ from .aws import (
     translate_error,
 )
 from .config import AwsConfig, S3Config
+from .direct_get import DirectAnswer, DirectGetter
 from .errors import PermanentError, TransientError
 from .integrity import CHECKSUM_ALGORITHMS, StoreDigests
 
@@ -52,8 +58,16 @@ log = structlog.get_logger(__name__)
 # retries end when the response headers arrive and cannot cover the body.
 RANGE_ATTEMPTS = 3
 RANGE_RETRY_BASE = 0.2  # seconds; doubled per attempt, with jitter
+RANGE_RETRY_MAX = 20.0  # seconds, as botocore's standard retry mode caps its backoff
 # Bodies are read in pieces of at most this size, so no single read buffers a whole object.
 READ_PIECE = 1024 * 1024
+# A presigned range URL is reused for this long (it is valid for PRESIGN_EXPIRES): signing per
+# range would cost as much as the reads it saves, and temporary credentials are refreshed by
+# botocore well before they lapse, so a URL signed now outlives the object's transfer.
+PRESIGN_REUSE = 60.0
+PRESIGN_EXPIRES = 900
+_ERROR_CODE_RE = re.compile(rb"<Code>([^<]{1,100})</Code>")
+_ERROR_MESSAGE_RE = re.compile(rb"<Message>([^<]{0,300})</Message>")
 
 
 class S3Metrics(Protocol):
@@ -188,6 +202,46 @@ def _required_refused(bucket: str) -> PermanentError:
     )
 
 
+class _RangeBuffers:
+    """Range buffers handed back by the consumer (``S3Source.recycle``), kept for the next GETs.
+
+    Why: a fresh 8 MiB buffer costs a page fault per 4 KiB on first touch, which was most of
+    the download leg's CPU. At most ``keep`` buffers of each size stay idle; that is the number
+    in flight at full load anyway, so keeping them raises no peak.
+    """
+
+    def __init__(self, keep: int) -> None:
+        self._keep = keep
+        self._idle: dict[int, list[bytearray]] = {}
+
+    def take(self, size: int) -> bytearray:
+        idle = self._idle.get(size)
+        return idle.pop() if idle else bytearray(size)
+
+    def give(self, buffer: bytearray) -> None:
+        idle = self._idle.setdefault(len(buffer), [])
+        if len(idle) < self._keep:
+            idle.append(buffer)
+
+
+def _answer_error(answer: DirectAnswer, operation: str) -> ClientError:
+    """The ClientError botocore would have raised for ``answer``: one classifier for both paths."""
+    code = _ERROR_CODE_RE.search(answer.body)
+    message = _ERROR_MESSAGE_RE.search(answer.body)
+    return ClientError({
+        "Error": {"Code": code.group(1).decode("utf-8", "replace") if code else str(answer.status),
+                  "Message": message.group(1).decode("utf-8", "replace") if message else answer.reason},
+        "ResponseMetadata": {"HTTPStatusCode": answer.status, "HTTPHeaders": dict(answer.headers)},
+    }, operation)
+
+
+def _uses_proxy(url: str) -> bool:
+    """Whether the environment routes ``url`` through an HTTP proxy (then botocore reads it)."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    return parts.scheme in proxies and not urllib.request.proxy_bypass(parts.hostname or "")
+
+
 def connection_limit(s3: S3Config, workers: int) -> int:
     """HTTP connections for ``workers`` concurrent transfers: each reads ``parallel_ranges``
     ranges ahead plus one request (HEAD, delete) of its own, so none waits for a socket.
@@ -228,6 +282,10 @@ class S3Source(ClientOwner):
         # Buckets whose store answered a DELETE with If-Match by refusing it (learned once).
         self._refuses_conditional_delete: set[str] = set()
         self._no_checksum_mode: set[str] = set()  # buckets whose store refuses x-amz-checksum-mode
+        self._buffers = _RangeBuffers(keep=self._max_connections)
+        self._direct: DirectGetter | None = None
+        self._ssl_context: ssl.SSLContext | None = None
+        self._presigned: dict[tuple[str, str, str, str | None], tuple[str, float]] = {}
 
     async def __aenter__(self) -> S3Source:
         kwargs = client_kwargs(self._aws)  # validates endpoint and credentials before any I/O
@@ -238,10 +296,17 @@ class S3Source(ClientOwner):
         await self._open("s3", config, kwargs)
         return self
 
+    async def _after_open(self) -> None:
+        assert self._stack is not None
+        self._direct = await self._stack.enter_async_context(DirectGetter(
+            limit=self._max_connections, connect_timeout=self._aws.connect_timeout,
+            read_timeout=self._aws.read_timeout))
+
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._bucket_clients = {}
+        self._direct, self._presigned = None, {}
         await super().__aexit__(exc_type, exc, tb)
 
     async def _client_for(self, bucket: str) -> Any:
@@ -320,25 +385,29 @@ class S3Source(ClientOwner):
 
     async def iter_chunks(
         self, info: ObjectInfo, *, chunk_size: int | None = None, parallel: int | None = None
-    ) -> AsyncGenerator[bytearray, None]:
+    ) -> AsyncGenerator[memoryview, None]:
         """Yield the object's bytes in order, in chunks of ``chunk_size`` (the last may be short).
 
         Up to ``parallel`` ranged GETs run ahead of the consumer; a chunk is only held once it
         has arrived and until the consumer takes it. A 0-byte object yields nothing and sends
         no GET (a ranged GET on it would be 416). Stop early with ``contextlib.aclosing`` (or
         ``aclose()``): outstanding GETs are cancelled and their connections released.
+
+        Each chunk is a view of a range buffer; a consumer that is done reading one (hashes
+        finished included) hands it back with ``recycle``, and the next GETs reuse it. One
+        never handed back is simply left to the garbage collector.
         """
         chunk = chunk_size or self._cfg.chunk_size
         ahead = parallel or self._cfg.parallel_ranges
         if chunk < 1 or ahead < 1:
             raise ValueError("chunk_size and parallel must be positive")
         ranges = _ranges(info.size, chunk)
-        pending: deque[asyncio.Task[bytearray]] = deque()
+        pending: deque[asyncio.Task[memoryview]] = deque()
 
         def schedule() -> None:
             nxt = next(ranges, None)
             if nxt is not None:
-                pending.append(asyncio.create_task(self._get_range(info, *nxt)))
+                pending.append(asyncio.create_task(self._get_range(info, *nxt, buffer_size=chunk)))
 
         try:
             for _ in range(ahead):
@@ -355,61 +424,52 @@ class S3Source(ClientOwner):
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _get_range(self, info: ObjectInfo, first: int, last: int) -> bytearray:
+    def recycle(self, chunk: memoryview) -> None:
+        """Take back a chunk ``iter_chunks`` yielded; its buffer serves a later range.
+
+        The view is released, so a stray later use raises instead of reading another range's
+        bytes. Call it only once nothing reads the chunk any more (a hash in a thread included).
+        """
+        buffer = chunk.obj
+        chunk.release()
+        if isinstance(buffer, bytearray):
+            self._buffers.give(buffer)
+
+    async def _get_range(self, info: ObjectInfo, first: int, last: int, *, buffer_size: int) -> memoryview:
         """One inclusive range, retried on transient failures other than a changed object."""
-        for attempt in range(1, RANGE_ATTEMPTS + 1):
+        buffer = self._buffers.take(max(buffer_size, last - first + 1))
+        into = memoryview(buffer)[: last - first + 1]
+        attempts = RANGE_ATTEMPTS
+        if self._direct is not None and self.settings(info.bucket).direct_reads:
+            # botocore would have retried a throttled or failed answer (aws.max_attempts) inside
+            # each of our attempts; the direct reader's only retries are these.
+            attempts += self._aws.max_attempts - 1
+        for attempt in range(1, attempts + 1):
             try:
-                return await self._get_range_once(info, first, last)
+                await self._get_range_once(info, first, last, into)
+                return into
             except SourceChanged:
                 raise
             except TransientError as exc:
-                if attempt == RANGE_ATTEMPTS:
+                if attempt == attempts:
                     raise
                 log.warning("s3_range_retry", bucket=info.bucket, s3_key=info.key, first=first, last=last,
                             attempt=attempt, error_code=exc.code, error=str(exc))
                 if self._metrics is not None:
                     self._metrics.retry("s3")
-                await asyncio.sleep(RANGE_RETRY_BASE * 2 ** (attempt - 1) * random.uniform(0.5, 1.0))
+                backoff = min(RANGE_RETRY_BASE * 2 ** (attempt - 1), RANGE_RETRY_MAX)
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _get_range_once(self, info: ObjectInfo, first: int, last: int) -> bytearray:
+    async def _get_range_once(self, info: ObjectInfo, first: int, last: int, into: memoryview) -> None:
+        """Fill ``into`` (exactly the range's length) with bytes ``first``..``last`` of the pinned version."""
         what = f"S3 GetObject {info.bucket}/{info.key} bytes={first}-{last}"
-        params: dict[str, Any] = {
-            "Bucket": info.bucket, "Key": info.key, "Range": f"bytes={first}-{last}", "IfMatch": info.etag,
-        }
-        if info.pinned_version:
-            params["VersionId"] = info.pinned_version
-        expected = last - first + 1
         try:
-            s3_client = await self._client_for(info.bucket)
-            resp = await s3_client.get_object(**params)
-            async with resp["Body"] as body:
-                # Checked before a byte is used: a store that ignores If-Match answers with
-                # whatever the key holds now, and only the answer's own headers can tell.
-                _check_pin(info, resp, first, last, what)
-                length = resp.get("ContentLength")
-                if length is not None and int(length) != expected:
-                    # A store that ignores Range answers 200 with the whole object.
-                    raise PermanentError(
-                        f"{what}: got {length} bytes for a {expected}-byte range; the store does not "
-                        "honour Range requests", code="range_not_honoured")
-                # Filled in place: joining the pieces at the end would hold the range twice, and
-                # with several ranges arriving together those copies made the peak memory.
-                data = bytearray(expected)
-                got = 0
-                with memoryview(data) as view:
-                    while True:
-                        # Once the range is complete, a 1-byte read must hit EOF (and lets botocore
-                        # verify Content-Length); anything else is an over-long body.
-                        piece = await body.read(min(READ_PIECE, expected - got) or 1)
-                        if not piece:
-                            break
-                        if got + len(piece) > expected:
-                            raise PermanentError(
-                                f"{what}: body longer than the range", code="range_not_honoured"
-                            )
-                        view[got : got + len(piece)] = piece
-                        got += len(piece)
+            url = await self._range_url(info)
+            if url is not None:
+                got = await self._get_range_direct(info, first, last, into, url, what)
+            else:
+                got = await self._get_range_botocore(info, first, last, into, what)
         except AWS_ERRORS as exc:
             error = translate_error(exc, what=what, resource="object")
             if error.code == "invalid_range":
@@ -418,9 +478,91 @@ class S3Source(ClientOwner):
                 raise SourceChanged(f"{what}: range not satisfiable; the object shrank since it was "
                                     "pinned") from exc
             raise error from exc
-        if got != expected:
-            raise TransientError(f"{what}: short read, {got} of {expected} bytes", code="short_read")
-        return data
+        if got != len(into):
+            raise TransientError(f"{what}: short read, {got} of {len(into)} bytes", code="short_read")
+
+    async def _range_url(self, info: ObjectInfo) -> str | None:
+        """A presigned GET of the pinned version for the direct reader, or None to use botocore.
+
+        None when ``s3.direct_reads`` is off for the bucket or the environment sends its
+        endpoint through a proxy (which only botocore's HTTP stack speaks).
+        """
+        if self._direct is None or not self.settings(info.bucket).direct_reads:
+            return None
+        pin = (info.bucket, info.key, info.etag, info.pinned_version)
+        now = time.monotonic()
+        signed = self._presigned.get(pin)
+        if signed is not None and now - signed[1] < PRESIGN_REUSE:
+            return signed[0]
+        params: dict[str, Any] = {"Bucket": info.bucket, "Key": info.key, "IfMatch": info.etag}
+        if info.pinned_version:
+            params["VersionId"] = info.pinned_version
+        s3_client = await self._client_for(info.bucket)
+        url: str = await s3_client.generate_presigned_url("get_object", Params=params,
+                                                          ExpiresIn=PRESIGN_EXPIRES)
+        if _uses_proxy(url):
+            return None
+        for old in [p for p, (_, at) in self._presigned.items() if now - at >= PRESIGN_REUSE]:
+            del self._presigned[old]
+        self._presigned[pin] = (url, now)
+        return url
+
+    async def _get_range_direct(
+        self, info: ObjectInfo, first: int, last: int, into: memoryview, url: str, what: str
+    ) -> int:
+        assert self._direct is not None
+        if url.startswith("https:") and self._ssl_context is None:
+            # Made on first use: loading the CA bundle costs tens of milliseconds.
+            self._ssl_context = ssl.create_default_context(
+                cafile=os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True))
+            self._direct.use_ssl_context(self._ssl_context)
+        # If-Match is part of the signature: the URL is only valid with exactly this header.
+        answer = await self._direct.get(url, {"Range": f"bytes={first}-{last}", "If-Match": info.etag}, into)
+        if not 200 <= answer.status < 300:
+            raise _answer_error(answer, "GetObject")
+        headers = answer.headers
+        _check_pin(info, {"ETag": headers.get("etag"), "VersionId": headers.get("x-amz-version-id"),
+                          "ContentRange": headers.get("content-range")}, first, last, what)
+        length = headers.get("content-length")
+        if (length is not None and int(length) != len(into)) or answer.length > len(into):
+            raise PermanentError(
+                f"{what}: got {length or answer.length} bytes for a {len(into)}-byte range; the store does "
+                "not honour Range requests", code="range_not_honoured")
+        return answer.length
+
+    async def _get_range_botocore(
+        self, info: ObjectInfo, first: int, last: int, into: memoryview, what: str
+    ) -> int:
+        params: dict[str, Any] = {
+            "Bucket": info.bucket, "Key": info.key, "Range": f"bytes={first}-{last}", "IfMatch": info.etag,
+        }
+        if info.pinned_version:
+            params["VersionId"] = info.pinned_version
+        expected = len(into)
+        s3_client = await self._client_for(info.bucket)
+        resp = await s3_client.get_object(**params)
+        async with resp["Body"] as body:
+            # Checked before a byte is used: a store that ignores If-Match answers with
+            # whatever the key holds now, and only the answer's own headers can tell.
+            _check_pin(info, resp, first, last, what)
+            length = resp.get("ContentLength")
+            if length is not None and int(length) != expected:
+                # A store that ignores Range answers 200 with the whole object.
+                raise PermanentError(
+                    f"{what}: got {length} bytes for a {expected}-byte range; the store does not "
+                    "honour Range requests", code="range_not_honoured")
+            got = 0
+            while True:
+                # Once the range is complete, a 1-byte read must hit EOF (and lets botocore
+                # verify Content-Length); anything else is an over-long body.
+                piece = await body.read(min(READ_PIECE, expected - got) or 1)
+                if not piece:
+                    break
+                if got + len(piece) > expected:
+                    raise PermanentError(f"{what}: body longer than the range", code="range_not_honoured")
+                into[got : got + len(piece)] = piece
+                got += len(piece)
+        return got
 
     async def part_sizes(self, info: ObjectInfo, parts: int) -> tuple[int, ...] | None:
         """The sizes of the ``parts`` parts of a multipart object, as the store reports them.

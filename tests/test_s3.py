@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 CHUNK = 64 * 1024
 
 
-async def collect(s3: S3Source, info: ObjectInfo, **kwargs: Any) -> list[bytearray]:
+async def collect(s3: S3Source, info: ObjectInfo, **kwargs: Any) -> list[memoryview]:
     async with aclosing(s3.iter_chunks(info, **kwargs)) as chunks:
         return [c async for c in chunks]
 
@@ -105,13 +105,13 @@ async def test_read_ahead_is_bounded_by_parallel(
     ahead_reached = asyncio.Event()
     original = S3Source._get_range_once
 
-    async def counting(self: S3Source, info: ObjectInfo, first: int, last: int) -> bytearray:
+    async def counting(self: S3Source, info: ObjectInfo, first: int, last: int, into: memoryview) -> None:
         nonlocal started
         started += 1
         assert started <= received + parallel, "read ahead beyond the bound"
         if started == 1 + parallel:
             ahead_reached.set()
-        return await original(self, info, first, last)
+        await original(self, info, first, last, into)
 
     monkeypatch.setattr(S3Source, "_get_range_once", counting)
     data = os.urandom(10 * CHUNK)

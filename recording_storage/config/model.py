@@ -167,6 +167,8 @@ class BucketSourceConfig(_Section):
     conditional_delete: Literal["auto", "required", "off"] | None = None
     # Overrides s3.verify for this bucket's store.
     verify: Literal["auto", "required", "off"] | None = None
+    # Overrides s3.direct_reads for this bucket's store.
+    direct_reads: bool | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> BucketSourceConfig:
@@ -217,6 +219,10 @@ class S3Config(_Section):
     # any upload completes. auto: the best proof offered, none when the store offers nothing;
     # required: no proof, no transfer; off: no hashing at all (and no sha256 in the notes).
     verify: Literal["auto", "required", "off"] = "auto"
+    # Read ranges with the service's own HTTP/1.1 reader (presigned by botocore) straight into
+    # reused buffers: a third of the CPU per GiB. false = botocore reads them (e.g. a store
+    # whose answers the reader cannot parse). Endpoints behind an HTTP proxy always use botocore.
+    direct_reads: bool = True
 
     @model_validator(mode="after")
     def _bucket_names(self) -> S3Config:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -54,6 +54,47 @@ class Verification:
     @property
     def name(self) -> str:
         return self.proof.name if self.proof is not None else "none"
+
+
+class _HashBehind:
+    """The content digest, computed in a worker thread beside the chunk's encryption and upload.
+
+    A chunk's hash is awaited before the next chunk's starts (the digest needs the bytes in
+    order), and only then is the chunk handed back to the S3 source for reuse: until then the
+    thread reads it. Without a digest a chunk goes back as soon as it is encrypted.
+    """
+
+    def __init__(self, digest: ContentDigest | None, recycle: Callable[[memoryview], None]) -> None:
+        self.digest = digest
+        self._recycle = recycle
+        self._running: asyncio.Future[None] | None = None
+        self._chunk: memoryview | None = None
+
+    async def start(self, chunk: memoryview) -> None:
+        """Wait for the previous chunk's hash, then hash ``chunk`` in the background."""
+        await self.settle()
+        if self.digest is not None:
+            self._running = asyncio.ensure_future(asyncio.to_thread(self.digest.update, chunk))
+            self._chunk = chunk
+
+    def encrypted(self, chunk: memoryview) -> None:
+        """``chunk`` is encrypted: with no hash reading it, it can be reused now."""
+        if self.digest is None:
+            self._recycle(chunk)
+
+    async def settle(self) -> None:
+        """Wait for the hash in flight (if any) and hand its chunk back."""
+        running, chunk, self._running, self._chunk = self._running, self._chunk, None, None
+        if running is not None:
+            await running
+        if chunk is not None:
+            self._recycle(chunk)
+
+    def abandon(self) -> None:
+        """The stream failed: the thread finishes its chunk, nobody waits for it or reuses it."""
+        if self._running is not None and not self._running.done():
+            self._running.cancel()
+        self._running = self._chunk = None
 
 
 async def choose_verification(s3: S3Source, info: ObjectInfo) -> Verification:
@@ -169,8 +210,8 @@ class Streamer:
         check: Verification,
     ) -> list[Node]:
         uploads: list[Upload] = []
-        digest = ContentDigest(check.proof, check.part_sizes) if check.hash else None
-        hashing: asyncio.Future[None] | None = None
+        hasher = _HashBehind(ContentDigest(check.proof, check.part_sizes) if check.hash else None,
+                             self._s3.recycle)
         sha256: str | None = None
         try:
             for plan in plans:
@@ -190,17 +231,14 @@ class Streamer:
             # aclosing: a failed upload cancels the read-ahead GETs at once, not at garbage collection.
             async with contextlib.aclosing(self._s3.iter_chunks(info)) as chunks:
                 async for chunk in chunks:
-                    if digest is not None:
-                        # In a worker thread, overlapping this chunk's encryption and upload;
-                        # awaited before the next chunk so the hash sees the bytes in order.
-                        if hashing is not None:
-                            await hashing
-                        hashing = asyncio.ensure_future(asyncio.to_thread(digest.update, chunk))
+                    await hasher.start(chunk)
                     ciphertext = encryptor.update(chunk)
+                    size = len(chunk)
+                    hasher.encrypted(chunk)
                     await fan_out([u.write(ciphertext) for u in uploads])
-                    done_bytes += len(chunk)
+                    done_bytes += size
                     if self._metrics is not None:
-                        self._metrics.add_bytes(len(chunk))
+                        self._metrics.add_bytes(size)
                     now = time.monotonic()
                     if now - last_progress >= self._progress_interval:
                         last_progress = now
@@ -217,17 +255,15 @@ class Streamer:
                 raise TransientError(
                     f"read {done_bytes} of {info.size} bytes of the source", code="short_read"
                 )
-            if hashing is not None:
-                await hashing
-            sha256 = self._verify(info, check, digest)
+            await hasher.settle()
+            sha256 = self._verify(info, check, hasher.digest)
             encryptor.finalize()
             file_key = encrypt_file_key(encryptor.file_key(), keys.public_key_container)
             nodes = await self._complete_all(
                 client, keys, uploads, plans, file_key, marker, info.size, report
             )
         except BaseException:
-            if hashing is not None and not hashing.done():
-                hashing.cancel()  # the thread finishes its chunk; nobody waits for it
+            hasher.abandon()
             await asyncio.shield(asyncio.gather(*(u.cancel() for u in uploads), return_exceptions=True))
             raise
         # Reported once the files are complete: a restarted stream proves the object again.
