@@ -67,9 +67,10 @@ POINTS = {
 }
 
 
-@pytest.fixture
-def stack_overrides() -> dict[str, Any]:
-    return {"s3": {"parallel_ranges": 1}}
+@pytest.fixture(params=[True, False], ids=["direct-reads", "botocore-reads"])
+def stack_overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Every scenario against both range readers: the promises must not depend on which one."""
+    return {"s3": {"parallel_ranges": 1, "direct_reads": request.param}}
 
 
 @pytest.fixture
