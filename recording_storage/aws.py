@@ -253,7 +253,7 @@ def bucket_settings(aws: AwsConfig, s3: S3Config, bucket: str) -> tuple[AwsConfi
         ("response_checksum_validation", src.response_checksum_validation),
         ("conditional_delete", src.conditional_delete),
         ("verify", src.verify),
-        ("direct_reads", src.direct_reads),
+        ("direct_http", src.direct_http),
     ) if value is not None}
     return aws.model_copy(update=aws_update), s3.model_copy(update=s3_update)
 

@@ -11,6 +11,7 @@ bounded window: download overlaps encryption and upload while memory stays at ab
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -21,6 +22,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
@@ -43,7 +45,7 @@ from .aws import (
     translate_error,
 )
 from .config import AwsConfig, S3Config
-from .direct_get import DirectAnswer, DirectGetter
+from .direct_http import DirectAnswer, DirectHttp
 from .errors import PermanentError, TransientError
 from .integrity import CHECKSUM_ALGORITHMS, StoreDigests
 
@@ -66,8 +68,7 @@ READ_PIECE = 1024 * 1024
 # botocore well before they lapse, so a URL signed now outlives the object's transfer.
 PRESIGN_REUSE = 60.0
 PRESIGN_EXPIRES = 900
-_ERROR_CODE_RE = re.compile(rb"<Code>([^<]{1,100})</Code>")
-_ERROR_MESSAGE_RE = re.compile(rb"<Message>([^<]{0,300})</Message>")
+_ERROR_FIELD_RE = re.compile(rb"<([A-Za-z]{1,40})>([^<]{0,500})</\1>")
 
 
 class S3Metrics(Protocol):
@@ -225,14 +226,80 @@ class _RangeBuffers:
 
 
 def _answer_error(answer: DirectAnswer, operation: str) -> ClientError:
-    """The ClientError botocore would have raised for ``answer``: one classifier for both paths."""
-    code = _ERROR_CODE_RE.search(answer.body)
-    message = _ERROR_MESSAGE_RE.search(answer.body)
+    """The ClientError botocore would have raised for ``answer``: one classifier for both paths.
+
+    The error document's simple elements (Code, Message, ArgumentName, ...) become the Error
+    fields, as botocore's parser makes them; a HEAD's bodiless error has its status as Code.
+    """
+    error = {name.decode(): value.decode("utf-8", "replace")
+             for name, value in _ERROR_FIELD_RE.findall(answer.body)}
+    error.setdefault("Code", str(answer.status))
+    error.setdefault("Message", answer.reason)
     return ClientError({
-        "Error": {"Code": code.group(1).decode("utf-8", "replace") if code else str(answer.status),
-                  "Message": message.group(1).decode("utf-8", "replace") if message else answer.reason},
+        "Error": error,
         "ResponseMetadata": {"HTTPStatusCode": answer.status, "HTTPHeaders": dict(answer.headers)},
     }, operation)
+
+
+# botocore operation -> (HTTP method, operation name in errors) for the direct client.
+_DIRECT_OPERATIONS = {
+    "head_object": ("HEAD", "HeadObject"), "get_object": ("GET", "GetObject"),
+    "delete_object": ("DELETE", "DeleteObject"),
+}
+# Parameters that botocore sends as headers (and so signs into a presigned URL).
+_SIGNED_HEADERS = {"IfMatch": "If-Match", "ChecksumMode": "x-amz-checksum-mode"}
+# Statuses botocore's standard retry mode repeats (not 501: "not implemented" stays so).
+_RETRIED_STATUS = frozenset({500, 502, 503, 504})
+_CHECKSUM_HEADERS = {f"Checksum{a.upper()}": f"x-amz-checksum-{a}" for a in CHECKSUM_ALGORITHMS}
+_HEAD_HEADERS = {
+    "ETag": "etag", "ContentType": "content-type", "VersionId": "x-amz-version-id",
+    "ChecksumType": "x-amz-checksum-type", "ServerSideEncryption": "x-amz-server-side-encryption",
+    "SSECustomerAlgorithm": "x-amz-server-side-encryption-customer-algorithm", **_CHECKSUM_HEADERS,
+}
+
+
+async def _backoff(attempt: int) -> None:
+    """Sleep before the next attempt: doubling from RANGE_RETRY_BASE, capped, jittered."""
+    delay = min(RANGE_RETRY_BASE * 2 ** (attempt - 1), RANGE_RETRY_MAX)
+    await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+
+def _retried(exc: BaseException, operation: str) -> bool:
+    """Whether botocore's retry handler would repeat the call that failed with ``exc``."""
+    code = translate_error(exc, what=operation).code
+    if isinstance(exc, ClientError):
+        return code in ("throttled", "timeout") or error_codes(exc)[1] in _RETRIED_STATUS
+    return code in ("connection", "timeout")
+
+
+def _head_fields(headers: Mapping[str, str]) -> dict[str, Any]:
+    """A HEAD answer's headers under the names botocore's head_object gives them."""
+    fields: dict[str, Any] = {
+        name: headers[header] for name, header in _HEAD_HEADERS.items() if header in headers}
+    if "content-length" in headers:
+        fields["ContentLength"] = int(headers["content-length"])
+    if "last-modified" in headers:
+        with contextlib.suppress(TypeError, ValueError):
+            fields["LastModified"] = parsedate_to_datetime(headers["last-modified"])
+    fields["Metadata"] = {name[len("x-amz-meta-"):]: value for name, value in headers.items()
+                          if name.startswith("x-amz-meta-")}
+    return fields
+
+
+def _checked_range(
+    info: ObjectInfo, answer: DirectAnswer, first: int, last: int, expected: int, what: str
+) -> int:
+    """The bytes a direct range answer put in the buffer, once the answer is proven to be the pin's."""
+    headers = answer.headers
+    _check_pin(info, {"ETag": headers.get("etag"), "VersionId": headers.get("x-amz-version-id"),
+                      "ContentRange": headers.get("content-range")}, first, last, what)
+    length = headers.get("content-length")
+    if (length is not None and int(length) != expected) or answer.length > expected:
+        # A store that ignores Range answers 200 with the whole object.
+        raise PermanentError(
+            f"{what}: got {length or answer.length} bytes for a {expected}-byte range; the store does "
+            "not honour Range requests", code="range_not_honoured")
+    return answer.length
 
 
 def _uses_proxy(url: str) -> bool:
@@ -283,9 +350,10 @@ class S3Source(ClientOwner):
         self._refuses_conditional_delete: set[str] = set()
         self._no_checksum_mode: set[str] = set()  # buckets whose store refuses x-amz-checksum-mode
         self._buffers = _RangeBuffers(keep=self._max_connections)
-        self._direct: DirectGetter | None = None
+        self._direct: DirectHttp | None = None
         self._ssl_context: ssl.SSLContext | None = None
-        self._presigned: dict[tuple[str, str, str, str | None], tuple[str, float]] = {}
+        self._presigned: dict[tuple[Any, ...], tuple[str, float]] = {}  # range GET URLs, by pin
+        self._proxied_hosts: dict[tuple[str, str], bool] = {}
 
     async def __aenter__(self) -> S3Source:
         kwargs = client_kwargs(self._aws)  # validates endpoint and credentials before any I/O
@@ -298,7 +366,7 @@ class S3Source(ClientOwner):
 
     async def _after_open(self) -> None:
         assert self._stack is not None
-        self._direct = await self._stack.enter_async_context(DirectGetter(
+        self._direct = await self._stack.enter_async_context(DirectHttp(
             limit=self._max_connections, connect_timeout=self._aws.connect_timeout,
             read_timeout=self._aws.read_timeout))
 
@@ -345,14 +413,13 @@ class S3Source(ClientOwner):
         if verify and bucket not in self._no_checksum_mode:
             params["ChecksumMode"] = "ENABLED"
         try:
-            s3_client = await self._client_for(bucket)
             try:
-                resp = await s3_client.head_object(**params)
+                resp = await self._head_call(params)
             except ClientError as exc:
                 if "ChecksumMode" not in params or error_codes(exc)[1] not in (400, 501):
                     raise
                 del params["ChecksumMode"]
-                resp = await s3_client.head_object(**params)
+                resp = await self._head_call(params)
                 self._no_checksum_mode.add(bucket)
                 log.warning("s3_checksum_mode_refused", bucket=bucket,
                             error=f"HTTP {error_codes(exc)[1]} to x-amz-checksum-mode; HEADs of this bucket "
@@ -382,6 +449,15 @@ class S3Source(ClientOwner):
         )
         log.debug("s3_head", bucket=bucket, s3_key=key, bytes=info.size, etag=info.etag)
         return info
+
+    async def _head_call(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        """HeadObject's answer under botocore's names, over the direct client when it is used."""
+        answer = await self._direct_request("head_object", params)
+        if answer is not None:
+            return _head_fields(answer.headers)
+        s3_client = await self._client_for(params["Bucket"])
+        resp: Mapping[str, Any] = await s3_client.head_object(**params)
+        return resp
 
     async def iter_chunks(
         self, info: ObjectInfo, *, chunk_size: int | None = None, parallel: int | None = None
@@ -440,10 +516,6 @@ class S3Source(ClientOwner):
         buffer = self._buffers.take(max(buffer_size, last - first + 1))
         into = memoryview(buffer)[: last - first + 1]
         attempts = RANGE_ATTEMPTS
-        if self._direct is not None and self.settings(info.bucket).direct_reads:
-            # botocore would have retried a throttled or failed answer (aws.max_attempts) inside
-            # each of our attempts; the direct reader's only retries are these.
-            attempts += self._aws.max_attempts - 1
         for attempt in range(1, attempts + 1):
             try:
                 await self._get_range_once(info, first, last, into)
@@ -457,17 +529,19 @@ class S3Source(ClientOwner):
                             attempt=attempt, error_code=exc.code, error=str(exc))
                 if self._metrics is not None:
                     self._metrics.retry("s3")
-                backoff = min(RANGE_RETRY_BASE * 2 ** (attempt - 1), RANGE_RETRY_MAX)
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+                await _backoff(attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _get_range_once(self, info: ObjectInfo, first: int, last: int, into: memoryview) -> None:
         """Fill ``into`` (exactly the range's length) with bytes ``first``..``last`` of the pinned version."""
         what = f"S3 GetObject {info.bucket}/{info.key} bytes={first}-{last}"
+        params: dict[str, Any] = {"Bucket": info.bucket, "Key": info.key, "IfMatch": info.etag}
+        if info.pinned_version:
+            params["VersionId"] = info.pinned_version
         try:
-            url = await self._range_url(info)
-            if url is not None:
-                got = await self._get_range_direct(info, first, last, into, url, what)
+            answer = await self._direct_request("get_object", params, into, Range=f"bytes={first}-{last}")
+            if answer is not None:
+                got = _checked_range(info, answer, first, last, len(into), what)
             else:
                 got = await self._get_range_botocore(info, first, last, into, what)
         except AWS_ERRORS as exc:
@@ -481,54 +555,74 @@ class S3Source(ClientOwner):
         if got != len(into):
             raise TransientError(f"{what}: short read, {got} of {len(into)} bytes", code="short_read")
 
-    async def _range_url(self, info: ObjectInfo) -> str | None:
-        """A presigned GET of the pinned version for the direct reader, or None to use botocore.
+    async def _direct_request(
+        self, operation: str, params: Mapping[str, Any], into: memoryview | None = None, **headers: str
+    ) -> DirectAnswer | None:
+        """One object request over the direct HTTP client, or None to make it with botocore.
 
-        None when ``s3.direct_reads`` is off for the bucket or the environment sends its
-        endpoint through a proxy (which only botocore's HTTP stack speaks).
+        None when ``s3.direct_http`` is off for the bucket or the environment sends its endpoint
+        through a proxy (which only botocore's HTTP stack speaks). ``params`` are botocore's;
+        ``headers`` go out unsigned (Range). A non-2xx answer raises the ClientError botocore
+        would; throttled, failed or cut-off answers are tried ``aws.max_attempts`` times in
+        all, as botocore's retry would.
         """
-        if self._direct is None or not self.settings(info.bucket).direct_reads:
+        bucket = params["Bucket"]
+        if self._direct is None or not self.settings(bucket).direct_http:
             return None
-        pin = (info.bucket, info.key, info.etag, info.pinned_version)
-        now = time.monotonic()
-        signed = self._presigned.get(pin)
-        if signed is not None and now - signed[1] < PRESIGN_REUSE:
-            return signed[0]
-        params: dict[str, Any] = {"Bucket": info.bucket, "Key": info.key, "IfMatch": info.etag}
-        if info.pinned_version:
-            params["VersionId"] = info.pinned_version
-        s3_client = await self._client_for(info.bucket)
-        url: str = await s3_client.generate_presigned_url("get_object", Params=params,
-                                                          ExpiresIn=PRESIGN_EXPIRES)
-        if _uses_proxy(url):
-            return None
-        for old in [p for p, (_, at) in self._presigned.items() if now - at >= PRESIGN_REUSE]:
-            del self._presigned[old]
-        self._presigned[pin] = (url, now)
-        return url
+        method, name = _DIRECT_OPERATIONS[operation]
+        # Headers that are part of the signature: the URL is only valid with exactly these.
+        headers |= {header: str(params[name]) for name, header in _SIGNED_HEADERS.items() if name in params}
+        attempts = self._aws.max_attempts
+        for attempt in range(1, attempts + 1):
+            url = await self._presign(operation, params)
+            if url is None:
+                return None
+            try:
+                answer = await self._direct.request(method, url, headers, into)
+                if not 200 <= answer.status < 300:
+                    raise _answer_error(answer, name)
+                return answer
+            except AWS_ERRORS as exc:
+                if attempt == attempts or not _retried(exc, name):
+                    raise
+            if self._metrics is not None:
+                self._metrics.retry("s3")
+            await _backoff(attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _get_range_direct(
-        self, info: ObjectInfo, first: int, last: int, into: memoryview, url: str, what: str
-    ) -> int:
-        assert self._direct is not None
-        if url.startswith("https:") and self._ssl_context is None:
+    async def _presign(self, operation: str, params: Mapping[str, Any]) -> str | None:
+        """A presigned URL for ``operation``; None when it would have to go through a proxy.
+
+        A range GET's URL is reused for ``PRESIGN_REUSE`` seconds (every range of an object
+        shares the pin's parameters); other requests are signed each time.
+        """
+        reuse = operation == "get_object"
+        cache_key = (operation, *sorted(params.items()))
+        now = time.monotonic()
+        if reuse:
+            signed = self._presigned.get(cache_key)
+            if signed is not None and now - signed[1] < PRESIGN_REUSE:
+                return signed[0]
+        s3_client = await self._client_for(params["Bucket"])
+        url: str = await s3_client.generate_presigned_url(operation, Params=dict(params),
+                                                          ExpiresIn=PRESIGN_EXPIRES)
+        parts = urlsplit(url)
+        host = (parts.scheme, parts.hostname or "")
+        proxied = self._proxied_hosts.get(host)
+        if proxied is None:
+            proxied = self._proxied_hosts[host] = _uses_proxy(url)
+        if proxied:
+            return None
+        if parts.scheme == "https" and self._ssl_context is None and self._direct is not None:
             # Made on first use: loading the CA bundle costs tens of milliseconds.
             self._ssl_context = ssl.create_default_context(
                 cafile=os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True))
             self._direct.use_ssl_context(self._ssl_context)
-        # If-Match is part of the signature: the URL is only valid with exactly this header.
-        answer = await self._direct.get(url, {"Range": f"bytes={first}-{last}", "If-Match": info.etag}, into)
-        if not 200 <= answer.status < 300:
-            raise _answer_error(answer, "GetObject")
-        headers = answer.headers
-        _check_pin(info, {"ETag": headers.get("etag"), "VersionId": headers.get("x-amz-version-id"),
-                          "ContentRange": headers.get("content-range")}, first, last, what)
-        length = headers.get("content-length")
-        if (length is not None and int(length) != len(into)) or answer.length > len(into):
-            raise PermanentError(
-                f"{what}: got {length or answer.length} bytes for a {len(into)}-byte range; the store does "
-                "not honour Range requests", code="range_not_honoured")
-        return answer.length
+        if reuse:
+            for old in [k for k, (_, at) in self._presigned.items() if now - at >= PRESIGN_REUSE]:
+                del self._presigned[old]
+            self._presigned[cache_key] = (url, now)
+        return url
 
     async def _get_range_botocore(
         self, info: ObjectInfo, first: int, last: int, into: memoryview, what: str
@@ -707,9 +801,11 @@ class S3Source(ClientOwner):
 
     async def _delete_call(self, info: ObjectInfo, what: str, **conditions: str) -> bool:
         """One DeleteObject; False when the object (or its bucket) was already gone."""
+        params = {"Bucket": info.bucket, "Key": info.key, **conditions}
         try:
-            s3_client = await self._client_for(info.bucket)
-            await s3_client.delete_object(Bucket=info.bucket, Key=info.key, **conditions)
+            if await self._direct_request("delete_object", params) is None:
+                s3_client = await self._client_for(info.bucket)
+                await s3_client.delete_object(**params)
         except AWS_ERRORS as exc:
             if "IfMatch" in conditions and _refuses_condition(exc):
                 raise _ConditionalDeleteRefused(

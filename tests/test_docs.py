@@ -800,7 +800,7 @@ TOOLING_CALLS = {"create_bucket", "create_queue", "put_object"}
 # s3.probe_buckets; check --write-probe (an operator identity): documented as add-ons
 OPTIONAL_CALLS = {"head_bucket": "s3:ListBucket", "get_bucket_versioning": "s3:GetBucketVersioning"}
 # IAM has no action of its own for SQS batch calls: each needs its single call's action.
-# A presigned GET (s3.direct_reads) is authorised as the GetObject it signs, when it is used.
+# A presigned GET (s3.direct_http) is authorised as the GetObject it signs, when it is used.
 CALL_ACTIONS = {"head_object": "s3:GetObject", "delete_message_batch": "sqs:DeleteMessage",
                 "generate_presigned_url": "s3:GetObject"}
 

@@ -419,3 +419,34 @@ async def test_unreachable_endpoint_is_transient() -> None:
             await s3.head("bucket", "key")
     assert err.value.code == "connection"
 
+
+
+# -- the direct HTTP client and botocore agree ------------------------------------------------
+
+
+async def test_direct_and_botocore_heads_pin_the_same(aws_config: AwsConfig, s3_bucket: str) -> None:
+    """Every field the service reads from a HEAD (size, ETag, type, metadata, date, checksums)
+    is the same whether the direct client or botocore asked."""
+    async with S3Source(aws_config, make_s3_config()) as s3:
+        await s3._client.put_object(  # test set-up only: metadata and a checksum
+            Bucket=s3_bucket, Key="meta.mp4", Body=b"x" * 1000, ContentType="video/mp4",
+            Metadata={"meeting-id": "42", "Host": "Ada"}, ChecksumAlgorithm="SHA256")
+        direct = await s3.head(s3_bucket, "meta.mp4")
+    async with S3Source(aws_config, make_s3_config(direct_http=False)) as s3:
+        botocore = await s3.head(s3_bucket, "meta.mp4")
+    assert direct == botocore
+    assert direct.metadata == {"meeting-id": "42", "host": "Ada"}
+    assert direct.digests is not None and set(direct.digests.checksums) == {"sha256"}
+    assert direct.last_modified is not None and direct.content_type == "video/mp4"
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct-http", "botocore"])
+async def test_missing_object_and_delete_behave_alike(aws_config: AwsConfig, s3_bucket: str, direct: bool) -> None:
+    async with S3Source(aws_config, make_s3_config(direct_http=direct)) as s3:
+        with pytest.raises(s3_module.SourceMissing):
+            await s3.head(s3_bucket, "nothing-here")
+        info = await s3.put(s3_bucket, "gone.mp4", b"abc")
+        await s3.delete(info)
+        with pytest.raises(s3_module.SourceMissing):
+            await s3.head(s3_bucket, "gone.mp4")
+        await s3.delete(info)  # already gone: done, not an error

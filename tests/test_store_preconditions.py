@@ -67,10 +67,10 @@ POINTS = {
 }
 
 
-@pytest.fixture(params=[True, False], ids=["direct-reads", "botocore-reads"])
+@pytest.fixture(params=[True, False], ids=["direct-http", "botocore-http"])
 def stack_overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
     """Every scenario against both range readers: the promises must not depend on which one."""
-    return {"s3": {"parallel_ranges": 1, "direct_reads": request.param}}
+    return {"s3": {"parallel_ranges": 1, "direct_http": request.param}}
 
 
 @pytest.fixture

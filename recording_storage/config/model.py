@@ -167,8 +167,8 @@ class BucketSourceConfig(_Section):
     conditional_delete: Literal["auto", "required", "off"] | None = None
     # Overrides s3.verify for this bucket's store.
     verify: Literal["auto", "required", "off"] | None = None
-    # Overrides s3.direct_reads for this bucket's store.
-    direct_reads: bool | None = None
+    # Overrides s3.direct_http for this bucket's store.
+    direct_http: bool | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> BucketSourceConfig:
@@ -222,7 +222,7 @@ class S3Config(_Section):
     # Read ranges with the service's own HTTP/1.1 reader (presigned by botocore) straight into
     # reused buffers: a third of the CPU per GiB. false = botocore reads them (e.g. a store
     # whose answers the reader cannot parse). Endpoints behind an HTTP proxy always use botocore.
-    direct_reads: bool = True
+    direct_http: bool = True
 
     @model_validator(mode="after")
     def _bucket_names(self) -> S3Config:

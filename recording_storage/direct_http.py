@@ -1,4 +1,4 @@
-"""HTTP/1.1 GETs whose body is received straight into the caller's buffer.
+"""HTTP/1.1 requests whose answer body is received straight into the caller's buffer.
 
 The S3 download leg moves every byte of every recording, and through botocore and aiohttp each
 byte was copied three times in this process (socket -> parser -> stream reader -> our range
@@ -6,6 +6,10 @@ buffer) into freshly allocated memory, whose first touch costs a page fault per 
 CPU-s per GiB against rclone's 0.30 on the same store (``make bench``, ``pipeline_cpu``). Here
 the socket is read with ``recv_into`` (asyncio's buffered protocol) into the buffer the caller
 hands over, which the caller reuses: one copy, the kernel's, and no new pages.
+
+The same client carries the object's small requests (HEAD, DELETE): through botocore each
+cost about 1.5 ms of CPU, three times what signing and sending it here costs, and a small job
+makes four of them.
 
 This module only moves bytes. The request is signed elsewhere (the S3 source presigns it with
 botocore, so credentials, endpoint rules and addressing style stay botocore's), and the answer's
@@ -26,11 +30,12 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-__all__ = ["DirectAnswer", "DirectGetter"]
+__all__ = ["DirectAnswer", "DirectHttp"]
 
 _HEAD_LIMIT = 64 * 1024  # status line and headers; S3 answers use well under 4 KiB
 _ERROR_BODY_LIMIT = 64 * 1024  # an error document longer than this is cut (and the connection dropped)
 _SCRATCH = 64 * 1024
+_IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE"})
 
 
 @dataclass(frozen=True)
@@ -65,11 +70,13 @@ class _Protocol(asyncio.BufferedProtocol):
         self.received_any = False
         self._reset(memoryview(bytearray()))
 
-    # -- driven by the getter ----------------------------------------------------------------
+    # -- driven by DirectHttp ------------------------------------------------------------------
 
-    def start(self, request: bytes, into: memoryview) -> asyncio.Future[DirectAnswer]:
+    def start(self, request: bytes, into: memoryview, *, bodiless: bool) -> asyncio.Future[DirectAnswer]:
+        """Send ``request``; ``bodiless``: its answer has no body whatever it says (HEAD)."""
         assert self.transport is not None and self._waiter is None
         self._reset(into)
+        self._bodiless = bodiless
         self._waiter = self._loop.create_future()
         self.received_any = False
         self._last_read = self._loop.time()
@@ -95,6 +102,7 @@ class _Protocol(asyncio.BufferedProtocol):
         self._chunk_left = 0
         self._pending = bytearray()  # chunked framing not yet parsed
         self._keep_alive = False
+        self._bodiless = False
 
     # -- asyncio.BufferedProtocol -----------------------------------------------------------
 
@@ -169,7 +177,9 @@ class _Protocol(asyncio.BufferedProtocol):
         connection = self._headers.get("connection", "").lower()
         self._keep_alive = version == "HTTP/1.1" and "close" not in connection
         ok = 200 <= self._status < 300
-        if "chunked" in self._headers.get("transfer-encoding", "").lower():
+        if self._bodiless or self._status in (204, 304) or self._status < 200:
+            self._state = "done"  # RFC 9112 6.3: no body, whatever Content-Length says
+        elif "chunked" in self._headers.get("transfer-encoding", "").lower():
             self._state = "chunked" if ok else "error_chunked"
         elif "content-length" in self._headers:
             self._want = int(self._headers["content-length"])
@@ -327,12 +337,13 @@ class _Protocol(asyncio.BufferedProtocol):
             self.transport.abort()
 
 
-class DirectGetter:
-    """GETs into caller buffers over pooled keep-alive connections (``limit`` at once).
+class DirectHttp:
+    """Requests whose answers land in caller buffers, over pooled keep-alive connections.
 
-    ``async with DirectGetter(...) as getter``; ``await getter.get(url, headers, into)``. A
-    connection is reused only after an answer read to its end; a reused connection that the
-    server had closed while idle is replaced once, before any byte of the answer arrived.
+    ``async with DirectHttp(limit=...) as http``; ``await http.request("GET", url, headers,
+    into)``. At most ``limit`` requests at once. A connection is reused only after an answer
+    read to its end; a reused connection that the server had closed while idle is replaced
+    once, before any byte of the answer arrived (idempotent methods only, RFC 9110 9.2.2).
     """
 
     def __init__(self, *, limit: int, connect_timeout: float, read_timeout: float,
@@ -347,7 +358,7 @@ class DirectGetter:
         """TLS settings for https connections opened from now on (made lazily by the owner)."""
         self._ssl_context = context
 
-    async def __aenter__(self) -> DirectGetter:
+    async def __aenter__(self) -> DirectHttp:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -359,29 +370,33 @@ class DirectGetter:
             for conn in conns:
                 conn.abort()
 
-    async def get(self, url: str, headers: Mapping[str, str], into: memoryview) -> DirectAnswer:
-        """GET ``url`` with ``headers``; a 2xx body of at most ``len(into)`` bytes lands in ``into``.
+    async def request(
+        self, method: str, url: str, headers: Mapping[str, str], into: memoryview | None = None
+    ) -> DirectAnswer:
+        """``method`` ``url`` with ``headers``; a 2xx body of at most ``len(into)`` bytes lands in
+        ``into`` (no ``into``: a 2xx answer must have no body, as a DELETE's).
 
         A 2xx body longer than ``into`` is not read: the answer says ``length=0`` and its
         Content-Length tells the caller why. Non-2xx bodies are kept (capped) in ``body``.
         """
+        view = into if into is not None else memoryview(b"")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("DirectGetter needs an absolute http(s) URL")
+            raise ValueError("DirectHttp needs an absolute http(s) URL")
         secure = parts.scheme == "https"
         port = parts.port or (443 if secure else 80)
         key = (parts.scheme, parts.hostname, port)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        lines = [f"GET {target} HTTP/1.1", f"Host: {parts.netloc}"]
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         async with self._slots:
             for attempt in (1, 2):
                 conn, reused = await self._connection(key, secure)
                 try:
-                    answer = await conn.start(request, into)
+                    answer = await conn.start(request, view, bodiless=method == "HEAD")
                 except aiohttp.ServerDisconnectedError:
-                    if reused and attempt == 1 and not conn.received_any:
+                    if reused and attempt == 1 and not conn.received_any and method in _IDEMPOTENT:
                         continue  # closed while idle: a GET is safe to send again
                     raise
                 except BaseException:

@@ -1,6 +1,6 @@
-"""DirectGetter against a real socket server that answers the way real servers do, odd ones too.
+"""DirectHttp against a real socket server that answers the way real servers do, odd ones too.
 
-Each test scripts the server's answer bytes for each request; the getter must land exactly the
+Each test scripts the server's answer bytes for each request; the client must land exactly the
 body in the caller's buffer, reuse a connection only when that is safe, and turn every broken
 answer into an error the S3 source classifies (aiohttp.ClientError or TimeoutError).
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 
-from recording_storage.direct_get import DirectGetter
+from recording_storage.direct_http import DirectHttp
 
 Script = Callable[[int, bytes], list[bytes | float | None]]  # (request number, request) -> actions
 
@@ -62,17 +62,17 @@ def answer(status: int, body: bytes, *headers: str, reason: str = "OK") -> bytes
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def getter(read_timeout: float = 5.0) -> DirectGetter:
-    return DirectGetter(limit=4, connect_timeout=5.0, read_timeout=read_timeout)
+def client(read_timeout: float = 5.0) -> DirectHttp:
+    return DirectHttp(limit=4, connect_timeout=5.0, read_timeout=read_timeout)
 
 
 async def test_body_lands_in_the_buffer_and_the_connection_is_reused() -> None:
     body = os.urandom(300_000)
     scripted = ScriptedServer(lambda n, req: [answer(206, body, 'ETag: "e"', reason="Partial Content")])
-    async with await running(scripted), getter() as get:
+    async with await running(scripted), client() as http:
         for _ in range(3):
             buffer = bytearray(len(body))
-            result = await get.get(scripted.url, {"Range": "bytes=0-299999"}, memoryview(buffer))
+            result = await http.request("GET", scripted.url, {"Range": "bytes=0-299999"}, memoryview(buffer))
             assert (result.status, result.length, result.headers["etag"]) == (206, len(body), '"e"')
             assert buffer == body
     assert scripted.connections == 1
@@ -86,9 +86,9 @@ async def test_head_and_body_split_across_packets() -> None:
     raw = answer(200, body)
     pieces: list[bytes | float | None] = [raw[:7], 0.01, raw[7:40], 0.01, raw[40:5000], 0.01, raw[5000:]]
     scripted = ScriptedServer(lambda n, req: pieces)
-    async with await running(scripted), getter() as get:
+    async with await running(scripted), client() as http:
         buffer = bytearray(len(body))
-        result = await get.get(scripted.url, {}, memoryview(buffer))
+        result = await http.request("GET", scripted.url, {}, memoryview(buffer))
     assert result.length == len(body) and buffer == body
 
 
@@ -99,10 +99,10 @@ async def test_chunked_body_is_decoded() -> None:
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     trailer = b"0\r\nX-Trailer: t\r\n\r\n"
     scripted = ScriptedServer(lambda n, req: [head + framed[:30_000], 0.01, framed[30_000:] + trailer])
-    async with await running(scripted), getter() as get:
+    async with await running(scripted), client() as http:
         for _ in range(2):
             buffer = bytearray(len(body))
-            result = await get.get(scripted.url, {}, memoryview(buffer))
+            result = await http.request("GET", scripted.url, {}, memoryview(buffer))
             assert result.length == len(body) and buffer == body
     assert scripted.connections == 1
 
@@ -110,12 +110,12 @@ async def test_chunked_body_is_decoded() -> None:
 async def test_body_delimited_by_close_and_an_over_long_one() -> None:
     body = os.urandom(5_000)
     scripted = ScriptedServer(lambda n, req: [b"HTTP/1.0 200 OK\r\n\r\n" + body, None])
-    async with await running(scripted), getter() as get:
+    async with await running(scripted), client() as http:
         buffer = bytearray(len(body))
-        assert (await get.get(scripted.url, {}, memoryview(buffer))).length == len(body)
+        assert (await http.request("GET", scripted.url, {}, memoryview(buffer))).length == len(body)
         assert buffer == body
         short = bytearray(1_000)
-        result = await get.get(scripted.url, {}, memoryview(short))
+        result = await http.request("GET", scripted.url, {}, memoryview(short))
     assert result.length == len(body)  # the caller sees more than it asked for
     assert short == body[:1_000]
     assert scripted.connections == 2
@@ -124,13 +124,13 @@ async def test_body_delimited_by_close_and_an_over_long_one() -> None:
 async def test_content_length_beyond_the_buffer_is_not_read_and_not_reused() -> None:
     body = os.urandom(50_000)
     scripted = ScriptedServer(lambda n, req: [answer(200, body)])
-    async with await running(scripted), getter() as get:
+    async with await running(scripted), client() as http:
         buffer = bytearray(1_000)
-        result = await get.get(scripted.url, {}, memoryview(buffer))
+        result = await http.request("GET", scripted.url, {}, memoryview(buffer))
         assert (result.status, result.length, result.headers["content-length"]) == (200, 0, "50000")
         assert buffer == bytes(1_000)
         again = bytearray(len(body))
-        assert (await get.get(scripted.url, {}, memoryview(again))).length == len(body)
+        assert (await http.request("GET", scripted.url, {}, memoryview(again))).length == len(body)
     assert again == body and scripted.connections == 2
 
 
@@ -139,13 +139,13 @@ async def test_error_answer_keeps_its_body_and_its_connection() -> None:
     body = os.urandom(1_000)
     scripted = ScriptedServer(
         lambda n, req: [answer(412, error, reason="Precondition Failed") if n == 1 else answer(200, body)])
-    async with await running(scripted), getter() as get:
+    async with await running(scripted), client() as http:
         buffer = bytearray(len(body))
-        result = await get.get(scripted.url, {}, memoryview(buffer))
+        result = await http.request("GET", scripted.url, {}, memoryview(buffer))
         assert (result.status, result.reason, result.length) == (412, "Precondition Failed", 0)
         assert result.body == error
         assert buffer == bytes(len(body))  # an error body never lands in the caller's buffer
-        assert (await get.get(scripted.url, {}, memoryview(buffer))).length == len(body)
+        assert (await http.request("GET", scripted.url, {}, memoryview(buffer))).length == len(body)
     assert scripted.connections == 1
 
 
@@ -154,10 +154,10 @@ async def test_connection_closed_while_idle_is_replaced_once() -> None:
     next request goes out on it. Nothing of an answer arrived, so the GET is sent again, once."""
     body = os.urandom(2_000)
     scripted = ScriptedServer(lambda n, req: [None] if n == 2 else [answer(200, body)])
-    async with await running(scripted), getter() as get:
+    async with await running(scripted), client() as http:
         for _ in range(2):
             buffer = bytearray(len(body))
-            assert (await get.get(scripted.url, {}, memoryview(buffer))).length == len(body)
+            assert (await http.request("GET", scripted.url, {}, memoryview(buffer))).length == len(body)
             assert buffer == body
     assert len(scripted.requests) == 3 and scripted.connections == 2
 
@@ -166,10 +166,10 @@ async def test_an_answer_saying_connection_close_ends_the_connection() -> None:
     """Even when the server then keeps the socket open: it said it would not take another request."""
     body = os.urandom(2_000)
     scripted = ScriptedServer(lambda n, req: [answer(200, body, "Connection: close")])
-    async with await running(scripted), getter() as get:
+    async with await running(scripted), client() as http:
         for _ in range(3):
             buffer = bytearray(len(body))
-            assert (await get.get(scripted.url, {}, memoryview(buffer))).length == len(body)
+            assert (await http.request("GET", scripted.url, {}, memoryview(buffer))).length == len(body)
     assert len(scripted.requests) == 3 and scripted.connections == 3
 
 
@@ -177,24 +177,24 @@ async def test_an_answer_saying_connection_close_ends_the_connection() -> None:
 async def test_connection_lost_mid_answer_is_a_client_error(cut: int) -> None:
     raw = answer(200, os.urandom(1_000))
     scripted = ScriptedServer(lambda n, req: [raw[:cut], None])
-    async with await running(scripted), getter() as get:
+    async with await running(scripted), client() as http:
         with pytest.raises(aiohttp.ServerDisconnectedError):
-            await get.get(scripted.url, {}, memoryview(bytearray(1_000)))
+            await http.request("GET", scripted.url, {}, memoryview(bytearray(1_000)))
 
 
 async def test_stalled_answer_times_out() -> None:
     raw = answer(200, os.urandom(1_000))
     scripted = ScriptedServer(lambda n, req: [raw[:200], 5.0, raw[200:]])
-    async with await running(scripted), getter(read_timeout=0.2) as get:
+    async with await running(scripted), client(read_timeout=0.2) as http:
         with pytest.raises(TimeoutError):
-            await get.get(scripted.url, {}, memoryview(bytearray(1_000)))
+            await http.request("GET", scripted.url, {}, memoryview(bytearray(1_000)))
 
 
 async def test_garbage_answer_is_a_client_error() -> None:
     scripted = ScriptedServer(lambda n, req: [b"SSH-2.0-OpenSSH_9.6\r\n\r\n", None])
-    async with await running(scripted), getter() as get:
+    async with await running(scripted), client() as http:
         with pytest.raises(aiohttp.ClientPayloadError, match="status line"):
-            await get.get(scripted.url, {}, memoryview(bytearray(10)))
+            await http.request("GET", scripted.url, {}, memoryview(bytearray(10)))
 
 
 async def test_refused_connection_is_a_client_error() -> None:
@@ -202,21 +202,21 @@ async def test_refused_connection_is_a_client_error() -> None:
     port = server.sockets[0].getsockname()[1]
     server.close()
     await server.wait_closed()
-    async with getter() as get:
+    async with client() as http:
         with pytest.raises(aiohttp.ClientConnectionError, match=f"127.0.0.1:{port}"):
-            await get.get(f"http://127.0.0.1:{port}/k", {}, memoryview(bytearray(10)))
+            await http.request("GET", f"http://127.0.0.1:{port}/k", {}, memoryview(bytearray(10)))
 
 
 async def test_cancelled_get_drops_its_connection() -> None:
     body = os.urandom(1_000)
     stall: list[bytes | float | None] = [answer(200, body)[:100], 5.0]
     scripted = ScriptedServer(lambda n, req: stall if n == 1 else [answer(200, body)])
-    async with await running(scripted), getter() as get:
-        task = asyncio.create_task(get.get(scripted.url, {}, memoryview(bytearray(1_000))))
+    async with await running(scripted), client() as http:
+        task = asyncio.create_task(http.request("GET", scripted.url, {}, memoryview(bytearray(1_000))))
         await asyncio.sleep(0.1)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         buffer = bytearray(1_000)
-        assert (await get.get(scripted.url, {}, memoryview(buffer))).length == 1_000
+        assert (await http.request("GET", scripted.url, {}, memoryview(buffer))).length == 1_000
     assert buffer == body and scripted.connections == 2
