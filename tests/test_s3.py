@@ -441,7 +441,9 @@ async def test_direct_and_botocore_heads_pin_the_same(aws_config: AwsConfig, s3_
 
 
 @pytest.mark.parametrize("direct", [True, False], ids=["direct-http", "botocore"])
-async def test_missing_object_and_delete_behave_alike(aws_config: AwsConfig, s3_bucket: str, direct: bool) -> None:
+async def test_missing_object_and_delete_behave_alike(
+    aws_config: AwsConfig, s3_bucket: str, direct: bool
+) -> None:
     async with S3Source(aws_config, make_s3_config(direct_http=direct)) as s3:
         with pytest.raises(s3_module.SourceMissing):
             await s3.head(s3_bucket, "nothing-here")
