@@ -515,15 +515,14 @@ class S3Source(ClientOwner):
         """One inclusive range, retried on transient failures other than a changed object."""
         buffer = self._buffers.take(max(buffer_size, last - first + 1))
         into = memoryview(buffer)[: last - first + 1]
-        attempts = RANGE_ATTEMPTS
-        for attempt in range(1, attempts + 1):
+        for attempt in range(1, RANGE_ATTEMPTS + 1):
             try:
                 await self._get_range_once(info, first, last, into)
                 return into
             except SourceChanged:
                 raise
             except TransientError as exc:
-                if attempt == attempts:
+                if attempt == RANGE_ATTEMPTS:
                     raise
                 log.warning("s3_range_retry", bucket=info.bucket, s3_key=info.key, first=first, last=last,
                             attempt=attempt, error_code=exc.code, error=str(exc))
@@ -569,7 +568,7 @@ class S3Source(ClientOwner):
         bucket = params["Bucket"]
         if self._direct is None or not self.settings(bucket).direct_http:
             return None
-        method, name = _DIRECT_OPERATIONS[operation]
+        method, operation_name = _DIRECT_OPERATIONS[operation]
         # Headers that are part of the signature: the URL is only valid with exactly these.
         headers |= {header: str(params[name]) for name, header in _SIGNED_HEADERS.items() if name in params}
         attempts = self._aws.max_attempts
@@ -580,10 +579,10 @@ class S3Source(ClientOwner):
             try:
                 answer = await self._direct.request(method, url, headers, into)
                 if not 200 <= answer.status < 300:
-                    raise _answer_error(answer, name)
+                    raise _answer_error(answer, operation_name)
                 return answer
             except AWS_ERRORS as exc:
-                if attempt == attempts or not _retried(exc, name):
+                if attempt == attempts or not _retried(exc, operation_name):
                     raise
             if self._metrics is not None:
                 self._metrics.retry("s3")
