@@ -7,6 +7,7 @@ what is left in S3 and what is left in the queues.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from datetime import datetime, timedelta
 
@@ -14,7 +15,7 @@ import pytest
 
 from recording_storage.expiration import parse_expiration
 from recording_storage.service import serve
-from recording_storage.targets import MessageJob
+from recording_storage.targets import MessageJob, parse_content_sha256
 from tests.fixtures.service import MEETING_DATE, Stack, blob, job_message
 
 pytestmark = pytest.mark.integration
@@ -56,6 +57,26 @@ async def test_sizes_round_trip(stack: Stack, size: int) -> None:
     assert stats.outcomes == {"success": 1}
     (file,) = stack.files("Calls")
     assert stack.decrypt(file, stack.dracoon.service_user) == data
+
+
+async def test_only_a_recording_beyond_one_chunk_needs_a_notes_update_for_its_sha256(stack: Stack) -> None:
+    """Both files carry their proven SHA-256; the one-chunk recording (s3.chunk_size is 64 KiB
+    here) was proven before its upload opened, so only the larger one costs a node update."""
+    small, large = blob(1_000, 2), blob(200_000, 3)
+    await stack.put("h/small.mp4", small)
+    await stack.put("h/large.mp4", large)
+    await stack.send(job_message(stack.bucket, ["h/small.mp4", "h/large.mp4"]))
+    stack.dracoon.emulator.faults.requests.clear()
+    stats = await stack.drain()
+
+    assert stats.outcomes == {"success": 1}
+    files = sorted(stack.files("Calls"), key=lambda n: len(n.content))
+    assert [parse_content_sha256(f.notes) for f in files] == [
+        hashlib.sha256(small).hexdigest(), hashlib.sha256(large).hexdigest()]
+    assert [stack.decrypt(f, stack.dracoon.service_user) for f in files] == [small, large]
+    requests = stack.dracoon.emulator.faults.requests
+    assert requests["POST /api/v4/nodes/files/uploads"] == 2
+    assert requests["PUT /api/v4/nodes/files/{file_id}"] == 1, dict(requests)
 
 
 async def test_multi_key_multi_target_downloads_each_object_once(stack: Stack) -> None:

@@ -5,18 +5,26 @@ from __future__ import annotations
 import asyncio
 import os
 from contextlib import aclosing
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import pytest
+from botocore import __version__ as botocore_version
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from botocore.utils import parse_timestamp
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
 from recording_storage import s3 as s3_module
 from recording_storage.aws import (
+    USER_AGENT,
     SourceChanged,
     SourceMissing,
     client_kwargs,
     make_client_config,
+    parse_aws_timestamp,
     scrub,
     translate_error,
 )
@@ -51,7 +59,9 @@ async def test_head_pins_etag_size_and_type(aws_config: AwsConfig, s3_bucket: st
     assert (info.bucket, info.key, info.size) == (s3_bucket, "rec/a.mp4", 1234)
     assert info.etag == put.etag and info.etag.startswith('"')
     assert info.content_type == "video/mp4"
-    assert info.last_modified is not None
+    # Parsed by parse_aws_timestamp's HTTP-date path: an aware instant, moto's (this machine's) now.
+    assert info.last_modified is not None and info.last_modified.utcoffset() == timedelta(0)
+    assert abs(info.last_modified - datetime.now(UTC)) < timedelta(hours=1)
     assert info.metadata == {}
 
 
@@ -326,6 +336,27 @@ def test_client_config_carries_settings() -> None:
     assert cfg.s3 == {"addressing_style": "path"}
     assert cfg.request_checksum_calculation == "when_required"
     assert cfg.response_checksum_validation == "when_required"
+    assert cfg.user_agent == USER_AGENT and USER_AGENT.startswith("recording-storage/")
+    assert f"botocore/{botocore_version}" in USER_AGENT
+
+
+@pytest.mark.parametrize("value", [
+    "Sun, 06 Dec 2026 14:57:14 GMT", "Mon, 29 Feb 2016 00:00:00 GMT", "2026-12-06T14:57:14.000Z",
+    "2026-12-06T14:57:14.123456+01:00", "2026-12-06T14:57:14", "2026-12-06", "1765032000", 1765032000.5,
+    "Sun, 06 Dec 2026 14:57:14 +0100",
+])
+def test_fast_timestamps_are_botocores_instants(value: str | float) -> None:
+    """Every form parses to the instant (and awareness) botocore's own parser gives."""
+    ours, theirs = parse_aws_timestamp(value), parse_timestamp(value)
+    assert ours == theirs and (ours.tzinfo is None) == (theirs.tzinfo is None)
+
+
+@given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)))
+def test_http_dates_and_iso_timestamps_round_trip(moment: datetime) -> None:
+    http_date = format_datetime(moment.replace(microsecond=0), usegmt=True)
+    assert parse_aws_timestamp(http_date) == parse_timestamp(http_date) == moment.replace(microsecond=0)
+    iso = moment.isoformat().replace("+00:00", "Z")
+    assert parse_aws_timestamp(iso) == parse_timestamp(iso) == moment
 
 
 # -- endpoint policy ---------------------------------------------------------------------------

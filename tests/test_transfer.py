@@ -48,6 +48,10 @@ THEIRS = make_test_keypair(KeyPairVersion.A, index=1)
 ONE_ROOM = [{"path": "Calls", "expiration": ""}]
 CUT_OFF = TransientError("completion cut off", code="network")
 TWO_ROOMS = [{"path": "Calls", "expiration": ""}, {"path": "Archive", "expiration": ""}]
+# s3.chunk_size of a rig whose objects of STREAMED bytes take the chunk by chunk path; objects
+# that fit in one chunk are read and proven before their uploads open.
+SMALL_CHUNK = 64 * 1024
+STREAMED = SMALL_CHUNK + 5000
 
 
 def make_job(keys: Sequence[str], targets: list[dict[str, Any]] | None = None) -> TransferJob:
@@ -57,8 +61,10 @@ def make_job(keys: Sequence[str], targets: list[dict[str, Any]] | None = None) -
 class Rig:
     """A Transferer over the memory doubles, with the settings a test varies."""
 
-    def __init__(self, *, name_clash: NameClashPolicy = "keep_both", delete: bool = True) -> None:
-        self.s3 = MemoryS3(S3Config(delete_after_transfer=delete))
+    def __init__(
+        self, *, name_clash: NameClashPolicy = "keep_both", delete: bool = True, chunk_size: int = SMALL_CHUNK
+    ) -> None:
+        self.s3 = MemoryS3(S3Config(delete_after_transfer=delete, chunk_size=chunk_size))
         self.dracoon = MemoryDracoon(PARENT, members=[(MEMBER, THEIRS.key_pair.public_key_container)])
         self.transferer = Transferer(
             # The doubles have the methods the pipeline calls, not the clients' connection set-up.
@@ -203,8 +209,8 @@ async def test_sources_stay_when_delete_after_transfer_is_off() -> None:
 
 
 async def test_a_source_changed_mid_stream_cancels_every_upload(rig: Rig) -> None:
-    rig.s3.put(BUCKET, "a.mp4", blob(5000))
-    rig.s3.replace_during_read["a.mp4"] = blob(5000, seed=4)
+    rig.s3.put(BUCKET, "a.mp4", blob(STREAMED))
+    rig.s3.replace_during_read["a.mp4"] = blob(STREAMED, seed=4)
     with pytest.raises(SourceChanged):
         await rig.run(make_job(["a.mp4"], TWO_ROOMS))
 
@@ -213,16 +219,20 @@ async def test_a_source_changed_mid_stream_cancels_every_upload(rig: Rig) -> Non
     assert rig.dracoon.files == {} and rig.s3.deleted == []
 
 
-async def test_a_source_removed_mid_stream_that_no_target_holds_is_missing(rig: Rig) -> None:
-    rig.s3.put(BUCKET, "a.mp4", blob(5000))
+@pytest.mark.parametrize("size", [5000, STREAMED], ids=["one-chunk", "streamed"])
+async def test_a_source_removed_mid_stream_that_no_target_holds_is_missing(rig: Rig, size: int) -> None:
+    rig.s3.put(BUCKET, "a.mp4", blob(size))
     rig.s3.remove_during_read.add("a.mp4")
     with pytest.raises(SourceMissing):
         await rig.run(make_job(["a.mp4"], TWO_ROOMS))
-    assert all(u.state == "cancelled" for u in rig.dracoon.opened()) and rig.dracoon.files == {}
+    opened = rig.dracoon.opened()
+    assert len(opened) == (2 if size == STREAMED else 0), "a one-chunk object is read before any upload opens"
+    assert all(u.state == "cancelled" for u in opened) and rig.dracoon.files == {}
 
 
-async def test_the_same_mismatch_twice_is_permanent_and_completes_nothing(rig: Rig) -> None:
-    rig.s3.put(BUCKET, "a.mp4", blob(3000))
+@pytest.mark.parametrize("size", [3000, STREAMED], ids=["one-chunk", "streamed"])
+async def test_the_same_mismatch_twice_is_permanent_and_completes_nothing(rig: Rig, size: int) -> None:
+    rig.s3.put(BUCKET, "a.mp4", blob(size))
     rig.s3.corrupt.add("a.mp4")
     with pytest.raises(PermanentError) as caught:
         await rig.run(make_job(["a.mp4"], TWO_ROOMS))
@@ -230,7 +240,10 @@ async def test_the_same_mismatch_twice_is_permanent_and_completes_nothing(rig: R
     assert caught.value.code == "integrity_mismatch"
     assert rig.s3.reads == ["a.mp4", "a.mp4"], "read once more from a fresh HEAD before giving up"
     assert rig.dracoon.completed() == [] and rig.dracoon.files == {}
-    assert all(u.state == "cancelled" for u in rig.dracoon.opened())
+    opened = rig.dracoon.opened()
+    # A one-chunk object is proven before its uploads open: a mismatch opens none.
+    assert len(opened) == (4 if size == STREAMED else 0)
+    assert all(u.state == "cancelled" for u in opened)
     assert (BUCKET, "a.mp4") in rig.s3.objects and rig.s3.deleted == []
 
 
@@ -357,18 +370,28 @@ async def test_a_restarted_object_is_reported_once_with_its_proof(rig: Rig) -> N
     assert len(report.integrity) == 1
 
 
-async def test_the_proven_sha256_is_recorded_in_every_new_files_notes(rig: Rig) -> None:
-    body = blob(3000)
+@pytest.mark.parametrize("size", [0, 3000, SMALL_CHUNK, SMALL_CHUNK + 1],
+                         ids=["empty", "one-chunk", "one-full-chunk", "streamed"])
+async def test_the_proven_sha256_is_recorded_in_every_new_files_notes(rig: Rig, size: int) -> None:
+    """An object that fits in one chunk is proven before its uploads open, so they open with its
+    SHA-256 and need no notes update; a larger one gets the SHA-256 by an update after completion."""
+    body = blob(size)
     rig.s3.put(BUCKET, "a.mp4", body)
     marker = rig.marker("a.mp4")
     report = await rig.run(make_job(["a.mp4"], TWO_ROOMS))
 
     digest = hashlib.sha256(body).hexdigest()
     assert report.sha256 == [digest]
+    assert len(report.files) == 2
     for file_id in report.files:
         notes = rig.dracoon.nodes[file_id].notes
         assert parse_content_sha256(notes) == digest
         assert parse_source_marker(notes) == marker, "the marker still parses"
+        assert rig.dracoon.decrypt(file_id, OURS.unlocked) == body
+    one_chunk = size <= SMALL_CHUNK
+    opened_with = [parse_content_sha256(u.notes) for u in rig.dracoon.opened()]
+    assert opened_with == [digest if one_chunk else None] * 2
+    assert sorted(rig.dracoon.notes_updates) == ([] if one_chunk else sorted(report.files))
 
 
 async def test_an_overlapping_delivery_that_completed_first_is_taken_as_ours(rig: Rig) -> None:
