@@ -213,15 +213,19 @@ class _RangeBuffers:
 
     def __init__(self, keep: int) -> None:
         self._keep = keep
-        self._idle: dict[int, list[bytearray]] = {}
+        self._idle: dict[int, list[bytearray]] = {}  # chunk size -> buffers of that size
 
-    def take(self, size: int) -> bytearray:
-        idle = self._idle.get(size)
+    def take(self, size: int, *, pooled: bool) -> bytearray:
+        """A buffer of ``size`` bytes; ``pooled``: a chunk-sized one that may come back for reuse
+        (an object smaller than a chunk gets an exact buffer, never kept: its size is one-off)."""
+        if not pooled:
+            return bytearray(size)
+        idle = self._idle.setdefault(size, [])
         return idle.pop() if idle else bytearray(size)
 
     def give(self, buffer: bytearray) -> None:
-        idle = self._idle.setdefault(len(buffer), [])
-        if len(idle) < self._keep:
+        idle = self._idle.get(len(buffer))
+        if idle is not None and len(idle) < self._keep:
             idle.append(buffer)
 
 
@@ -513,8 +517,12 @@ class S3Source(ClientOwner):
 
     async def _get_range(self, info: ObjectInfo, first: int, last: int, *, buffer_size: int) -> memoryview:
         """One inclusive range, retried on transient failures other than a changed object."""
-        buffer = self._buffers.take(max(buffer_size, last - first + 1))
-        into = memoryview(buffer)[: last - first + 1]
+        length = last - first + 1
+        # Ranges of an object of one chunk or more share the chunk size (the last one uses the
+        # front of a full buffer); a smaller object's buffer is exactly its size.
+        pooled = info.size >= buffer_size
+        buffer = self._buffers.take(buffer_size if pooled else length, pooled=pooled)
+        into = memoryview(buffer)[:length]
         for attempt in range(1, RANGE_ATTEMPTS + 1):
             try:
                 await self._get_range_once(info, first, last, into)

@@ -483,3 +483,34 @@ async def test_missing_object_and_delete_behave_alike(
         with pytest.raises(s3_module.SourceMissing):
             await s3.head(s3_bucket, "gone.mp4")
         await s3.delete(info)  # already gone: done, not an error
+
+
+# -- range buffers are reused ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct-http", "botocore"])
+async def test_recycled_chunks_serve_the_next_object(
+    aws_config: AwsConfig, s3_bucket: str, direct: bool
+) -> None:
+    """A chunk handed back is released (using it raises) and its buffer reads a later range;
+    an object smaller than a chunk gets an exact buffer that is never kept."""
+    first, second = os.urandom(3 * CHUNK + 100), os.urandom(2 * CHUNK)
+    async with S3Source(aws_config, make_s3_config(direct_http=direct)) as s3:
+        seen: dict[int, bytearray] = {}  # kept alive, so a new buffer can never reuse an id
+        for data, key in ((first, "one"), (second, "two")):
+            info = await s3.put(s3_bucket, key, data)
+            got = bytearray()
+            async with aclosing(s3.iter_chunks(info, chunk_size=CHUNK, parallel=1)) as chunks:
+                async for chunk in chunks:
+                    got += chunk
+                    buffer = chunk.obj
+                    assert isinstance(buffer, bytearray) and len(buffer) == CHUNK
+                    seen[id(buffer)] = buffer
+                    s3.recycle(chunk)
+                    with pytest.raises(ValueError):
+                        len(chunk)  # released: a stray use fails instead of reading other bytes
+            assert got == data
+        assert len(seen) <= 2  # one range in flight plus the one being consumed, reused throughout
+        small = await s3.put(s3_bucket, "small", b"tiny")
+        (chunk,) = await collect(s3, small, chunk_size=CHUNK)
+        assert bytes(chunk) == b"tiny" and len(chunk.obj) == 4  # type: ignore[arg-type]

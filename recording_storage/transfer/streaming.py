@@ -299,9 +299,14 @@ class Streamer:
         anyway. A mismatch raises before any upload exists.
         """
         digest = ContentDigest(check.proof, check.part_sizes)
+        pieces: list[bytes] = []
         async with contextlib.aclosing(self._s3.iter_chunks(info)) as chunks:
-            # Copied out of the reader's buffers: the content outlives this loop (upload opening).
-            content = b"".join([bytes(chunk) async for chunk in chunks])
+            async for chunk in chunks:
+                # Copied out of the reader's buffer, which goes back for reuse: the content
+                # outlives this loop (upload opening).
+                pieces.append(bytes(chunk))
+                self._s3.recycle(chunk)
+        content = b"".join(pieces)
         if len(content) != info.size:
             raise TransientError(f"read {len(content)} of {info.size} bytes of the source", code="short_read")
         if len(content) > INLINE_HASH_LIMIT:
