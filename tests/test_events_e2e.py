@@ -182,7 +182,10 @@ class RecordingProxy(ReverseProxy):
         self.seen: list[tuple[str, str, str, str]] = []
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        auth = request.headers.get("Authorization", "")
+        # Signed in the Authorization header (botocore's calls) or in the query (presigned URLs
+        # of s3.direct_http); either way the credential scope names the key id.
+        presigned = request.query.get("X-Amz-Credential", "")
+        auth = request.headers.get("Authorization") or f"Credential={presigned}"
         self.seen.append((request.method, request.host, request.path, auth))
         answer = await self.fetch(request)
         response = web.StreamResponse(status=answer.status, headers=answer.headers)
