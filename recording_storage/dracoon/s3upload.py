@@ -62,7 +62,7 @@ class S3DirectUpload(Upload):
         self._base = f"/nodes/files/uploads/{upload_id}"
 
     # -- writing -------------------------------------------------------------------------
-    async def _write(self, chunk: bytes) -> None:
+    async def _write(self, chunk: bytes | bytearray | memoryview) -> None:
         self._raise_failed()
         self._buf += chunk
         while len(self._buf) >= self.part_size:

@@ -108,8 +108,11 @@ class Upload:
     ) -> None:
         await self.cancel()
 
-    async def write(self, chunk: bytes) -> None:
-        """Append ``chunk``; may await while earlier data is still being sent (backpressure)."""
+    async def write(self, chunk: bytes | bytearray | memoryview) -> None:
+        """Append ``chunk``; may await while earlier data is still being sent (backpressure).
+
+        The bytes are copied before this returns, so the caller may reuse its buffer.
+        """
         if self._state != "open":
             raise DracoonPermanentError(
                 f"upload {self.upload_id}: write after complete/cancel", code="upload_closed"
@@ -206,7 +209,7 @@ class Upload:
     async def _stop_background(self) -> None:
         """Variants with background work stop it here before the channel is deleted."""
 
-    async def _write(self, chunk: bytes) -> None:
+    async def _write(self, chunk: bytes | bytearray | memoryview) -> None:
         raise NotImplementedError
 
     async def _complete(
@@ -240,7 +243,7 @@ class ProxyUpload(Upload):
         self._queued = 0  # bytes handed to POSTs, finished or not: the next Content-Range start
         self._in_flight: asyncio.Task[None] | None = None
 
-    async def _write(self, chunk: bytes) -> None:
+    async def _write(self, chunk: bytes | bytearray | memoryview) -> None:
         if self._in_flight is not None and self._in_flight.done():
             await self._drain()  # fail fast: the previous chunk's error, not one chunk later
         self._buf += chunk
