@@ -219,17 +219,7 @@ class Streamer:
                              self._s3.recycle)
         sha256: str | None = None
         try:
-            for plan in plans:
-                uploads.append(
-                    await client.open_upload(
-                        plan.room.id,
-                        plan.name,
-                        info.size,
-                        expire_at=plan.target.expire_at,
-                        classification=self._classification,
-                        notes=notes,
-                    )
-                )
+            await self._open_uploads(client, info, plans, notes, uploads)
             encryptor = FileEncryptor(generate_file_key(), size=info.size)
             done_bytes = 0
             started = last_progress = time.monotonic()
@@ -325,17 +315,7 @@ class Streamer:
         notes = notes_with_sha256(notes, sha256)
         uploads: list[Upload] = []
         try:
-            for plan in plans:
-                uploads.append(
-                    await client.open_upload(
-                        plan.room.id,
-                        plan.name,
-                        info.size,
-                        expire_at=plan.target.expire_at,
-                        classification=self._classification,
-                        notes=notes,
-                    )
-                )
+            await self._open_uploads(client, info, plans, notes, uploads)
             encryptor = FileEncryptor(generate_file_key(), size=info.size)
             if content:
                 ciphertext = encryptor.update(content)
@@ -354,6 +334,17 @@ class Streamer:
         report.integrity.append(check.name)
         report.sha256.append(sha256)
         return nodes
+
+    async def _open_uploads(
+        self, client: DracoonClient, info: ObjectInfo, plans: Sequence[PlannedUpload], notes: str,
+        uploads: list[Upload],
+    ) -> None:
+        """One upload channel per planned file, each appended to ``uploads`` as it opens, so a
+        failure part-way still finds (and cancels) the ones already open."""
+        for plan in plans:
+            uploads.append(await client.open_upload(
+                plan.room.id, plan.name, info.size, expire_at=plan.target.expire_at,
+                classification=self._classification, notes=notes))
 
     async def _complete_all(
         self,
