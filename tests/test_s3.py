@@ -29,6 +29,7 @@ from recording_storage.aws import (
     translate_error,
 )
 from recording_storage.config import AwsConfig, S3Config
+from recording_storage.direct_http import DirectHttp
 from recording_storage.errors import ConfigError, PermanentError, TransientError
 from recording_storage.s3 import ObjectInfo, S3Source
 from tests.fixtures.aws import make_aws_config, make_s3_config, random_name
@@ -514,3 +515,37 @@ async def test_recycled_chunks_serve_the_next_object(
         small = await s3.put(s3_bucket, "small", b"tiny")
         (chunk,) = await collect(s3, small, chunk_size=CHUNK)
         assert bytes(chunk) == b"tiny" and len(chunk.obj) == 4  # type: ignore[arg-type]
+
+
+def test_an_endpoint_behind_an_http_proxy_is_recognised(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    url = "https://s3.eu-central-1.amazonaws.com/b/k?X-Amz-Signature=s"
+    assert not s3_module._uses_proxy(url)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "store.internal.example")
+    assert s3_module._uses_proxy(url)
+    assert not s3_module._uses_proxy("https://store.internal.example/b/k")
+    assert not s3_module._uses_proxy("http://minio.example:9000/b/k")  # no HTTP_PROXY set
+
+
+async def test_proxied_endpoints_are_read_by_botocore(
+    aws_config: AwsConfig, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only botocore's HTTP stack speaks to proxies: such an endpoint never gets a direct request."""
+    monkeypatch.setattr(s3_module, "_uses_proxy", lambda url: True)  # as HTTPS_PROXY would make it
+    direct: list[str] = []
+    original = DirectHttp.request
+
+    async def recording(self: DirectHttp, method: str, *args: Any, **kwargs: Any) -> Any:
+        direct.append(method)
+        return await original(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(DirectHttp, "request", recording)
+    data = os.urandom(3 * CHUNK)
+    async with S3Source(aws_config, make_s3_config()) as s3:
+        await s3.put(s3_bucket, "via-proxy", data)
+        info = await s3.head(s3_bucket, "via-proxy")
+        assert b"".join(await collect(s3, info, chunk_size=CHUNK)) == data
+        await s3.delete(info)
+    assert direct == []
