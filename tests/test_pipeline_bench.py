@@ -18,6 +18,7 @@ import pytest
 from bench import cpu_bench, pipeline_bench
 from bench._stack import BUCKET, Stack, create_bucket, running_stack
 from bench.common import BenchOptions, Result, registered, run
+from recording_storage.crypto import FileEncryptor, generate_file_key
 from recording_storage.s3 import S3Source
 
 pytestmark = pytest.mark.integration
@@ -57,6 +58,17 @@ def _check(results: list[Result], names: set[str]) -> dict[str, Result]:
 
 def test_registered_names() -> None:
     assert set(EXPECTED) <= set(registered())
+
+
+def test_the_identity_encryptor_offers_every_call_the_streaming_path_makes() -> None:
+    """The no-encryption baseline swaps FileEncryptor for it: a call the transfer makes that it
+    lacks crashes only the full-size bench (the tiny one moves a one-chunk object)."""
+    calls = {"update", "update_into", "finalize", "file_key"}
+    assert calls <= {name for name in dir(FileEncryptor) if not name.startswith("_")}
+    assert all(callable(getattr(pipeline_bench._IdentityEncryptor, name, None)) for name in calls)
+    identity = pipeline_bench._IdentityEncryptor(generate_file_key())
+    out = bytearray(8)
+    assert identity.update_into(b"abc", out) == 3 and out[:3] == b"abc"
 
 
 def test_pipeline_stream_tiny() -> None:
