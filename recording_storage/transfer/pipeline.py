@@ -31,7 +31,7 @@ from ..s3 import ObjectInfo, S3Source, SourceChanged, SourceMissing
 from ..targets import ResolvedTarget, TransferJob, notes_with_sha256, source_marker
 from .placement import PlannedUpload, ensure_room, landed_earlier, place
 from .report import TransferReport
-from .streaming import Streamer, TransferMetrics, choose_verification, serve_file_keys
+from .streaming import Streamer, StreamRequest, TransferMetrics, choose_verification, serve_file_keys
 
 __all__ = ["Transferer"]
 
@@ -224,7 +224,8 @@ class Transferer:
                 # matches it: it can go into the notes now, saving the update afterwards.
                 notes = notes_with_sha256(notes, base64.b64decode(check.proof.expected).hex())
             try:
-                nodes = await self._streamer.stream(info, client, keys, plans, notes, marker, report, check)
+                nodes = await self._streamer.stream(
+                    StreamRequest(info, client, keys, plans, notes, marker, report, check))
             except SourceMissing as exc:
                 held = await self._gone(job, info.key, client, [room for room, _ in rooms], exc)
                 report.already_present += len(plans)

@@ -28,8 +28,8 @@ from ..targets import notes_with_sha256, parse_content_sha256
 from .placement import PlannedUpload, find_file, is_ours
 from .report import TransferReport
 
-__all__ = ["STREAM_ATTEMPTS", "Streamer", "TransferMetrics", "Verification", "choose_verification",
-           "fan_out", "serve_file_keys"]
+__all__ = ["STREAM_ATTEMPTS", "StreamRequest", "Streamer", "TransferMetrics", "Verification",
+           "choose_verification", "fan_out", "serve_file_keys"]
 
 log = structlog.get_logger(__package__)  # one logger for the whole pipeline, as before the split
 T = TypeVar("T")
@@ -43,6 +43,20 @@ class TransferMetrics(Protocol):
 
     def add_bytes(self, count: int) -> None: ...
     def integrity_check(self, proof: str, verified: bool) -> None: ...
+
+
+@dataclass(frozen=True)
+class StreamRequest:
+    """One object to stream: where it goes, how it is proven, where the outcome is reported."""
+
+    info: ObjectInfo
+    client: DracoonClient
+    keys: UnlockedKeyPair
+    plans: list[PlannedUpload]
+    notes: str  # the files' notes (marker included) as they are opened
+    marker: str
+    report: TransferReport
+    check: Verification
 
 
 @dataclass(frozen=True)
@@ -170,17 +184,7 @@ class Streamer:
         self._share_batch_size = share_batch_size  # sharer.batch_size
         self._metrics = metrics
 
-    async def stream(
-        self,
-        info: ObjectInfo,
-        client: DracoonClient,
-        keys: UnlockedKeyPair,
-        plans: list[PlannedUpload],
-        notes: str,
-        marker: str,
-        report: TransferReport,
-        check: Verification,
-    ) -> list[Node]:
+    async def stream(self, request: StreamRequest) -> list[Node]:
         """Upload ``info`` to every planned target, restarted on a broken upload; a changed source
         is looked at once more.
 
@@ -188,9 +192,10 @@ class Streamer:
         unless the key is gone by now: then SourceMissing lets the caller ask the targets, as
         for a source missing from the start.
         """
+        info = request.info
         for attempt in range(1, STREAM_ATTEMPTS + 1):
             try:
-                return await self._stream(info, client, keys, plans, notes, marker, report, check)
+                return await self._stream(request)
             except SourceChanged:
                 await self._s3.head(info.bucket, info.key)  # raises SourceMissing if it is gone
                 raise
@@ -200,20 +205,12 @@ class Streamer:
                 log.warning("upload_restarting", s3_key=info.key, attempt=attempt, error=str(exc))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _stream(
-        self,
-        info: ObjectInfo,
-        client: DracoonClient,
-        keys: UnlockedKeyPair,
-        plans: list[PlannedUpload],
-        notes: str,
-        marker: str,
-        report: TransferReport,
-        check: Verification,
-    ) -> list[Node]:
+    async def _stream(self, request: StreamRequest) -> list[Node]:
+        info, client, keys, plans = request.info, request.client, request.keys, request.plans
+        notes, marker, report, check = request.notes, request.marker, request.report, request.check
         if check.hash and info.size <= self._s3.settings(info.bucket).chunk_size \
                 and parse_content_sha256(notes) is None:
-            return await self._stream_one_chunk(info, client, keys, plans, notes, marker, report, check)
+            return await self._stream_one_chunk(request)
         uploads: list[Upload] = []
         hasher = _HashBehind(ContentDigest(check.proof, check.part_sizes) if check.hash else None,
                              self._s3.recycle)
@@ -277,17 +274,7 @@ class Streamer:
             await self._record_sha256(client, nodes, notes, sha256)
         return nodes
 
-    async def _stream_one_chunk(
-        self,
-        info: ObjectInfo,
-        client: DracoonClient,
-        keys: UnlockedKeyPair,
-        plans: list[PlannedUpload],
-        notes: str,
-        marker: str,
-        report: TransferReport,
-        check: Verification,
-    ) -> list[Node]:
+    async def _stream_one_chunk(self, request: StreamRequest) -> list[Node]:
         """``_stream`` for an object that fits in one read chunk: read and prove it first, then open.
 
         The whole content is in hand before any upload channel opens, so its SHA-256 goes into
@@ -295,6 +282,8 @@ class Streamer:
         DRACOON request less per recording). Nothing overlaps here that one chunk could overlap
         anyway. A mismatch raises before any upload exists.
         """
+        info, client, keys, plans = request.info, request.client, request.keys, request.plans
+        notes, marker, report, check = request.notes, request.marker, request.report, request.check
         digest = ContentDigest(check.proof, check.part_sizes)
         pieces: list[bytes] = []
         async with contextlib.aclosing(self._s3.iter_chunks(info)) as chunks:
