@@ -347,16 +347,20 @@ class DirectHttp:
     """
 
     def __init__(self, *, limit: int, connect_timeout: float, read_timeout: float,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 cafile: str | None = None) -> None:
         self._slots = asyncio.Semaphore(limit)
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
-        self._ssl_context = ssl_context
+        self._cafile = cafile  # CA bundle for https (None: the system's)
+        self._ssl_context: ssl.SSLContext | None = None
         self._idle: dict[tuple[str, str, int], list[_Protocol]] = {}
 
-    def use_ssl_context(self, context: ssl.SSLContext) -> None:
-        """TLS settings for https connections opened from now on (made lazily by the owner)."""
-        self._ssl_context = context
+    def _tls(self) -> ssl.SSLContext:
+        """Made on the first https connection: loading a CA bundle costs tens of milliseconds,
+        and a service reading plain-http stores never needs it."""
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context(cafile=self._cafile)
+        return self._ssl_context
 
     async def __aenter__(self) -> DirectHttp:
         return self
@@ -422,7 +426,7 @@ class DirectHttp:
             async with asyncio.timeout(self._connect_timeout):
                 _, proto = await loop.create_connection(
                     lambda: _Protocol(loop, self._read_timeout), host, port,
-                    ssl=self._ssl_context if secure else None,
+                    ssl=self._tls() if secure else None,
                     server_hostname=host if secure else None)
         except OSError as exc:
             raise aiohttp.ClientConnectionError(

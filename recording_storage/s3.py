@@ -15,7 +15,6 @@ import contextlib
 import os
 import random
 import re
-import ssl
 import time
 import urllib.request
 from collections import deque
@@ -290,19 +289,31 @@ def _head_fields(headers: Mapping[str, str]) -> dict[str, Any]:
     return fields
 
 
-def _checked_range(
-    info: ObjectInfo, answer: DirectAnswer, first: int, last: int, expected: int, what: str
-) -> int:
+def _range_not_honoured(what: str, got: int, expected: int) -> PermanentError:
+    # A store that ignores Range answers 200 with the whole object.
+    return PermanentError(f"{what}: got {got} bytes for a {expected}-byte range; the store does not "
+                          "honour Range requests", code="range_not_honoured")
+
+
+def _check_range_answer(
+    info: ObjectInfo, answer: Mapping[str, Any], first: int, last: int, what: str
+) -> None:
+    """``_check_pin``, then the announced length (botocore's field names, either reader)."""
+    _check_pin(info, answer, first, last, what)
+    length = answer.get("ContentLength")
+    if length is not None and int(length) != last - first + 1:
+        raise _range_not_honoured(what, int(length), last - first + 1)
+
+
+def _checked_range(info: ObjectInfo, answer: DirectAnswer, first: int, last: int, what: str) -> int:
     """The bytes a direct range answer put in the buffer, once the answer is proven to be the pin's."""
     headers = answer.headers
-    _check_pin(info, {"ETag": headers.get("etag"), "VersionId": headers.get("x-amz-version-id"),
-                      "ContentRange": headers.get("content-range")}, first, last, what)
-    length = headers.get("content-length")
-    if (length is not None and int(length) != expected) or answer.length > expected:
-        # A store that ignores Range answers 200 with the whole object.
-        raise PermanentError(
-            f"{what}: got {length or answer.length} bytes for a {expected}-byte range; the store does "
-            "not honour Range requests", code="range_not_honoured")
+    _check_range_answer(info, {
+        "ETag": headers.get("etag"), "VersionId": headers.get("x-amz-version-id"),
+        "ContentRange": headers.get("content-range"), "ContentLength": headers.get("content-length"),
+    }, first, last, what)
+    if answer.length > last - first + 1:
+        raise _range_not_honoured(what, answer.length, last - first + 1)
     return answer.length
 
 
@@ -355,9 +366,9 @@ class S3Source(ClientOwner):
         self._no_checksum_mode: set[str] = set()  # buckets whose store refuses x-amz-checksum-mode
         self._buffers = _RangeBuffers(keep=self._max_connections)
         self._direct: DirectHttp | None = None
-        self._ssl_context: ssl.SSLContext | None = None
         self._presigned: dict[tuple[Any, ...], tuple[str, float]] = {}  # range GET URLs, by pin
         self._proxied_hosts: dict[tuple[str, str], bool] = {}
+        self._bucket_settings: dict[str, S3Config] = {}  # see settings()
 
     async def __aenter__(self) -> S3Source:
         kwargs = client_kwargs(self._aws)  # validates endpoint and credentials before any I/O
@@ -372,7 +383,9 @@ class S3Source(ClientOwner):
         assert self._stack is not None
         self._direct = await self._stack.enter_async_context(DirectHttp(
             limit=self._max_connections, connect_timeout=self._aws.connect_timeout,
-            read_timeout=self._aws.read_timeout))
+            read_timeout=self._aws.read_timeout,
+            # The CA bundle botocore verifies against, so both clients trust the same stores.
+            cafile=os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True)))
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -548,7 +561,7 @@ class S3Source(ClientOwner):
         try:
             answer = await self._direct_request("get_object", params, into, Range=f"bytes={first}-{last}")
             if answer is not None:
-                got = _checked_range(info, answer, first, last, len(into), what)
+                got = _checked_range(info, answer, first, last, what)
             else:
                 got = await self._get_range_botocore(info, first, last, into, what)
         except AWS_ERRORS as exc:
@@ -620,11 +633,6 @@ class S3Source(ClientOwner):
             proxied = self._proxied_hosts[host] = _uses_proxy(url)
         if proxied:
             return None
-        if parts.scheme == "https" and self._ssl_context is None and self._direct is not None:
-            # Made on first use: loading the CA bundle costs tens of milliseconds.
-            self._ssl_context = ssl.create_default_context(
-                cafile=os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True))
-            self._direct.use_ssl_context(self._ssl_context)
         if reuse:
             for old in [k for k, (_, at) in self._presigned.items() if now - at >= PRESIGN_REUSE]:
                 del self._presigned[old]
@@ -645,13 +653,7 @@ class S3Source(ClientOwner):
         async with resp["Body"] as body:
             # Checked before a byte is used: a store that ignores If-Match answers with
             # whatever the key holds now, and only the answer's own headers can tell.
-            _check_pin(info, resp, first, last, what)
-            length = resp.get("ContentLength")
-            if length is not None and int(length) != expected:
-                # A store that ignores Range answers 200 with the whole object.
-                raise PermanentError(
-                    f"{what}: got {length} bytes for a {expected}-byte range; the store does not "
-                    "honour Range requests", code="range_not_honoured")
+            _check_range_answer(info, resp, first, last, what)
             got = 0
             while True:
                 # Once the range is complete, a 1-byte read must hit EOF (and lets botocore
@@ -660,7 +662,7 @@ class S3Source(ClientOwner):
                 if not piece:
                     break
                 if got + len(piece) > expected:
-                    raise PermanentError(f"{what}: body longer than the range", code="range_not_honoured")
+                    raise _range_not_honoured(what, got + len(piece), expected)
                 into[got : got + len(piece)] = piece
                 got += len(piece)
         return got
@@ -739,8 +741,16 @@ class S3Source(ClientOwner):
         return ordered
 
     def settings(self, bucket: str) -> S3Config:
-        """The S3 settings that apply to ``bucket`` (its own entry in ``s3.buckets``, else global)."""
-        return (bucket_settings(self._aws, self._cfg, bucket) or (self._aws, self._cfg))[1]
+        """The S3 settings that apply to ``bucket`` (its own entry in ``s3.buckets``, else global).
+
+        Merged once per bucket: every range and object request asks, and the merge copies two
+        pydantic models.
+        """
+        merged = self._bucket_settings.get(bucket)
+        if merged is None:
+            merged = self._bucket_settings[bucket] = (
+                bucket_settings(self._aws, self._cfg, bucket) or (self._aws, self._cfg))[1]
+        return merged
 
     def check_deletable(self, bucket: str) -> None:
         """Raise before any work when ``bucket``'s sources could not be deleted as configured.

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import pytest
 
+from bench._stack import StaticInstances
 from recording_storage import service
 from recording_storage.config import AppConfig
 from recording_storage.crypto import KeyPairVersion
@@ -28,7 +29,7 @@ from recording_storage.sqs import JobQueue, QueueMessage
 from recording_storage.worker import PoolStats
 from tests.fixtures.accounts import offline_account
 from tests.fixtures.keys import make_test_keypair
-from tests.fixtures.memory import MemoryDracoon, MemoryPool, MemoryQueue, MemoryS3, OneInstance
+from tests.fixtures.memory import MemoryDracoon, MemoryPool, MemoryQueue, MemoryS3
 from tests.fixtures.service import blob, job_dict
 
 BUCKET = "recordings"
@@ -44,7 +45,7 @@ def runtime(queue: MemoryQueue, s3: MemoryS3, dracoon: MemoryDracoon) -> service
     config = AppConfig.model_validate({"queue": {"topics_file": None}, "health": {"enabled": False}})
     return service.Runtime(
         config,
-        OneInstance(offline_account(parent_room_id=PARENT)),
+        StaticInstances(offline_account(parent_room_id=PARENT)),
         # The doubles have what the pipeline and the pool call, not the clients' set-up.
         cast(S3Source, s3),
         cast(JobQueue, queue),

@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import pytest
 
+from bench._stack import StaticInstances
 from recording_storage.config import DracoonConfig, S3Config, SharerConfig, WorkersConfig
 from recording_storage.crypto import KeyPairVersion
 from recording_storage.errors import PermanentError, TransientError
@@ -37,7 +38,7 @@ from recording_storage.transfer.placement import NameClashPolicy
 from recording_storage.transfer.streaming import STREAM_ATTEMPTS
 from tests.fixtures.accounts import offline_account
 from tests.fixtures.keys import make_test_keypair
-from tests.fixtures.memory import MemoryDracoon, MemoryPool, MemoryS3, MemoryUpload, OneInstance
+from tests.fixtures.memory import MemoryDracoon, MemoryPool, MemoryS3, MemoryUpload
 from tests.fixtures.service import blob, job_dict
 
 BUCKET = "recordings"
@@ -70,7 +71,7 @@ class Rig:
             # The doubles have the methods the pipeline calls, not the clients' connection set-up.
             cast(S3Source, self.s3),
             cast(DracoonPool, MemoryPool(self.dracoon, OURS.unlocked)),
-            OneInstance(offline_account(parent_room_id=PARENT)),
+            StaticInstances(offline_account(parent_room_id=PARENT)),
             s3_cfg=self.s3.config,
             dracoon_cfg=DracoonConfig(name_clash=name_clash),
             workers_cfg=WorkersConfig(),
