@@ -195,11 +195,27 @@ async def test_1000_jobs_and_large_ones_two_processes(stack: Stack, tmp_path: Pa
 def test_cpu_ceiling_is_the_busiest_process_or_the_cores() -> None:
     """The load bench's ceiling: 1 worker pays every process's CPU per job in turn; 8 workers at
     best pay the busiest process's, or the total spread over the cores, whichever is larger."""
-    one = LoadRun(workers=1, jobs=10, seconds=1.5, cpu={})  # 1.0 s after a 0.5 s start-up: 0.1 s/job
+    one = LoadRun(workers=1, jobs=10, seconds=1.0, cpu={})  # 0.1 s/job
     many = LoadRun(workers=8, jobs=10, seconds=0.5, cpu={"service": 0.3, "moto": 0.2, "emulator": 0.1})
-    assert cpu_ceiling(one, many, startup=0.5, cores=2) == pytest.approx(0.1 / 0.03)  # all on 2 cores
-    assert cpu_ceiling(one, many, startup=0.5, cores=8) == pytest.approx(0.1 / 0.03)  # service-bound
-    assert cpu_ceiling(one, many, startup=0.5, cores=1) == pytest.approx(0.1 / 0.06)
+    assert cpu_ceiling(one, many, cores=2) == pytest.approx(0.1 / 0.03)  # all on 2 cores
+    assert cpu_ceiling(one, many, cores=8) == pytest.approx(0.1 / 0.03)  # service-bound
+    assert cpu_ceiling(one, many, cores=1) == pytest.approx(0.1 / 0.06)
+
+
+def test_steady_state_is_the_run_less_its_warm_up() -> None:
+    """One-time costs (log-in, key unlock, room creation) sit in both drains and cancel out."""
+    run = LoadRun(workers=8, jobs=208, seconds=3.5, cpu={"transfer": 1.85, "moto": 2.0}, requests={
+        "dracoon:POST /oauth/token": 1, "dracoon:POST /api/v4/nodes/rooms": 1, "s3:HeadObject": 416})
+    warmup = LoadRun(workers=8, jobs=8, seconds=0.5, cpu={"transfer": 0.45, "moto": 0.1}, requests={
+        "dracoon:POST /oauth/token": 1, "dracoon:POST /api/v4/nodes/rooms": 1, "s3:HeadObject": 16,
+        "sqs:GetQueueUrl": 1})
+    steady = run.minus(warmup)
+    assert (steady.workers, steady.jobs, steady.seconds) == (8, 200, 3.0)
+    assert steady.rate() == pytest.approx(200 / 3.0)
+    assert steady.cpu == pytest.approx({"transfer": 1.4, "moto": 1.9})
+    assert steady.requests_per_job("dracoon") == 0
+    assert steady.requests_per_job("s3") == 2.0
+    assert steady.requests["sqs:GetQueueUrl"] == -1  # visible, not hidden, if the drains differ
 
 
 def test_requests_per_job_by_system() -> None:
