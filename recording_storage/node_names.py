@@ -34,10 +34,11 @@ __all__ = [
     "TEMPLATE_VARIABLES",
     "check_path_template",
     "expand_path_template",
-    "is_bad_char",
-    "is_control_char",
+    "has_bad_chars",
     "name_length",
     "node_name_key",
+    "replace_bad_chars",
+    "replace_control_chars",
     "sanitize_node_name",
     "truncate_name",
     "validate_node_name",
@@ -52,8 +53,16 @@ TEMPLATE_VARIABLES = ("instance", "meetingType", "meetingId", "year", "month", "
 _RESERVED = frozenset(
     ["CON", "PRN", "AUX", "NUL"] + [f"COM{i}" for i in range(1, 10)] + [f"LPT{i}" for i in range(1, 10)]
 )
-# Bidi overrides/isolates make a name display differently from what it is ("gpj.exe" tricks).
-_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Control characters: general categories Cc (U+0000-001F, U+007F-009F), Cs (lone surrogates),
+# Zl (U+2028) and Zp (U+2029), plus the bidi overrides and isolates, which make a name display
+# differently from what it is ("gpj.exe" tricks). One regex instead of a unicodedata lookup per
+# character: names are checked and cleaned several times per job. tests/test_node_name_chars.py
+# compares both classes with unicodedata.category over every code point.
+_CONTROL_CLASS = r"\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[{_CONTROL_CLASS}]")
+_BAD = re.compile(f"[{_CONTROL_CLASS}{''.join(map(re.escape, sorted(FORBIDDEN_CHARS)))}]")
+# Characters outside the BMP: two UTF-16 code units each.
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 _PLACEHOLDER = re.compile(r"\$(?:(\$)|([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)\})?")
 _TRAILING = re.compile(r"[\s.]+\Z")
 _KNOWN = ", ".join("$" + v for v in TEMPLATE_VARIABLES)
@@ -61,7 +70,7 @@ _KNOWN = ", ".join("$" + v for v in TEMPLATE_VARIABLES)
 
 def name_length(name: str) -> int:
     """Length as DRACOON counts it (UTF-16 code units)."""
-    return sum(2 if ord(c) > 0xFFFF else 1 for c in name)
+    return len(name) + len(_ASTRAL.findall(name))
 
 
 def _fold_char(c: str) -> str:
@@ -84,6 +93,8 @@ def node_name_key(name: str) -> str:
 
 def truncate_name(name: str, limit: int) -> str:
     """The longest prefix of ``name`` within ``limit`` UTF-16 units, never splitting a code point."""
+    if _ASTRAL.search(name) is None:
+        return name[: max(limit, 0)]  # one unit per character
     used = 0
     for i, c in enumerate(name):
         used += 2 if ord(c) > 0xFFFF else 1
@@ -92,14 +103,21 @@ def truncate_name(name: str, limit: int) -> str:
     return name
 
 
-def is_control_char(c: str) -> bool:
-    """Control characters, line separators, lone surrogates and bidi overrides."""
-    return c in _BIDI or unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp")
+def replace_control_chars(text: str, replacement: str) -> str:
+    """``text`` with each control character, line separator, lone surrogate and bidi override
+    replaced by ``replacement``."""
+    return _CONTROL.sub(replacement, text)
 
 
-def is_bad_char(c: str) -> bool:
-    """Characters DRACOON forbids in names, plus everything ``is_control_char`` matches."""
-    return c in FORBIDDEN_CHARS or is_control_char(c)
+def replace_bad_chars(text: str, replacement: str) -> str:
+    """``text`` with each character DRACOON forbids in names, and each control character
+    (``replace_control_chars``), replaced by ``replacement``."""
+    return _BAD.sub(replacement, text)
+
+
+def has_bad_chars(text: str) -> bool:
+    """Whether ``replace_bad_chars`` would change ``text``."""
+    return _BAD.search(text) is not None
 
 
 def _is_reserved(name: str) -> bool:
@@ -122,7 +140,7 @@ def validate_node_name(name: str) -> list[str]:
     length = name_length(name)
     if length > MAX_NAME_LENGTH:
         problems.append(f"is too long ({length} characters, at most {MAX_NAME_LENGTH})")
-    bad = sorted({c for c in name if is_bad_char(c)})
+    bad = sorted(set(_BAD.findall(name)))
     if bad:
         shown = " ".join(repr(c) for c in bad[:5])
         problems.append(f"contains forbidden or control characters: {shown}")
@@ -209,7 +227,7 @@ def _literal_problems(parts: list[tuple[bool, str]]) -> list[str]:
         return validate_node_name("".join(text for _, text in parts))
     problems = []
     literal = "".join(text for is_var, text in parts if not is_var)
-    if any(is_bad_char(c) for c in literal):
+    if has_bad_chars(literal):
         problems.append("contains forbidden or control characters outside variables")
     if name_length(literal) > MAX_NAME_LENGTH:
         problems.append(f"its fixed text alone is longer than {MAX_NAME_LENGTH} characters")
@@ -224,7 +242,7 @@ def _literal_problems(parts: list[tuple[bool, str]]) -> list[str]:
 
 def _clean_value(value: str) -> str:
     """A variable's value made harmless inside a segment: no '/', forbidden or control chars."""
-    return "".join("_" if is_bad_char(c) else c for c in unicodedata.normalize("NFC", value).strip())
+    return replace_bad_chars(unicodedata.normalize("NFC", value).strip(), "_")
 
 
 def expand_path_template(

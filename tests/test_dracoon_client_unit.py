@@ -11,7 +11,7 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -39,13 +39,14 @@ from recording_storage.dracoon import (
 )
 from recording_storage.dracoon.auth import Credentials, TokenManager
 from recording_storage.dracoon.errors import error_for_response, parse_retry_after
-from recording_storage.dracoon.http import check_base_url, make_ssl, redact_url
+from recording_storage.dracoon.http import Retry, check_base_url, make_ssl, redact_url
 from recording_storage.dracoon.s3upload import MIN_PART_SIZE, part_size_for
 from recording_storage.dracoon.upload import format_expiry
 from recording_storage.instances import DracoonAccount
 from tests.fixtures.clock import FakeClock
 from tests.fixtures.fake_dracoon import CLIENT_SECRET, PASSWORD, FakeDracoon, Handler, api_error, start
 from tests.fixtures.keys import TestKeyPair
+from tests.fixtures.metrics import RecordedMetrics
 
 # -- pure functions -----------------------------------------------------------------------------
 
@@ -392,6 +393,128 @@ async def test_429_honours_retry_after(fake: FakeDracoon) -> None:
         await client.get_node(3)
         elapsed = time.monotonic() - started
     assert 0.9 <= elapsed < 5
+
+
+def retry_client(fake: FakeDracoon, metrics: RecordedMetrics, **backoff: float) -> DracoonClient:
+    """A client whose backoff is small and known, so the logged waits can be checked exactly."""
+    options: dict[str, float] = {"backoff_base": 0.001, "backoff_max": 0.004, **backoff}
+    return DracoonClient(fake.account(), DracoonConfig(max_retries=5), metrics=metrics, **options)
+
+
+def retry_lines(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
+    return [line for line in logs if line["event"] == "dracoon_retry"]
+
+
+async def test_each_retry_is_logged_and_counted(fake: FakeDracoon) -> None:
+    """One dracoon_retry warning (template, attempt, wait, error, code) and one metric per retry."""
+    html = "<html>busy</html>"
+    fake.route("GET", "/api/v4/nodes/{id}")(
+        flaky([(503, html, {}), (502, html, {})], {"id": 3, "type": "room", "name": "r"})
+    )
+    await start(fake)
+    metrics = RecordedMetrics()
+    with structlog.testing.capture_logs() as logs:
+        async with retry_client(fake, metrics) as client:
+            await client.get_node(3)
+    lines = retry_lines(logs)
+    assert [(x["request"], x["attempt"], x["error_code"]) for x in lines] == [
+        ("GET /nodes/{id}", 1, "server_error"),
+        ("GET /nodes/{id}", 2, "server_error"),
+    ]
+    assert "HTTP 503" in lines[0]["error"] and "HTTP 502" in lines[1]["error"]
+    assert all(x["log_level"] == "warning" and isinstance(x["wait"], float) for x in lines)
+    assert metrics.retries == ["dracoon", "dracoon"]
+
+
+async def test_backoff_is_jittered_within_a_doubling_capped_window(fake: FakeDracoon) -> None:
+    """Attempt n waits uniformly in [0, min(base * 2**(n-1), max)]: 1, 2, 4, 4, 4 ms here."""
+    fake.json("GET", "/api/v4/nodes/3", api_error(500, None, "System Error"), status=500)
+    await start(fake)
+    with structlog.testing.capture_logs() as logs:
+        async with retry_client(fake, RecordedMetrics()) as client:
+            with pytest.raises(DracoonTransientError):
+                await client.get_node(3)
+    waits = [x["wait"] for x in retry_lines(logs)]
+    windows = [0.001, 0.002, 0.004, 0.004, 0.004]
+    assert len(waits) == len(windows)
+    assert all(0.0 <= wait <= window for wait, window in zip(waits, windows, strict=True)), waits
+    assert len(fake.api("/nodes/3")) == 6
+
+
+async def test_retry_after_replaces_the_backoff_and_is_capped(fake: FakeDracoon) -> None:
+    """A server's Retry-After is the wait (not jitter), on 429 and 5xx alike, up to the cap."""
+    fake.route("GET", "/api/v4/nodes/{id}")(
+        flaky(
+            [(429, {}, {"Retry-After": "3600"}), (503, {}, {"Retry-After": "0"})],
+            {"id": 3, "type": "room", "name": "r"},
+        )
+    )
+    await start(fake)
+    with structlog.testing.capture_logs() as logs:
+        async with retry_client(fake, RecordedMetrics(), backoff_base=5.0, retry_after_cap=0.05) as client:
+            await client.get_node(3)
+    assert [x["wait"] for x in retry_lines(logs)] == [0.05, 0.0]
+
+
+async def test_giving_up_raises_the_last_error(fake: FakeDracoon) -> None:
+    """After max_retries the error of the final attempt is raised, not the first one."""
+    fake.route("GET", "/api/v4/nodes/{id}")(
+        flaky([(502, {}, {}), (503, {}, {}), (504, {}, {})], {"id": 3, "type": "room", "name": "r"})
+    )
+    await start(fake)
+    async with fake.client(max_retries=2) as client:
+        with pytest.raises(DracoonTransientError) as info:
+            await client.get_node(3)
+    assert info.value.status == 504
+    assert len(fake.api("/nodes/3")) == 3
+
+
+@pytest.mark.parametrize(
+    ("policy", "status", "attempts"),
+    [
+        (Retry.ALWAYS, 503, 4),
+        (Retry.ALWAYS, 429, 4),
+        (Retry.REFUSED, 503, 1),  # the server may have acted: an appending request is not resent
+        (Retry.REFUSED, 429, 4),  # refused for certain: safe to resend
+        (Retry.NEVER, 503, 1),
+        (Retry.NEVER, 429, 1),
+    ],
+)
+async def test_retry_policy_decides_what_is_resent(
+    fake: FakeDracoon, policy: Retry, status: int, attempts: int
+) -> None:
+    fake.json("POST", "/api/v4/uploads/tok", api_error(status), status=status)
+    await start(fake)
+    async with fake.client(max_retries=3) as client:
+        with pytest.raises(DracoonTransientError) as info:
+            await client.http.request("POST", "/uploads/{token}", path="/uploads/tok", retry=policy)
+    assert info.value.status == status
+    assert len(fake.api("/uploads/tok")) == attempts
+
+
+async def test_no_retries_means_one_attempt(fake: FakeDracoon) -> None:
+    fake.json("GET", "/api/v4/nodes/3", api_error(503), status=503)
+    await start(fake)
+    async with fake.client(max_retries=0) as client:
+        with pytest.raises(DracoonTransientError):
+            await client.get_node(3)
+    assert len(fake.api("/nodes/3")) == 1
+
+
+async def test_download_opening_is_retried(fake: FakeDracoon) -> None:
+    """Opening a download stream is retried like a GET; the body arrives once it opens."""
+    fake.json("POST", "/api/v4/nodes/files/{id}/downloads", {"downloadUrl": "/api/v4/downloads/dl-tok"})
+    answers = [web.Response(status=503), web.Response(body=b"payload")]
+
+    async def download(request: web.Request) -> web.Response:
+        return answers.pop(0)
+
+    fake.route("GET", "/api/v4/downloads/{token}", auth=False)(download)
+    await start(fake)
+    async with fake.client() as client:
+        body = b"".join([chunk async for chunk in client.download(7)])
+    assert body == b"payload"
+    assert answers == []
 
 
 async def test_quota_and_bad_name_are_not_retried(fake: FakeDracoon) -> None:

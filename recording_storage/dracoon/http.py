@@ -9,26 +9,21 @@ chunk POST appends and may only be repeated when the server certainly did not ac
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import ipaddress
 import json
+import random
 import ssl
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
 from multidict import CIMultiDictProxy
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 from yarl import URL
 
 from ..config import DracoonConfig
@@ -48,6 +43,8 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 _SLICE = 64 * 1024
 # Between attempts of one request: jittered exponential waits from RETRY_BACKOFF_BASE up to
@@ -94,6 +91,10 @@ class Retry(enum.Enum):
     ALWAYS = "always"  # idempotent: any transient failure
     REFUSED = "refused"  # only when the server certainly did not act (429, no connection)
     NEVER = "never"
+
+    def allows(self, exc: DracoonTransientError) -> bool:
+        """Whether the request that failed with ``exc`` may be sent again."""
+        return self is Retry.ALWAYS or (self is Retry.REFUSED and exc.retry_safe)
 
 
 @dataclass(frozen=True)
@@ -203,46 +204,53 @@ class HttpCore:
         self.max_retries = max_retries
         self.retry_after_cap = retry_after_cap
         self._metrics = metrics
-        self._jitter = wait_random_exponential(multiplier=backoff_base, max=backoff_max)
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
 
     def report(self, method: str, template: str, status: int | None) -> None:
         if self._metrics is not None:
             notify(self._metrics.dracoon_request, method, template, status)
 
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(exc, DracoonTransientError) and exc.retry_after is not None:
+    def backoff(self, attempt: int, exc: DracoonTransientError) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based).
+
+        The server's Retry-After (already capped) when it sent one; else "full jitter": uniform
+        in [0, backoff_base * 2**(attempt-1)], the window capped at backoff_max, so clients that
+        failed together do not come back together.
+        """
+        if exc.retry_after is not None:
             return exc.retry_after
-        return float(self._jitter(state))
+        window = min(self.backoff_base * 2.0 ** min(attempt - 1, 64), self.backoff_max)
+        return random.uniform(0.0, max(window, 0.0))
 
-    def retrying(self, policy: Retry, what: str, *, attempts: int | None = None) -> AsyncRetrying:
-        """A tenacity loop applying ``policy``; callers use it for multi-step idempotent work too."""
+    async def call_with_retries(self, policy: Retry, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Await ``call()`` until it succeeds, ``policy`` refuses a resend or max_retries ran out.
 
-        def should(exc: BaseException) -> bool:
-            if not isinstance(exc, DracoonTransientError) or policy is Retry.NEVER:
-                return False
-            return policy is Retry.ALWAYS or exc.retry_safe
-
-        def before_sleep(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome is not None else None
-            log.warning(
-                "dracoon_retry",
-                request=what,
-                attempt=state.attempt_number,
-                wait=round(state.upcoming_sleep, 3),
-                error=str(exc),
-                error_code=getattr(exc, "code", None),
-            )
-            if self._metrics is not None:
-                notify(self._metrics.retry, "dracoon")
-
-        return AsyncRetrying(
-            stop=stop_after_attempt((self.max_retries if attempts is None else attempts) + 1),
-            wait=self._wait,
-            retry=retry_if_exception(should),
-            before_sleep=before_sleep,
-            reraise=True,
-        )
+        Only DracoonTransientError is retried; anything else, and the last transient error,
+        propagates as raised. Callers use it for multi-step idempotent work too. A plain loop
+        rather than a retry library: nearly every request succeeds at once, and the first
+        attempt must cost no more than the call itself.
+        """
+        attempt = 1
+        while True:
+            try:
+                return await call()
+            except DracoonTransientError as exc:
+                if attempt > self.max_retries or not policy.allows(exc):
+                    raise
+                wait = self.backoff(attempt, exc)
+                log.warning(
+                    "dracoon_retry",
+                    request=what,
+                    attempt=attempt,
+                    wait=round(wait, 3),
+                    error=str(exc),
+                    error_code=exc.code,
+                )
+                if self._metrics is not None:
+                    notify(self._metrics.retry, "dracoon")
+            await asyncio.sleep(wait)
+            attempt += 1
 
     async def request(
         self,
@@ -267,21 +275,22 @@ class HttpCore:
         raw = url if url is not None else self.api + (path if path is not None else template)
         target = URL(raw, encoded=True)
         what = f"{method} {template}"
-        async for attempt in self.retrying(retry, what):
-            with attempt:
-                return await self._once(
-                    method,
-                    target,
-                    template,
-                    what,
-                    ok=ok,
-                    auth=auth,
-                    params=params,
-                    json_body=json_body,
-                    data=data,
-                    headers=headers,
-                )
-        raise AssertionError("unreachable: tenacity re-raises the last error")
+        return await self.call_with_retries(
+            retry,
+            what,
+            lambda: self._once(
+                method,
+                target,
+                template,
+                what,
+                ok=ok,
+                auth=auth,
+                params=params,
+                json_body=json_body,
+                data=data,
+                headers=headers,
+            ),
+        )
 
     async def _once(
         self,
@@ -367,28 +376,27 @@ class HttpCore:
         retried (the caller has already consumed part of it).
         """
         what = f"{method} {template}"
-        resp: aiohttp.ClientResponse | None = None
-        async for attempt in self.retrying(Retry.ALWAYS, what):
-            with attempt:
-                try:
-                    resp = await self.session.request(
-                        method, URL(url, encoded=True), headers={"Accept": "*/*"}
-                    )
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    self.report(method, template, None)
-                    raise transport_error(exc, what) from None
-                self.report(method, template, resp.status)
-                if resp.status not in (200, 206):
-                    body = await resp.read()
-                    resp.release()
-                    raise error_for_response(
-                        resp.status,
-                        body,
-                        what=what,
-                        retry_after=resp.headers.get("Retry-After"),
-                        retry_after_cap=self.retry_after_cap,
-                    )
-        assert resp is not None
+
+        async def open_once() -> aiohttp.ClientResponse:
+            try:
+                resp = await self.session.request(method, URL(url, encoded=True), headers={"Accept": "*/*"})
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                self.report(method, template, None)
+                raise transport_error(exc, what) from None
+            self.report(method, template, resp.status)
+            if resp.status not in (200, 206):
+                body = await resp.read()
+                resp.release()
+                raise error_for_response(
+                    resp.status,
+                    body,
+                    what=what,
+                    retry_after=resp.headers.get("Retry-After"),
+                    retry_after_cap=self.retry_after_cap,
+                )
+            return resp
+
+        resp = await self.call_with_retries(Retry.ALWAYS, what, open_once)
         try:
             yield resp
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -93,23 +93,27 @@ class S3DirectUpload(Upload):
             raise self._error
 
     async def _put_part(self, number: int, data: bytearray) -> None:
-        async for attempt in self._http.retrying(Retry.ALWAYS, f"PUT {_PART_TEMPLATE}"):
-            with attempt:
-                url = await self._part_url(number, len(data))
-                reply = await self._http.request(
-                    "PUT",
-                    _PART_TEMPLATE,
-                    url=url,
-                    auth=False,
-                    data=data,
-                    ok=(200, 201),
-                    retry=Retry.NEVER,
-                    headers={"Content-Type": "application/octet-stream"},
-                )
-                etag = reply.headers.get("ETag", "").strip().strip('"')
-                if not etag:
-                    raise bad_response(f"PUT {_PART_TEMPLATE}", f"part {number} answered without an ETag")
-                self._etags[number] = etag
+        await self._http.call_with_retries(
+            Retry.ALWAYS, f"PUT {_PART_TEMPLATE}", lambda: self._put_part_once(number, data)
+        )
+
+    async def _put_part_once(self, number: int, data: bytearray) -> None:
+        """One attempt: a fresh presigned URL each time (see the module docstring), then the PUT."""
+        url = await self._part_url(number, len(data))
+        reply = await self._http.request(
+            "PUT",
+            _PART_TEMPLATE,
+            url=url,
+            auth=False,
+            data=data,
+            ok=(200, 201),
+            retry=Retry.NEVER,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        etag = reply.headers.get("ETag", "").strip().strip('"')
+        if not etag:
+            raise bad_response(f"PUT {_PART_TEMPLATE}", f"part {number} answered without an ETag")
+        self._etags[number] = etag
 
     async def _part_url(self, number: int, size: int) -> str:
         what = "POST /nodes/files/uploads/{id}/s3_urls"
@@ -157,21 +161,24 @@ class S3DirectUpload(Upload):
 
     async def _request_assembly(self, body: dict[str, Any]) -> None:
         """PUT .../s3 (202). If the answer is lost, the status tells whether it arrived."""
-        async for attempt in self._http.retrying(Retry.ALWAYS, "PUT /nodes/files/uploads/{id}/s3"):
-            with attempt:
-                try:
-                    await self._http.request(
-                        "PUT",
-                        "/nodes/files/uploads/{id}/s3",
-                        path=f"{self._base}/s3",
-                        json_body=body,
-                        ok=(200, 201, 202),
-                        retry=Retry.NEVER,
-                    )
-                except DracoonTransientError:
-                    if await self._status_raw() != "transfer":
-                        return  # the earlier PUT did arrive: go on polling
-                    raise
+        await self._http.call_with_retries(
+            Retry.ALWAYS, "PUT /nodes/files/uploads/{id}/s3", lambda: self._request_assembly_once(body)
+        )
+
+    async def _request_assembly_once(self, body: dict[str, Any]) -> None:
+        try:
+            await self._http.request(
+                "PUT",
+                "/nodes/files/uploads/{id}/s3",
+                path=f"{self._base}/s3",
+                json_body=body,
+                ok=(200, 201, 202),
+                retry=Retry.NEVER,
+            )
+        except DracoonTransientError:
+            if await self._status_raw() != "transfer":
+                return  # the earlier PUT did arrive: go on polling
+            raise
 
     async def _status_raw(self) -> str | None:
         try:

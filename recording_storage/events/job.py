@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..instances import DracoonAccount
-from ..node_names import is_control_char
+from ..node_names import replace_control_chars
 from ..targets import (
     MAX_NOTES_LENGTH,
     ExpirationPassed,
@@ -119,6 +119,6 @@ class EventJob:
         if self.include_pii:
             lines.append(f"Source: {bucket}/{key}")
         marker = source_marker(bucket, key, etag)
-        human = "\n".join("".join(" " if is_control_char(c) else c for c in line) for line in lines)
+        human = "\n".join(replace_control_chars(line, " ") for line in lines)
         human = truncate_name(human, MAX_NOTES_LENGTH - name_length(marker) - 1)
         return f"{human}\n{marker}"

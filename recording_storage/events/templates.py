@@ -18,7 +18,7 @@ import unicodedata
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from ..node_names import is_bad_char
+from ..node_names import has_bad_chars, replace_bad_chars
 from ..targets import (
     MAX_DEPTH,
     MAX_NAME_LENGTH,
@@ -133,7 +133,7 @@ def unknown_names(template: Template, known: Collection[str]) -> list[str]:
 
 def clean_value(value: str) -> str:
     """A value made harmless inside one node name: NFC, no '/', forbidden or control chars."""
-    return "".join("_" if is_bad_char(c) else c for c in unicodedata.normalize("NFC", value).strip())
+    return replace_bad_chars(unicodedata.normalize("NFC", value).strip(), "_")
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ def _segment_problems(template: Template) -> list[str]:
         return validate_node_name(template.literal_text)
     problems = []
     literal = template.literal_text
-    if any(is_bad_char(c) for c in literal):
+    if has_bad_chars(literal):
         problems.append("contains forbidden or control characters outside variables")
     if name_length(literal) > MAX_NAME_LENGTH:
         problems.append(f"its fixed text alone is longer than {MAX_NAME_LENGTH} characters")

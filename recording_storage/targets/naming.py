@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING
 
 from ..node_names import (
     MAX_NAME_LENGTH,
-    is_bad_char,
-    is_control_char,
     name_length,
     node_name_key,
+    replace_bad_chars,
+    replace_control_chars,
     sanitize_node_name,
     truncate_name,
 )
@@ -111,7 +111,7 @@ def extension_for(key: str, content_type: str | None) -> str:
 
 def _strip_chars(text: str, *, space: str) -> str:
     """The original's RemoveSpecialChars (plus control characters), spaces replaced."""
-    return "".join(c for c in text if not is_bad_char(c)).strip().replace(" ", space)
+    return replace_bad_chars(text, "").strip().replace(" ", space)
 
 
 # What a stem's spaces become: kept now; "_" in releases before 2026-12 (earlier_file_names_for).
@@ -223,7 +223,7 @@ def _person(label: str, person: Person) -> str | None:
 
 def _clean_line(text: str) -> str:
     """Notes are free text: only control characters (and line breaks inside a value) go."""
-    return "".join(" " if is_control_char(c) else c for c in text)
+    return replace_control_chars(text, " ")
 
 
 def upload_notes(job: JobMessage, obj_key: str, bucket: str, etag: str, *, include_pii: bool = False) -> str:
