@@ -746,3 +746,30 @@ async def test_a_bucket_with_own_keys_is_signed_with_them(
         for method, url, headers in direct_requests:
             assert "AKIDBUCKET%2F" in url
             await assert_botocore_signs_alike(client, method, url, headers, s3_bucket, info.key)
+
+
+async def test_the_fault_proxy_checks_every_presigned_signature(
+    aws_config: AwsConfig, aws_proxy: AwsFaultProxy, s3_bucket: str, monkeypatch: pytest.MonkeyPatch,
+    direct_requests: list[tuple[str, str, dict[str, str]]],
+) -> None:
+    """Every test through the proxy proves our URLs valid: the proxy verifies each presigned
+    request's signature (moto does not), and refuses a wrong one as S3 does."""
+    data = os.urandom(2 * CHUNK)
+    async with S3Source(make_aws_config(aws_proxy.url), make_s3_config()) as s3:
+        info = await s3.put(s3_bucket, SIGNED_KEY, data)
+        for _ in range(2):
+            assert b"".join(await collect(s3, await s3.head(s3_bucket, SIGNED_KEY), chunk_size=CHUNK)) == data
+        assert aws_proxy.signatures_checked == len(direct_requests) == 6
+        original = DirectHttp.request
+
+        async def forged(self: DirectHttp, method: str, url: str, *args: Any) -> Any:
+            signature = url.rpartition("X-Amz-Signature=")[2]
+            return await original(self, method, url.replace(signature, signature[::-1]), *args)
+
+        monkeypatch.setattr(DirectHttp, "request", forged)
+        # A HEAD's refusal has no body, so only its status tells (as on S3).
+        with pytest.raises(PermanentError, match=r"\(HTTP 403\)"):
+            await s3.head(s3_bucket, SIGNED_KEY)
+        with pytest.raises(TransientError, match="SignatureDoesNotMatch") as refused:
+            await collect(s3, info, chunk_size=CHUNK)
+        assert refused.value.code == "aws_auth"
