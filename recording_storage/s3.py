@@ -477,6 +477,7 @@ class S3Source(ClientOwner):
         self._templates: dict[tuple[str, str, frozenset[str]], _UrlTemplate] = {}
         self._botocore_signs: set[tuple[str, str]] = set()
         self._credentials: dict[str | None, Any] = {}  # bucket (None: the default client) -> creds
+        self._default_kwargs: dict[str, Any] = {}  # the default client's create_client arguments
         self._proxied_hosts: dict[tuple[str, str], bool] = {}
         self._bucket_settings: dict[str, S3Config] = {}  # see settings()
 
