@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from aiobotocore.credentials import AioCredentials
+from aiobotocore.credentials import AioRefreshableCredentials
 from botocore import __version__ as botocore_version
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from botocore.utils import parse_timestamp
@@ -704,30 +704,41 @@ async def test_refreshed_credentials_sign_the_next_url(
     aws_config: AwsConfig, s3_bucket: str, monkeypatch: pytest.MonkeyPatch,
     direct_requests: list[tuple[str, str, dict[str, str]]],
 ) -> None:
-    """The credentials the client signs with are read per URL: once they change (a refreshed
-    role), the next URL carries and is signed with the new keys, as botocore's would be."""
-    creds = AioCredentials("AKIDFIRST", "first-secret", "first-token")
+    """The credentials the client signs with are read per URL: once a role's keys expire and
+    are refreshed (IRSA, web identity), the next URL carries and is signed with the new keys, as
+    botocore's would be."""
+    clock = [datetime.now(UTC)]
+    issued = iter(range(1, 100))
+
+    async def assume_role() -> dict[str, str]:
+        n = next(issued)
+        return {"access_key": f"AKIDROLE{n}", "secret_key": f"role-secret-{n}", "token": f"role-token-{n}",
+                "expiry_time": (clock[0] + timedelta(hours=1)).isoformat()}
+
+    creds = AioRefreshableCredentials(
+        "AKIDROLE0", "role-secret-0", "role-token-0", clock[0] + timedelta(hours=1), assume_role,
+        "assume-role-with-web-identity", time_fetcher=lambda: clock[0])
     session_of = aws_module.make_session
 
-    def with_credentials() -> Any:
+    def with_role() -> Any:
         session = session_of()
-        session._credentials = creds  # the default chain's answer (e.g. a web identity role)
+        session._credentials = creds  # what the default chain finds in a pod with a web identity
         return session
 
-    monkeypatch.setattr(aws_module, "make_session", with_credentials)
+    monkeypatch.setattr(aws_module, "make_session", with_role)
     async with S3Source(aws_config, make_s3_config()) as s3:
         info = await s3.put(s3_bucket, "rotating", b"abc")
         await s3.head(s3_bucket, "rotating")
         await s3.head(s3_bucket, "rotating")
         for method, url, headers in direct_requests:
             await assert_botocore_signs_alike(s3._client, method, url, headers, s3_bucket, "rotating")
-        creds.access_key, creds.secret_key, creds.token = "AKIDSECOND", "second-secret", "second-token"
+        clock[0] += timedelta(hours=2)  # the role's keys have expired: the next use refreshes them
         await s3.head(s3_bucket, "rotating")
         await s3.delete(info)
         for method, url, headers in direct_requests[2:]:
             await assert_botocore_signs_alike(s3._client, method, url, headers, s3_bucket, "rotating")
     keys = [unquote(url).partition("X-Amz-Credential=")[2].partition("/")[0] for _, url, _ in direct_requests]
-    assert keys == ["AKIDFIRST", "AKIDFIRST", "AKIDSECOND", "AKIDSECOND", "AKIDSECOND"]
+    assert keys == ["AKIDROLE0", "AKIDROLE0", "AKIDROLE1", "AKIDROLE1", "AKIDROLE1"]
 
 
 async def test_a_bucket_with_own_keys_is_signed_with_them(
