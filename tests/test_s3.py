@@ -689,6 +689,21 @@ async def test_a_url_our_signer_does_not_reproduce_stays_botocores(
         assert await s3._presign("head_object", "HEAD", params, {}) == made[-1] and len(made) == 5
 
 
+async def test_templates_are_learned_again(aws_config: AwsConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A template older than TEMPLATE_TTL is not used: botocore presigns and teaches it anew, so
+    what botocore learned meanwhile (a bucket's region) reaches our URLs."""
+    params = {"Bucket": "bkt", "Key": "k"}
+    async with S3Source(aws_config, make_s3_config()) as s3:
+        made = count_presigns(s3._client, monkeypatch)
+        for _ in range(3):
+            await s3._presign("head_object", "HEAD", params, {})
+        assert len(made) == 1
+        monkeypatch.setattr(s3_module, "TEMPLATE_TTL", 0.0)
+        for _ in range(3):
+            await s3._presign("head_object", "HEAD", params, {})
+        assert len(made) == 4 and ("bkt", "head_object") not in s3._botocore_signs
+
+
 async def test_unsigned_clients_stay_with_botocore(
     aws_config: AwsConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
