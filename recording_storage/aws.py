@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
+from aiobotocore.credentials import AioCredentials
 from aiobotocore.session import AioSession, get_session
 from botocore import __version__ as botocore_version
 from botocore.config import Config
@@ -55,6 +56,7 @@ __all__ = [
     "make_session",
     "parse_aws_timestamp",
     "scrub",
+    "signing_credentials",
     "translate_error",
 ]
 
@@ -259,6 +261,23 @@ def client_kwargs(aws: AwsConfig, *, where: str = "aws") -> dict[str, Any]:
     return kwargs
 
 
+async def signing_credentials(session: AioSession, kwargs: dict[str, Any]) -> Any | None:
+    """The credentials object a client made by ``session.create_client(**kwargs)`` signs with.
+
+    Explicit keys: the same fixed ``AioCredentials`` create_client builds from them. Otherwise
+    the session's default chain, which create_client took from this very call (the session keeps
+    it), so a refreshable object (IRSA, assumed roles, instance profiles) refreshes for both.
+    Call it once per client: with no credentials found it would search the chain again.
+    ``None``: unsigned. Hold the object, never its frozen keys: ``get_frozen_credentials`` per
+    request is what refreshes them.
+    """
+    if kwargs.get("aws_access_key_id") is not None and kwargs.get("aws_secret_access_key") is not None:
+        return AioCredentials(access_key=kwargs["aws_access_key_id"],
+                              secret_key=kwargs["aws_secret_access_key"],
+                              token=kwargs.get("aws_session_token"))
+    return await session.get_credentials()
+
+
 def bucket_settings(aws: AwsConfig, s3: S3Config, bucket: str) -> tuple[AwsConfig, S3Config] | None:
     """The settings of ``bucket``'s own client, or ``None`` when it uses the default client.
 
@@ -375,11 +394,13 @@ class ClientOwner:
     def __init__(self) -> None:
         self._stack: AsyncExitStack | None = None
         self._client_obj: Any = None
+        self._session: AioSession | None = None  # the client's, for ``signing_credentials``
 
     async def _open(self, service: str, config: Config, kwargs: dict[str, Any]) -> None:
         async with AsyncExitStack() as stack:
+            self._session = make_session()
             self._client_obj = await stack.enter_async_context(
-                make_session().create_client(service, config=config, **kwargs)
+                self._session.create_client(service, config=config, **kwargs)
             )
             self._stack = stack
             await self._after_open()

@@ -11,8 +11,8 @@ The same client carries the object's small requests (HEAD, DELETE): through boto
 cost about 1.5 ms of CPU, three times what signing and sending it here costs, and a small job
 makes four of them.
 
-This module only moves bytes. The request is signed elsewhere (the S3 source presigns it with
-botocore, so credentials, endpoint rules and addressing style stay botocore's), and the answer's
+This module only moves bytes. The request is signed elsewhere (the S3 source presigns it, with
+credentials, endpoint rules and addressing style as botocore resolves them), and the answer's
 status and headers are judged by the caller. What it does itself: one keep-alive connection per
 request at a time, pooled per host; status line and headers; a body sized by Content-Length,
 chunked, or delimited by the connection's end; a read timeout between bytes; an error body kept

@@ -24,7 +24,7 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Literal, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import structlog
 from botocore.exceptions import ClientError
@@ -41,12 +41,14 @@ from .aws import (
     make_client_config,
     make_session,
     scrub,
+    signing_credentials,
     translate_error,
 )
 from .config import AwsConfig, S3Config
 from .direct_http import DirectAnswer, DirectHttp
 from .errors import PermanentError, TransientError
 from .integrity import CHECKSUM_ALGORITHMS, StoreDigests
+from .sigv4 import ALGORITHM, amz_date, encode_key, presign
 
 __all__ = [
     "S3Metrics",
@@ -62,11 +64,10 @@ RANGE_RETRY_BASE = 0.2  # seconds; doubled per attempt, with jitter
 RANGE_RETRY_MAX = 20.0  # seconds, as botocore's standard retry mode caps its backoff
 # Bodies are read in pieces of at most this size, so no single read buffers a whole object.
 READ_PIECE = 1024 * 1024
-# A presigned range URL is reused for this long (it is valid for PRESIGN_EXPIRES): signing per
-# range would cost as much as the reads it saves, and temporary credentials are refreshed by
-# botocore well before they lapse, so a URL signed now outlives the object's transfer.
-PRESIGN_REUSE = 60.0
-PRESIGN_EXPIRES = 900
+PRESIGN_EXPIRES = 900  # seconds a presigned URL is valid; each is used at once
+# A learned URL template (see S3Source._presign) is learned again from botocore after this long,
+# so what botocore learns meanwhile (a bucket's region after a redirect) reaches our URLs too.
+TEMPLATE_TTL = 300.0
 _ERROR_FIELD_RE = re.compile(rb"<([A-Za-z]{1,40})>([^<]{0,500})</\1>")
 
 
@@ -251,6 +252,14 @@ _DIRECT_OPERATIONS = {
 }
 # Parameters that botocore sends as headers (and so signs into a presigned URL).
 _SIGNED_HEADERS = {"IfMatch": "If-Match", "ChecksumMode": "x-amz-checksum-mode"}
+# Parameters that botocore sends in the query, under these names.
+_QUERY_PARAMS = {"VersionId": "versionId", "PartNumber": "partNumber"}
+# Query fields botocore may add of its own, with a fixed value per operation.
+_FIXED_QUERY = frozenset({"x-id"})
+_AUTH_QUERY = frozenset({
+    "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders",
+    "X-Amz-Security-Token", "X-Amz-Signature",
+})
 # Statuses botocore's standard retry mode repeats (not 501: "not implemented" stays so).
 _RETRIED_STATUS = frozenset({500, 502, 503, 504})
 _CHECKSUM_HEADERS = {f"Checksum{a.upper()}": f"x-amz-checksum-{a}" for a in CHECKSUM_ALGORITHMS}
@@ -324,6 +333,103 @@ def _uses_proxy(url: str) -> bool:
     return parts.scheme in proxies and not urllib.request.proxy_bypass(parts.hostname or "")
 
 
+@dataclass(frozen=True)
+class _UrlTemplate:
+    """What botocore's presigned URL for one bucket, operation and parameter set looks like,
+    minus the parts that change per request (key, parameter values, date, credentials).
+
+    ``query`` lists the request's own query fields in botocore's order: ``(name, parameter,
+    value)``, where ``parameter`` names the botocore parameter it carries (else ``value`` is fixed).
+    """
+
+    method: str
+    scheme: str
+    netloc: str
+    prefix: str  # the path before the encoded key: "/bucket/" (path-style) or "/" (virtual host)
+    region: str
+    service: str
+    query: tuple[tuple[str, str | None, str], ...]
+    learned: float  # time.monotonic()
+
+    def sign(self, params: Mapping[str, Any], headers: Mapping[str, str], creds: Any, now: float,
+             timestamp: str | None = None) -> str:
+        """The presigned URL for ``params``, signed with ``creds`` (botocore's frozen credentials)."""
+        return presign(
+            method=self.method, scheme=self.scheme, netloc=self.netloc,
+            path=self.prefix + encode_key(params["Key"]),
+            query=[(name, value if param is None else str(params[param]))
+                   for name, param, value in self.query],
+            headers=headers, region=self.region, service=self.service, access_key=creds.access_key,
+            secret_key=creds.secret_key, token=creds.token, expires=PRESIGN_EXPIRES,
+            timestamp=timestamp or amz_date(now),
+        )
+
+
+class _NotLearned(Exception):
+    """botocore's URL is not one our signer makes (the reason says why; never the URL)."""
+
+
+def _query_pairs(query: str) -> list[tuple[str, str]]:
+    """A URL's query as encoded ``(name, value)`` pairs, in order ("+" is not a space here)."""
+    return [(name, value) for name, _, value in (pair.partition("=") for pair in query.split("&") if pair)]
+
+
+def _template_from(url: str, method: str, params: Mapping[str, Any]) -> tuple[_UrlTemplate, str, str]:
+    """The template botocore's presigned ``url`` for ``params`` follows, its X-Amz-Date and the
+    access key it was signed with.
+
+    Raises _NotLearned for anything our signer does not make: another algorithm (SigV4a), an
+    S3 Express session, a query field that is neither ours nor a known fixed one, a parameter
+    that is not where botocore puts it, a path that does not end in the key as we encode it.
+    """
+    parts = urlsplit(url)
+    pairs = _query_pairs(parts.query)
+    fields = {name: unquote(value) for name, value in pairs}
+    if len(fields) != len(pairs):
+        raise _NotLearned("a repeated query field")
+    if fields.get("X-Amz-Algorithm") != ALGORITHM:
+        raise _NotLearned("another signing algorithm")
+    if parts.scheme not in ("http", "https") or parts.fragment or "@" in parts.netloc:
+        raise _NotLearned("an unusual URL form")
+    scope = fields.get("X-Amz-Credential", "").split("/")
+    if len(scope) != 5 or scope[3] != "s3" or scope[4] != "aws4_request":
+        raise _NotLearned("an unexpected credential scope")
+    if fields.get("X-Amz-Expires") != str(PRESIGN_EXPIRES) or "X-Amz-Date" not in fields:
+        raise _NotLearned("an unexpected expiry or no date")
+    in_query = {_QUERY_PARAMS[name]: name for name in params if name in _QUERY_PARAMS}
+    unknown = set(params) - {"Bucket", "Key"} - set(_QUERY_PARAMS) - set(_SIGNED_HEADERS)
+    if unknown:
+        raise _NotLearned("a parameter our signer does not place")
+    query: list[tuple[str, str | None, str]] = []
+    for name, _ in pairs:
+        if name in _AUTH_QUERY:
+            continue
+        if name in in_query:
+            if fields[name] != str(params[in_query[name]]):
+                raise _NotLearned(f"query field {name} does not carry its parameter")
+            query.append((name, in_query.pop(name), ""))
+        elif name in _FIXED_QUERY:
+            query.append((name, None, fields[name]))
+        else:
+            raise _NotLearned("an unknown query field")
+    if in_query:
+        raise _NotLearned("a parameter missing from the query")
+    key = encode_key(params["Key"])
+    if not parts.path.endswith(key) or not parts.path[: len(parts.path) - len(key)].endswith("/"):
+        raise _NotLearned("a path that does not end in the key")
+    template = _UrlTemplate(method, parts.scheme, parts.netloc, parts.path[: len(parts.path) - len(key)],
+                            scope[2], scope[3], tuple(query), time.monotonic())
+    return template, fields["X-Amz-Date"], scope[0]
+
+
+def _same_url(ours: str, theirs: str) -> bool:
+    """Whether two presigned URLs are the same request: scheme, host, path, and the same
+    encoded query fields (botocore's two signers order them differently)."""
+    a, b = urlsplit(ours), urlsplit(theirs)
+    return (a.scheme, a.netloc, a.path) == (b.scheme, b.netloc, b.path) and sorted(
+        _query_pairs(a.query)) == sorted(_query_pairs(b.query))
+
+
 def connection_limit(s3: S3Config, workers: int) -> int:
     """HTTP connections for ``workers`` concurrent transfers: each reads ``parallel_ranges``
     ranges ahead plus one request (HEAD, delete) of its own, so none waits for a socket.
@@ -366,7 +472,12 @@ class S3Source(ClientOwner):
         self._no_checksum_mode: set[str] = set()  # buckets whose store refuses x-amz-checksum-mode
         self._buffers = _RangeBuffers(keep=self._max_connections)
         self._direct: DirectHttp | None = None
-        self._presigned: dict[tuple[Any, ...], tuple[str, float]] = {}  # range GET URLs, by pin
+        # Presigning (see _presign): learned URL templates by request shape, the (bucket,
+        # operation) pairs botocore keeps signing, the credentials each client signs with.
+        self._templates: dict[tuple[str, str, frozenset[str]], _UrlTemplate] = {}
+        self._botocore_signs: set[tuple[str, str]] = set()
+        self._credentials: dict[str | None, Any] = {}  # bucket (None: the default client) -> creds
+        self._default_kwargs: dict[str, Any] = {}  # the default client's create_client arguments
         self._proxied_hosts: dict[tuple[str, str], bool] = {}
         self._bucket_settings: dict[str, S3Config] = {}  # see settings()
 
@@ -376,11 +487,13 @@ class S3Source(ClientOwner):
             aws, _ = bucket_settings(self._aws, self._cfg, bucket) or (self._aws, self._cfg)
             client_kwargs(aws, where=f"s3.buckets.{bucket}")
         config = make_client_config(self._aws, self._cfg, max_pool_connections=self._max_connections)
+        self._default_kwargs = kwargs
         await self._open("s3", config, kwargs)
         return self
 
     async def _after_open(self) -> None:
-        assert self._stack is not None
+        assert self._stack is not None and self._session is not None
+        self._credentials[None] = await signing_credentials(self._session, self._default_kwargs)
         self._direct = await self._stack.enter_async_context(DirectHttp(
             limit=self._max_connections, connect_timeout=self._aws.connect_timeout,
             read_timeout=self._aws.read_timeout,
@@ -390,9 +503,13 @@ class S3Source(ClientOwner):
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._bucket_clients = {}
-        self._direct, self._presigned = None, {}
+        self._bucket_clients, self._credentials, self._templates = {}, {}, {}
+        self._direct = None
         await super().__aexit__(exc_type, exc, tb)
+
+    def _client_name(self, bucket: str) -> str | None:
+        """Which client serves ``bucket``: its own (its name) or the default one (None)."""
+        return bucket if bucket in self._cfg.buckets else None
 
     async def _client_for(self, bucket: str) -> Any:
         """The client for ``bucket``: its own (created once, lazily) or the default one."""
@@ -407,9 +524,11 @@ class S3Source(ClientOwner):
                     raise RuntimeError("S3Source used outside 'async with'")
                 aws, s3 = bucket_settings(self._aws, self._cfg, bucket) or (self._aws, self._cfg)
                 config = make_client_config(aws, s3, max_pool_connections=self._max_connections)
+                kwargs = client_kwargs(aws, where=f"s3.buckets.{bucket}")
+                session = make_session()
                 self._bucket_clients[bucket] = await self._stack.enter_async_context(
-                    make_session().create_client("s3", config=config,
-                                                 **client_kwargs(aws, where=f"s3.buckets.{bucket}")))
+                    session.create_client("s3", config=config, **kwargs))
+                self._credentials[bucket] = await signing_credentials(session, kwargs)
                 host = urlsplit(aws.endpoint_url).hostname if aws.endpoint_url else "aws"
                 log.info("s3_bucket_client_created", bucket=bucket, endpoint_host=host, region=aws.region,
                          addressing_style=s3.addressing_style)
@@ -594,7 +713,7 @@ class S3Source(ClientOwner):
         headers |= {header: str(params[name]) for name, header in _SIGNED_HEADERS.items() if name in params}
         attempts = self._aws.max_attempts
         for attempt in range(1, attempts + 1):
-            url = await self._presign(operation, params)
+            url = await self._presign(operation, method, params, headers)
             if url is None:
                 return None
             try:
@@ -610,20 +729,27 @@ class S3Source(ClientOwner):
             await _backoff(attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _presign(self, operation: str, params: Mapping[str, Any]) -> str | None:
+    async def _presign(
+        self, operation: str, method: str, params: Mapping[str, Any], headers: Mapping[str, str]
+    ) -> str | None:
         """A presigned URL for ``operation``; None when it would have to go through a proxy.
 
-        A range GET's URL is reused for ``PRESIGN_REUSE`` seconds (every range of an object
-        shares the pin's parameters); other requests are signed each time.
+        botocore decides what the URL looks like (endpoint, addressing style, region, query
+        fields) and our signer signs it. Per bucket, operation and set of parameters, one
+        botocore URL teaches the template, and our signer must then reproduce that very URL
+        (same date, same credentials) before the template is used; anything else stays with
+        botocore for that bucket and operation. Templates are learned again every
+        ``TEMPLATE_TTL`` seconds. ``headers``: every header the request carries (the signed
+        ones among them must match ``params``).
         """
-        reuse = operation == "get_object"
-        cache_key = (operation, *sorted(params.items()))
-        now = time.monotonic()
-        if reuse:
-            signed = self._presigned.get(cache_key)
-            if signed is not None and now - signed[1] < PRESIGN_REUSE:
-                return signed[0]
-        s3_client = await self._client_for(params["Bucket"])
+        bucket = params["Bucket"]
+        shape = (bucket, operation, frozenset(params))
+        signed = {header: headers[header] for name, header in _SIGNED_HEADERS.items() if name in params}
+        template = self._templates.get(shape)
+        if template is not None and time.monotonic() - template.learned < TEMPLATE_TTL:
+            creds = await self._credentials[self._client_name(bucket)].get_frozen_credentials()
+            return template.sign(params, signed, creds, time.time())
+        s3_client = await self._client_for(bucket)
         url: str = await s3_client.generate_presigned_url(operation, Params=dict(params),
                                                           ExpiresIn=PRESIGN_EXPIRES)
         parts = urlsplit(url)
@@ -633,11 +759,31 @@ class S3Source(ClientOwner):
             proxied = self._proxied_hosts[host] = _uses_proxy(url)
         if proxied:
             return None
-        if reuse:
-            for old in [k for k, (_, at) in self._presigned.items() if now - at >= PRESIGN_REUSE]:
-                del self._presigned[old]
-            self._presigned[cache_key] = (url, now)
+        if (bucket, operation) not in self._botocore_signs:
+            await self._learn(shape, method, params, signed, url)
         return url
+
+    async def _learn(
+        self, shape: tuple[str, str, frozenset[str]], method: str, params: Mapping[str, Any],
+        signed: Mapping[str, str], url: str,
+    ) -> None:
+        """Keep the template of botocore's ``url`` if our signer reproduces the URL exactly."""
+        bucket, operation, _ = shape
+        creds_source = self._credentials.get(self._client_name(bucket))
+        try:
+            if creds_source is None:
+                raise _NotLearned("no credentials (unsigned requests)")
+            template, timestamp, access_key = _template_from(url, method, params)
+            creds = await creds_source.get_frozen_credentials()
+            if creds.access_key != access_key:
+                return  # the keys were refreshed between botocore's signature and ours: next time
+            if not _same_url(template.sign(params, signed, creds, 0.0, timestamp), url):
+                raise _NotLearned("our signature differs from botocore's")
+        except _NotLearned as exc:
+            self._botocore_signs.add((bucket, operation))
+            log.debug("s3_presign_by_botocore", bucket=bucket, operation=operation, reason=str(exc))
+            return
+        self._templates[shape] = template
 
     async def _get_range_botocore(
         self, info: ObjectInfo, first: int, last: int, into: memoryview, what: str

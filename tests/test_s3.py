@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable, Mapping
 from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
+from aiobotocore.credentials import AioRefreshableCredentials
 from botocore import __version__ as botocore_version
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from botocore.utils import parse_timestamp
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
+from structlog.testing import capture_logs
 
+from recording_storage import aws as aws_module
 from recording_storage import s3 as s3_module
 from recording_storage.aws import (
     USER_AGENT,
@@ -32,7 +37,7 @@ from recording_storage.config import AwsConfig, S3Config
 from recording_storage.direct_http import DirectHttp
 from recording_storage.errors import ConfigError, PermanentError, TransientError
 from recording_storage.s3 import ObjectInfo, S3Source
-from tests.fixtures.aws import make_aws_config, make_s3_config, random_name
+from tests.fixtures.aws import botocore_clock, make_aws_config, make_s3_config, random_name
 from tests.fixtures.awsproxy import AwsFaultProxy
 
 pytestmark = pytest.mark.integration
@@ -549,3 +554,248 @@ async def test_proxied_endpoints_are_read_by_botocore(
         assert b"".join(await collect(s3, info, chunk_size=CHUNK)) == data
         await s3.delete(info)
     assert direct == []
+
+
+# -- our signer signs the direct requests, proven against botocore ---------------------------
+
+
+def _params_of(
+    method: str, url: str, headers: Mapping[str, str], bucket: str, key: str
+) -> tuple[str, dict[str, Any]]:
+    """The botocore operation and parameters a direct request was presigned for."""
+    operation = {"HEAD": "head_object", "GET": "get_object", "DELETE": "delete_object"}[method]
+    params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if "If-Match" in headers:
+        params["IfMatch"] = headers["If-Match"]
+    if "x-amz-checksum-mode" in headers:
+        params["ChecksumMode"] = headers["x-amz-checksum-mode"]
+    query = dict(pair.split("=", 1) for pair in urlsplit(url).query.split("&"))
+    if "versionId" in query:
+        params["VersionId"] = unquote(query["versionId"])
+    return operation, params
+
+
+async def assert_botocore_signs_alike(client: Any, method: str, url: str, headers: Mapping[str, str],
+                                      bucket: str, key: str) -> None:
+    """botocore, asked at the URL's own X-Amz-Date with the client's credentials, makes that URL."""
+    operation, params = _params_of(method, url, headers, bucket, key)
+    query = dict(pair.split("=", 1) for pair in urlsplit(url).query.split("&"))
+    with botocore_clock(datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)):
+        theirs = await client.generate_presigned_url(operation, Params=params,
+                                                     ExpiresIn=s3_module.PRESIGN_EXPIRES)
+    assert urlsplit(url)[:3] == urlsplit(theirs)[:3]
+    assert sorted(urlsplit(url).query.split("&")) == sorted(urlsplit(theirs).query.split("&"))
+
+
+@pytest.fixture
+def direct_requests(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, dict[str, str]]]:
+    """Every request the direct client sends: (method, URL, headers)."""
+    sent: list[tuple[str, str, dict[str, str]]] = []
+    original = DirectHttp.request
+
+    async def recording(self: DirectHttp, method: str, url: str, headers: Mapping[str, str],
+                        *args: Any) -> Any:
+        sent.append((method, url, dict(headers)))
+        return await original(self, method, url, headers, *args)
+
+    monkeypatch.setattr(DirectHttp, "request", recording)
+    return sent
+
+
+def count_presigns(client: Any, monkeypatch: pytest.MonkeyPatch,
+                   tamper: Callable[[str], str] = lambda url: url) -> list[str]:
+    """Record (and optionally alter) every URL ``client.generate_presigned_url`` makes."""
+    made: list[str] = []
+    original = client.generate_presigned_url
+
+    async def presign(*args: Any, **kwargs: Any) -> str:
+        made.append(tamper(await original(*args, **kwargs)))
+        return made[-1]
+
+    monkeypatch.setattr(client, "generate_presigned_url", presign)
+    return made
+
+
+SIGNED_KEY = "rec/Grüße + (1) & 'x'//../a b.mp4"
+
+
+async def test_direct_requests_are_signed_by_the_learned_template(
+    aws_config: AwsConfig, s3_bucket: str, monkeypatch: pytest.MonkeyPatch,
+    direct_requests: list[tuple[str, str, dict[str, str]]],
+) -> None:
+    """botocore presigns once per request shape; every later URL is ours, and botocore, asked at
+    the same date, makes exactly that URL."""
+    data = os.urandom(4 * CHUNK + 5)
+    async with S3Source(aws_config, make_s3_config()) as s3:
+        botocore_urls = count_presigns(s3._client, monkeypatch)
+        await s3.put(s3_bucket, SIGNED_KEY, data)
+        for _ in range(3):
+            info = await s3.head(s3_bucket, SIGNED_KEY)
+            assert b"".join(await collect(s3, info, chunk_size=CHUNK)) == data
+        await s3.delete(info)
+        with pytest.raises(SourceMissing):
+            await s3.head(s3_bucket, SIGNED_KEY)
+        # HEAD with checksum mode, ranged GET with If-Match, HEAD before the delete, DELETE.
+        assert len(botocore_urls) == 4
+        assert len(direct_requests) == 3 * (1 + 5) + 2 + 1
+        for method, url, headers in direct_requests:
+            await assert_botocore_signs_alike(s3._client, method, url, headers, s3_bucket, SIGNED_KEY)
+
+
+def _add_query_field(url: str) -> str:
+    return url + "&x-unknown=1"
+
+
+def _other_algorithm(url: str) -> str:
+    return url.replace("AWS4-HMAC-SHA256", "AWS4-ECDSA-P256-SHA256")
+
+
+def _express_scope(url: str) -> str:
+    return url.replace("%2Fs3%2Faws4_request", "%2Fs3express%2Faws4_request")
+
+
+def _other_signature(url: str) -> str:
+    signature = url.rpartition("X-Amz-Signature=")[2]
+    return url.replace(signature, "0" * len(signature))
+
+
+@pytest.mark.parametrize(("tamper", "reason"), [
+    (_add_query_field, "an unknown query field"),
+    (_other_algorithm, "another signing algorithm"),
+    (_express_scope, "an unexpected credential scope"),
+    (_other_signature, "our signature differs from botocore's"),
+])
+async def test_a_url_our_signer_does_not_reproduce_stays_botocores(
+    aws_config: AwsConfig, monkeypatch: pytest.MonkeyPatch, tamper: Callable[[str], str], reason: str
+) -> None:
+    """A botocore URL with an unknown query field, another algorithm or scope, or a signature
+    ours differs from teaches nothing: botocore signs every later request of that bucket and
+    operation, while another operation still learns its template."""
+    params = {"Bucket": "bkt", "Key": "k"}
+    async with S3Source(aws_config, make_s3_config()) as s3:
+        tampering = [True]
+        made = count_presigns(s3._client, monkeypatch, lambda url: tamper(url) if tampering[0] else url)
+        with capture_logs() as logs:
+            urls = [await s3._presign("head_object", "HEAD", params, {}) for _ in range(3)]
+        assert urls == made and len(made) == 3
+        assert ("bkt", "head_object") in s3._botocore_signs
+        assert [e for e in logs if e["event"] == "s3_presign_by_botocore"] == [{
+            "event": "s3_presign_by_botocore", "log_level": "debug", "bucket": "bkt",
+            "operation": "head_object", "reason": reason}]  # once, and never the URL
+        tampering[0] = False
+        for _ in range(3):
+            await s3._presign("delete_object", "DELETE", params, {})
+        assert len(made) == 4 and ("bkt", "delete_object") not in s3._botocore_signs
+        assert await s3._presign("head_object", "HEAD", params, {}) == made[-1] and len(made) == 5
+
+
+async def test_templates_are_learned_again(aws_config: AwsConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A template older than TEMPLATE_TTL is not used: botocore presigns and teaches it anew, so
+    what botocore learned meanwhile (a bucket's region) reaches our URLs."""
+    params = {"Bucket": "bkt", "Key": "k"}
+    async with S3Source(aws_config, make_s3_config()) as s3:
+        made = count_presigns(s3._client, monkeypatch)
+        for _ in range(3):
+            await s3._presign("head_object", "HEAD", params, {})
+        assert len(made) == 1
+        monkeypatch.setattr(s3_module, "TEMPLATE_TTL", 0.0)
+        for _ in range(3):
+            await s3._presign("head_object", "HEAD", params, {})
+        assert len(made) == 4 and ("bkt", "head_object") not in s3._botocore_signs
+
+
+async def test_unsigned_clients_stay_with_botocore(
+    aws_config: AwsConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with S3Source(aws_config, make_s3_config()) as s3:
+        s3._credentials[None] = None  # as a client without credentials has
+        made = count_presigns(s3._client, monkeypatch)
+        for _ in range(2):
+            await s3._presign("head_object", "HEAD", {"Bucket": "bkt", "Key": "k"}, {})
+        assert len(made) == 2 and ("bkt", "head_object") in s3._botocore_signs
+
+
+async def test_refreshed_credentials_sign_the_next_url(
+    aws_config: AwsConfig, s3_bucket: str, monkeypatch: pytest.MonkeyPatch,
+    direct_requests: list[tuple[str, str, dict[str, str]]],
+) -> None:
+    """The credentials the client signs with are read per URL: once a role's keys expire and
+    are refreshed (IRSA, web identity), the next URL carries and is signed with the new keys, as
+    botocore's would be."""
+    clock = [datetime.now(UTC)]
+    issued = iter(range(1, 100))
+
+    async def assume_role() -> dict[str, str]:
+        n = next(issued)
+        return {"access_key": f"AKIDROLE{n}", "secret_key": f"role-secret-{n}", "token": f"role-token-{n}",
+                "expiry_time": (clock[0] + timedelta(hours=1)).isoformat()}
+
+    creds = AioRefreshableCredentials(
+        "AKIDROLE0", "role-secret-0", "role-token-0", clock[0] + timedelta(hours=1), assume_role,
+        "assume-role-with-web-identity", time_fetcher=lambda: clock[0])
+    session_of = aws_module.make_session
+
+    def with_role() -> Any:
+        session = session_of()
+        session._credentials = creds  # what the default chain finds in a pod with a web identity
+        return session
+
+    monkeypatch.setattr(aws_module, "make_session", with_role)
+    async with S3Source(aws_config, make_s3_config()) as s3:
+        info = await s3.put(s3_bucket, "rotating", b"abc")
+        await s3.head(s3_bucket, "rotating")
+        await s3.head(s3_bucket, "rotating")
+        for method, url, headers in direct_requests:
+            await assert_botocore_signs_alike(s3._client, method, url, headers, s3_bucket, "rotating")
+        clock[0] += timedelta(hours=2)  # the role's keys have expired: the next use refreshes them
+        await s3.head(s3_bucket, "rotating")
+        await s3.delete(info)
+        for method, url, headers in direct_requests[2:]:
+            await assert_botocore_signs_alike(s3._client, method, url, headers, s3_bucket, "rotating")
+    keys = [unquote(url).partition("X-Amz-Credential=")[2].partition("/")[0] for _, url, _ in direct_requests]
+    assert keys == ["AKIDROLE0", "AKIDROLE0", "AKIDROLE1", "AKIDROLE1", "AKIDROLE1"]
+
+
+async def test_a_bucket_with_own_keys_is_signed_with_them(
+    aws_config: AwsConfig, s3_bucket: str, monkeypatch: pytest.MonkeyPatch,
+    direct_requests: list[tuple[str, str, dict[str, str]]],
+) -> None:
+    cfg = make_s3_config(buckets={s3_bucket: {
+        "access_key_id": "AKIDBUCKET", "secret_access_key": "bucket-secret", "addressing_style": "path"}})
+    async with S3Source(aws_config, cfg) as s3:
+        info = await s3.put(s3_bucket, "own-keys", b"abc")
+        for _ in range(3):
+            await s3.head(s3_bucket, "own-keys")
+        client = await s3._client_for(s3_bucket)
+        assert (s3_bucket, "head_object") not in s3._botocore_signs
+        assert any(shape[:2] == (s3_bucket, "head_object") for shape in s3._templates)
+        for method, url, headers in direct_requests:
+            assert "AKIDBUCKET%2F" in url
+            await assert_botocore_signs_alike(client, method, url, headers, s3_bucket, info.key)
+
+
+async def test_the_fault_proxy_checks_every_presigned_signature(
+    aws_config: AwsConfig, aws_proxy: AwsFaultProxy, s3_bucket: str, monkeypatch: pytest.MonkeyPatch,
+    direct_requests: list[tuple[str, str, dict[str, str]]],
+) -> None:
+    """Every test through the proxy proves our URLs valid: the proxy verifies each presigned
+    request's signature (moto does not), and refuses a wrong one as S3 does."""
+    data = os.urandom(2 * CHUNK)
+    async with S3Source(make_aws_config(aws_proxy.url), make_s3_config()) as s3:
+        info = await s3.put(s3_bucket, SIGNED_KEY, data)
+        for _ in range(2):
+            assert b"".join(await collect(s3, await s3.head(s3_bucket, SIGNED_KEY), chunk_size=CHUNK)) == data
+        assert aws_proxy.signatures_checked == len(direct_requests) == 6
+        original = DirectHttp.request
+
+        async def forged(self: DirectHttp, method: str, url: str, *args: Any) -> Any:
+            signature = url.rpartition("X-Amz-Signature=")[2]
+            return await original(self, method, url.replace(signature, signature[::-1]), *args)
+
+        monkeypatch.setattr(DirectHttp, "request", forged)
+        # A HEAD's refusal has no body, so only its status tells (as on S3).
+        with pytest.raises(PermanentError, match=r"\(HTTP 403\)"):
+            await s3.head(s3_bucket, SIGNED_KEY)
+        with pytest.raises(TransientError, match="SignatureDoesNotMatch") as refused:
+            await collect(s3, info, chunk_size=CHUNK)
+        assert refused.value.code == "aws_auth"
