@@ -39,7 +39,7 @@ from recording_storage.dracoon import (
 )
 from recording_storage.dracoon.auth import Credentials, TokenManager
 from recording_storage.dracoon.errors import error_for_response, parse_retry_after
-from recording_storage.dracoon.http import Retry, check_base_url, make_ssl, redact_url
+from recording_storage.dracoon.http import _SLICE, Retry, SlicedBytes, check_base_url, make_ssl, redact_url
 from recording_storage.dracoon.s3upload import MIN_PART_SIZE, part_size_for
 from recording_storage.dracoon.upload import format_expiry
 from recording_storage.instances import DracoonAccount
@@ -49,6 +49,28 @@ from tests.fixtures.keys import TestKeyPair
 from tests.fixtures.metrics import RecordedMetrics
 
 # -- pure functions -----------------------------------------------------------------------------
+
+
+class _RecordingWriter:
+    """aiohttp's payload writer, reduced to what a payload calls: ``write``."""
+
+    def __init__(self) -> None:
+        self.pieces: list[memoryview] = []
+
+    async def write(self, chunk: memoryview) -> None:
+        self.pieces.append(chunk)
+
+
+async def test_a_chunk_body_goes_out_in_bounded_slices_of_itself() -> None:
+    """No copy of the body, and no write larger than a slice: the writer drains after each
+    one, so the transport never holds more than a slice of an 8 MiB chunk."""
+    body = bytearray(range(256)) * (8 * 4096 + 3)  # 8 MiB and a bit: a short last slice
+    writer = _RecordingWriter()
+    await SlicedBytes(body).write_with_length(writer, len(body) - 5)
+    assert max(len(p) for p in writer.pieces) == _SLICE
+    assert len(writer.pieces) == -(-(len(body) - 5) // _SLICE)
+    assert all(p.obj is body for p in writer.pieces)  # views of the chunk itself
+    assert b"".join(writer.pieces) == bytes(body[:-5])
 
 
 def test_retry_after_accepts_seconds_dates_and_caps() -> None:

@@ -46,7 +46,11 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-_SLICE = 64 * 1024
+# SlicedBytes' write size. aiohttp's writer drains after every write above 64 KiB, so the
+# transport holds at most one slice; 1 MiB rather than 64 KiB makes an 8 MiB chunk 8 sends
+# instead of 128, each a syscall plus aiohttp's and asyncio's bookkeeping (measured: the
+# proxy-upload pipeline 0.12 CPU-s/GiB cheaper, bench pipeline_cpu).
+_SLICE = 1024 * 1024
 # Between attempts of one request: jittered exponential waits from RETRY_BACKOFF_BASE up to
 # RETRY_BACKOFF_MAX seconds (a server's Retry-After instead, up to errors.RETRY_AFTER_CAP).
 RETRY_BACKOFF_BASE = 0.5
@@ -54,7 +58,7 @@ RETRY_BACKOFF_MAX = 30.0
 
 
 class SlicedBytes(aiohttp.payload.Payload):
-    """A bytes body written in 64 KiB slices of one memoryview, with an exact Content-Length.
+    """A bytes body written in ``_SLICE`` slices of one memoryview, with an exact Content-Length.
 
     Raw bytes go out in one write (the whole chunk lands in the transport buffer at once), and
     ``io.BytesIO`` makes aiohttp copy the whole body first (32 MiB per proxy chunk). Slicing a
