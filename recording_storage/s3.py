@@ -477,7 +477,6 @@ class S3Source(ClientOwner):
         self._templates: dict[tuple[str, str, frozenset[str]], _UrlTemplate] = {}
         self._botocore_signs: set[tuple[str, str]] = set()
         self._credentials: dict[str | None, Any] = {}  # bucket (None: the default client) -> creds
-        self._default_kwargs: dict[str, Any] = {}  # the default client's create_client arguments
         self._proxied_hosts: dict[tuple[str, str], bool] = {}
         self._bucket_settings: dict[str, S3Config] = {}  # see settings()
 
@@ -487,13 +486,12 @@ class S3Source(ClientOwner):
             aws, _ = bucket_settings(self._aws, self._cfg, bucket) or (self._aws, self._cfg)
             client_kwargs(aws, where=f"s3.buckets.{bucket}")
         config = make_client_config(self._aws, self._cfg, max_pool_connections=self._max_connections)
-        self._default_kwargs = kwargs
         await self._open("s3", config, kwargs)
         return self
 
     async def _after_open(self) -> None:
         assert self._stack is not None and self._session is not None
-        self._credentials[None] = await signing_credentials(self._session, self._default_kwargs)
+        self._credentials[None] = await signing_credentials(self._session, client_kwargs(self._aws))
         self._direct = await self._stack.enter_async_context(DirectHttp(
             limit=self._max_connections, connect_timeout=self._aws.connect_timeout,
             read_timeout=self._aws.read_timeout,
@@ -513,7 +511,7 @@ class S3Source(ClientOwner):
 
     async def _client_for(self, bucket: str) -> Any:
         """The client for ``bucket``: its own (created once, lazily) or the default one."""
-        if bucket not in self._cfg.buckets:
+        if self._client_name(bucket) is None:
             return self._client
         client = self._bucket_clients.get(bucket)
         if client is not None:
@@ -677,12 +675,14 @@ class S3Source(ClientOwner):
         params: dict[str, Any] = {"Bucket": info.bucket, "Key": info.key, "IfMatch": info.etag}
         if info.pinned_version:
             params["VersionId"] = info.pinned_version
+        byte_range = f"bytes={first}-{last}"
         try:
-            answer = await self._direct_request("get_object", params, into, Range=f"bytes={first}-{last}")
+            answer = await self._direct_request("get_object", params, into, Range=byte_range)
             if answer is not None:
                 got = _checked_range(info, answer, first, last, what)
             else:
-                got = await self._get_range_botocore(info, first, last, into, what)
+                got = await self._get_range_botocore(info, {**params, "Range": byte_range}, first, last,
+                                                     into, what)
         except AWS_ERRORS as exc:
             error = translate_error(exc, what=what, resource="object")
             if error.code == "invalid_range":
@@ -710,10 +710,11 @@ class S3Source(ClientOwner):
             return None
         method, operation_name = _DIRECT_OPERATIONS[operation]
         # Headers that are part of the signature: the URL is only valid with exactly these.
-        headers |= {header: str(params[name]) for name, header in _SIGNED_HEADERS.items() if name in params}
+        signed = {header: str(params[name]) for name, header in _SIGNED_HEADERS.items() if name in params}
+        headers |= signed
         attempts = self._aws.max_attempts
         for attempt in range(1, attempts + 1):
-            url = await self._presign(operation, method, params, headers)
+            url = await self._presign(operation, method, params, signed)
             if url is None:
                 return None
             try:
@@ -730,7 +731,7 @@ class S3Source(ClientOwner):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _presign(
-        self, operation: str, method: str, params: Mapping[str, Any], headers: Mapping[str, str]
+        self, operation: str, method: str, params: Mapping[str, Any], signed: Mapping[str, str]
     ) -> str | None:
         """A presigned URL for ``operation``; None when it would have to go through a proxy.
 
@@ -739,12 +740,10 @@ class S3Source(ClientOwner):
         botocore URL teaches the template, and our signer must then reproduce that very URL
         (same date, same credentials) before the template is used; anything else stays with
         botocore for that bucket and operation. Templates are learned again every
-        ``TEMPLATE_TTL`` seconds. ``headers``: every header the request carries (the signed
-        ones among them must match ``params``).
+        ``TEMPLATE_TTL`` seconds. ``signed``: the headers the signature covers (from ``params``).
         """
         bucket = params["Bucket"]
         shape = (bucket, operation, frozenset(params))
-        signed = {header: headers[header] for name, header in _SIGNED_HEADERS.items() if name in params}
         template = self._templates.get(shape)
         if template is not None and time.monotonic() - template.learned < TEMPLATE_TTL:
             creds = await self._credentials[self._client_name(bucket)].get_frozen_credentials()
@@ -786,13 +785,9 @@ class S3Source(ClientOwner):
         self._templates[shape] = template
 
     async def _get_range_botocore(
-        self, info: ObjectInfo, first: int, last: int, into: memoryview, what: str
+        self, info: ObjectInfo, params: Mapping[str, Any], first: int, last: int, into: memoryview, what: str
     ) -> int:
-        params: dict[str, Any] = {
-            "Bucket": info.bucket, "Key": info.key, "Range": f"bytes={first}-{last}", "IfMatch": info.etag,
-        }
-        if info.pinned_version:
-            params["VersionId"] = info.pinned_version
+        """The range GET through botocore: ``params`` are the direct request's, Range included."""
         expected = len(into)
         s3_client = await self._client_for(info.bucket)
         resp = await s3_client.get_object(**params)
