@@ -163,6 +163,26 @@ async def serve_file_keys(
         ) from exc
 
 
+def _check_read(got: int, size: int) -> None:
+    """A source that ended early (or ran long) is read again, never uploaded as it came."""
+    if got != size:
+        raise TransientError(f"read {got} of {size} bytes of the source", code="short_read")
+
+
+async def _cancel_all(uploads: Sequence[Upload]) -> None:
+    """Cancel every open upload channel, even while the caller itself is being cancelled."""
+    await asyncio.shield(asyncio.gather(*(u.cancel() for u in uploads), return_exceptions=True))
+
+
+def _account(request: StreamRequest, sha256: str | None) -> None:
+    """Report the object once its files are complete: a restarted stream proves it again."""
+    report = request.report
+    report.bytes_read += request.info.size
+    report.integrity.append(request.check.name)
+    if sha256 is not None:
+        report.sha256.append(sha256)
+
+
 class Streamer:
     """Streams objects into planned uploads; one instance serves every job of the process.
 
@@ -206,8 +226,8 @@ class Streamer:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _stream(self, request: StreamRequest) -> list[Node]:
-        info, client, keys, plans = request.info, request.client, request.keys, request.plans
-        notes, marker, report, check = request.notes, request.marker, request.report, request.check
+        info, client, plans = request.info, request.client, request.plans
+        notes, check = request.notes, request.check
         if check.hash and info.size <= self._s3.settings(info.bucket).chunk_size \
                 and parse_content_sha256(notes) is None:
             return await self._stream_one_chunk(request)
@@ -250,26 +270,15 @@ class Streamer:
                             mb_per_s=round(rate, 2),
                             code=Code.TRANSFERER_STATUS,
                         )
-            if done_bytes != info.size:
-                raise TransientError(
-                    f"read {done_bytes} of {info.size} bytes of the source", code="short_read"
-                )
+            _check_read(done_bytes, info.size)
             await hasher.settle()
             sha256 = self._verify(info, check, hasher.digest)
-            encryptor.finalize()
-            file_key = encrypt_file_key(encryptor.file_key(), keys.public_key_container)
-            nodes = await self._complete_all(
-                client, keys, uploads, plans, file_key, marker, info.size, report
-            )
+            nodes = await self._seal_and_complete(request, uploads, encryptor)
         except BaseException:
             hasher.abandon()
-            await asyncio.shield(asyncio.gather(*(u.cancel() for u in uploads), return_exceptions=True))
+            await _cancel_all(uploads)
             raise
-        # Reported once the files are complete: a restarted stream proves the object again.
-        report.bytes_read += info.size
-        report.integrity.append(check.name)
-        if sha256 is not None:
-            report.sha256.append(sha256)
+        _account(request, sha256)
         if sha256 is not None and parse_content_sha256(notes) != sha256:
             await self._record_sha256(client, nodes, notes, sha256)
         return nodes
@@ -282,8 +291,7 @@ class Streamer:
         DRACOON request less per recording). Nothing overlaps here that one chunk could overlap
         anyway. A mismatch raises before any upload exists.
         """
-        info, client, keys, plans = request.info, request.client, request.keys, request.plans
-        notes, marker, report, check = request.notes, request.marker, request.report, request.check
+        info, check = request.info, request.check
         digest = ContentDigest(check.proof, check.part_sizes)
         pieces: list[bytes] = []
         async with contextlib.aclosing(self._s3.iter_chunks(info)) as chunks:
@@ -293,35 +301,28 @@ class Streamer:
                 pieces.append(bytes(chunk))
                 self._s3.recycle(chunk)
         content = b"".join(pieces)
-        if len(content) != info.size:
-            raise TransientError(f"read {len(content)} of {info.size} bytes of the source", code="short_read")
+        _check_read(len(content), info.size)
         if len(content) > INLINE_HASH_LIMIT:
             await asyncio.to_thread(digest.update, content)  # keep the event loop free for the others
         else:
             digest.update(content)
         sha256 = self._verify(info, check, digest)
         assert sha256 is not None  # a digest always yields the plaintext SHA-256
-        notes = notes_with_sha256(notes, sha256)
+        notes = notes_with_sha256(request.notes, sha256)
         uploads: list[Upload] = []
         try:
-            await self._open_uploads(client, info, plans, notes, uploads)
+            await self._open_uploads(request.client, info, request.plans, notes, uploads)
             encryptor = FileEncryptor(generate_file_key(), size=info.size)
             if content:
                 ciphertext = encryptor.update(content)
                 await fan_out([u.write(ciphertext) for u in uploads])
                 if self._metrics is not None:
                     self._metrics.add_bytes(len(content))
-            encryptor.finalize()
-            file_key = encrypt_file_key(encryptor.file_key(), keys.public_key_container)
-            nodes = await self._complete_all(
-                client, keys, uploads, plans, file_key, marker, info.size, report
-            )
+            nodes = await self._seal_and_complete(request, uploads, encryptor)
         except BaseException:
-            await asyncio.shield(asyncio.gather(*(u.cancel() for u in uploads), return_exceptions=True))
+            await _cancel_all(uploads)
             raise
-        report.bytes_read += info.size
-        report.integrity.append(check.name)
-        report.sha256.append(sha256)
+        _account(request, sha256)
         return nodes
 
     async def _open_uploads(
@@ -335,30 +336,27 @@ class Streamer:
                 plan.room.id, plan.name, info.size, expire_at=plan.target.expire_at,
                 classification=self._classification, notes=notes))
 
-    async def _complete_all(
-        self,
-        client: DracoonClient,
-        keys: UnlockedKeyPair,
-        uploads: list[Upload],
-        plans: list[PlannedUpload],
-        file_key: EncryptedFileKey,
-        marker: str,
-        size: int,
-        report: TransferReport,
+    async def _seal_and_complete(
+        self, request: StreamRequest, uploads: list[Upload], encryptor: FileEncryptor
     ) -> list[Node]:
-        """Complete every upload; if one target fails, the others still finish (a completion cut
-        off half-way is in an unknown state) and their files get their keys served, and are
-        reported, before the failure is raised, so room members can open what did land."""
-        completions = [
-            self._complete(client, u, p, file_key, marker, size) for u, p in zip(uploads, plans, strict=True)
-        ]
+        """Finish the encryption, wrap its file key for the account and complete every upload.
+
+        If one target fails, the others still finish (a completion cut off half-way is in an
+        unknown state) and their files get their keys served, and are reported, before the
+        failure is raised, so room members can open what did land.
+        """
+        client, keys, marker, size = request.client, request.keys, request.marker, request.info.size
+        encryptor.finalize()
+        file_key = encrypt_file_key(encryptor.file_key(), keys.public_key_container)
+        completions = [self._complete(client, upload, plan, file_key, marker, size)
+                       for upload, plan in zip(uploads, request.plans, strict=True)]
         results = await asyncio.gather(*completions, return_exceptions=True)
         nodes = [r for r in results if isinstance(r, Node)]
         failure = next((r for r in results if isinstance(r, BaseException)), None)
         if failure is None:
             return nodes
         for node in nodes:
-            report.add_files([node.id])
+            request.report.add_files([node.id])
             try:
                 await serve_file_keys(client, keys, node, batch_size=self._share_batch_size)
             except TransientError as exc:  # the sharer's next pass serves them; report the real failure
