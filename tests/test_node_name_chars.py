@@ -39,12 +39,9 @@ def utf16_units(text: str) -> int:
 
 
 def reference_truncate(text: str, limit: int) -> str:
-    used = 0
-    for i, c in enumerate(text):
-        used += 2 if ord(c) > 0xFFFF else 1
-        if used > limit:
-            return text[:i]
-    return text
+    """The definition: the longest prefix (whole code points) within ``limit`` UTF-16 units."""
+    fitting = (text[:end] for end in range(len(text), 0, -1) if utf16_units(text[:end]) <= limit)
+    return next(fitting, "")
 
 
 EVERY_CODE_POINT = "".join(map(chr, range(0x110000)))
