@@ -63,7 +63,9 @@ class _Protocol(asyncio.BufferedProtocol):
         self._read_timeout = read_timeout
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self._scratch = bytearray(_SCRATCH)
+        # Handed out as a view: asyncio's TLS reader fills the buffer in several reads, the later
+        # ones into ``buf[offset:]``, and a slice of a bytearray is a copy that it would fill instead.
+        self._scratch = memoryview(bytearray(_SCRATCH))
         self._waiter: asyncio.Future[DirectAnswer] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._last_read = 0.0
@@ -127,7 +129,7 @@ class _Protocol(asyncio.BufferedProtocol):
         elif self._state == "until_close" and self._got < len(self._into):
             self._got += nbytes
         else:
-            self._feed(memoryview(self._scratch)[:nbytes])
+            self._feed(self._scratch[:nbytes])
 
     def eof_received(self) -> bool | None:
         self._end(None)

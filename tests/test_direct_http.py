@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from recording_storage.direct_http import DirectHttp
+from tests.fixtures.servers import self_signed_cert, server_ssl
 
 Script = Callable[[int, bytes], list[bytes | float | None]]  # (request number, request) -> actions
 
@@ -50,10 +53,11 @@ class ScriptedServer:
             writer.close()
 
 
-async def running(scripted: ScriptedServer) -> asyncio.Server:
-    server = await asyncio.start_server(scripted.handle, "127.0.0.1", 0)
+async def running(scripted: ScriptedServer, tls: ssl.SSLContext | None = None) -> asyncio.Server:
+    server = await asyncio.start_server(scripted.handle, "127.0.0.1", 0, ssl=tls)
     port = server.sockets[0].getsockname()[1]
-    scripted.url = f"http://127.0.0.1:{port}/bucket/key?X-Amz-Signature=secret"
+    scheme = "https" if tls is not None else "http"
+    scripted.url = f"{scheme}://127.0.0.1:{port}/bucket/key?X-Amz-Signature=secret"
     return server
 
 
@@ -62,8 +66,9 @@ def answer(status: int, body: bytes, *headers: str, reason: str = "OK") -> bytes
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def client(read_timeout: float = 5.0) -> DirectHttp:
-    return DirectHttp(limit=4, connect_timeout=5.0, read_timeout=read_timeout)
+def client(read_timeout: float = 5.0, cafile: Path | None = None) -> DirectHttp:
+    return DirectHttp(limit=4, connect_timeout=5.0, read_timeout=read_timeout,
+                      cafile=str(cafile) if cafile is not None else None)
 
 
 async def test_body_lands_in_the_buffer_and_the_connection_is_reused() -> None:
@@ -220,3 +225,16 @@ async def test_cancelled_get_drops_its_connection() -> None:
         buffer = bytearray(1_000)
         assert (await http.request("GET", scripted.url, {}, memoryview(buffer))).length == 1_000
     assert buffer == body and scripted.connections == 2
+
+
+async def test_a_tls_answer_arriving_in_several_records_lands_intact(tmp_path: Path) -> None:
+    """asyncio's TLS reader fills the head's buffer record by record; every record must land in
+    it (a bytearray handed out there was sliced into copies, and the body came out with holes)."""
+    cert, key = self_signed_cert(tmp_path)
+    body = os.urandom(200_000)  # head and body in one write: about a dozen 16 KiB records
+    scripted = ScriptedServer(lambda n, req: [answer(200, body)])
+    async with await running(scripted, server_ssl(cert, key)), client(cafile=cert) as http:
+        buffer = bytearray(len(body))
+        result = await http.request("GET", scripted.url, {}, memoryview(buffer))
+    assert result.length == len(body)
+    assert buffer == body
