@@ -22,8 +22,15 @@ subclasses or ``TimeoutError``, the families ``aws.translate_error`` already cla
 
 from __future__ import annotations
 
+import array
 import asyncio
+import fcntl
+import platform
+import re
+import socket
 import ssl
+import sys
+import termios
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -36,6 +43,29 @@ _HEAD_LIMIT = 64 * 1024  # status line and headers; S3 answers use well under 4 
 _ERROR_BODY_LIMIT = 64 * 1024  # an error document longer than this is cut (and the connection dropped)
 _SCRATCH = 64 * 1024
 _IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE"})
+# Receive batching: while a body streams in, the kernel wakes the reader only once this many
+# bytes are queued (SO_RCVLOWAT). Each wake-up costs an event-loop turn and a recv, and every
+# recv may send a window update: halving them cut the download leg's CPU by 10-20% on loopback,
+# where each range arrives in ~0.5 MiB reads; over a real network reads are smaller and the
+# saving larger. Linux 4.18+ only: from there on, setting the option also grows the receive
+# buffer to hold a batch (an older kernel's window could stay smaller than the batch, and the
+# sender would stop at a full window while the reader waits for more); elsewhere the option's
+# effect on polling differs or is absent (gVisor, for one, reports an old kernel).
+_BATCH = 256 * 1024
+# Never wait for an answer's last bytes: over TLS the socket carries more bytes than the body,
+# but part of a TLS record (at most 16 KiB) may already have been read off the socket into
+# asyncio's TLS buffer, not yet delivered: the kernel will never see those bytes again.
+_BATCH_SLACK = 64 * 1024
+
+
+def _linux_at_least(major: int, minor: int) -> bool:
+    if sys.platform != "linux":
+        return False
+    numbers = re.match(r"(\d+)\.(\d+)", platform.release())
+    return numbers is not None and (int(numbers[1]), int(numbers[2])) >= (major, minor)
+
+
+_CAN_BATCH = hasattr(socket, "SO_RCVLOWAT") and _linux_at_least(4, 18)
 
 
 @dataclass(frozen=True)
@@ -70,6 +100,9 @@ class _Protocol(asyncio.BufferedProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._last_read = 0.0
         self.received_any = False
+        self._socket: socket.socket | None = None
+        self._batching = _CAN_BATCH
+        self._low_water = 1  # the socket's SO_RCVLOWAT
         self._reset(memoryview(bytearray()))
 
     # -- driven by DirectHttp ------------------------------------------------------------------
@@ -105,12 +138,16 @@ class _Protocol(asyncio.BufferedProtocol):
         self._pending = bytearray()  # chunked framing not yet parsed
         self._keep_alive = False
         self._bodiless = False
+        self._trickling = False  # this answer arrives slower than a batch per read timeout
 
     # -- asyncio.BufferedProtocol -----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self._socket = transport.get_extra_info("socket")  # the TCP socket, under TLS too
+        if self._socket is None:
+            self._batching = False
 
     def get_buffer(self, sizehint: int) -> memoryview | bytearray:
         if self._state == "body":
@@ -126,6 +163,8 @@ class _Protocol(asyncio.BufferedProtocol):
             self._got += nbytes
             if self._got >= self._want:
                 self._finish()
+            else:
+                self._batch()
         elif self._state == "until_close" and self._got < len(self._into):
             self._got += nbytes
         else:
@@ -212,6 +251,8 @@ class _Protocol(asyncio.BufferedProtocol):
                 self._keep_alive = False  # more than announced: never reuse this connection
             if self._got >= self._want:
                 self._finish()
+            else:
+                self._batch()
         elif state == "until_close":
             take = min(len(data), len(self._into) - self._got)
             self._into[self._got : self._got + take] = data[:take]
@@ -275,6 +316,34 @@ class _Protocol(asyncio.BufferedProtocol):
             del self._pending[: line_end + 2]
             self._chunk_left = size
 
+    # -- receive batching ---------------------------------------------------------------------
+
+    def _batch(self) -> None:
+        """Let the kernel gather the body's next bytes: up to ``_BATCH``, never its last ones."""
+        if self._batching and not self._trickling:
+            self._set_low_water(max(1, min(_BATCH, self._want - self._got - _BATCH_SLACK)))
+
+    def _set_low_water(self, size: int) -> None:
+        sock = self._socket
+        if size == self._low_water or sock is None:
+            return
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, size)
+            self._low_water = size
+        except OSError:
+            self._batching = False
+
+    def _queued(self) -> int:
+        """Bytes the kernel holds for this socket that no wake-up has reported yet."""
+        if self._socket is None:
+            return 0
+        count = array.array("i", [0])
+        try:
+            fcntl.ioctl(self._socket.fileno(), termios.FIONREAD, count)
+        except OSError:
+            return 0
+        return count[0]
+
     # -- endings -----------------------------------------------------------------------------
 
     def _finish(self) -> None:
@@ -285,6 +354,7 @@ class _Protocol(asyncio.BufferedProtocol):
         self._waiter = None
         ok = 200 <= self._status < 300
         self._state = "idle"
+        self._set_low_water(1)  # the next answer's head is small: read it as soon as it comes
         waiter.set_result(DirectAnswer(
             self._status, self._reason, self._headers,
             self._got if ok else 0, b"" if ok else bytes(self._error)))
@@ -325,6 +395,12 @@ class _Protocol(asyncio.BufferedProtocol):
         if self._waiter is None or self._waiter.done():
             return
         idle = self._loop.time() - self._last_read
+        if idle >= self._read_timeout and self._low_water > 1 and self._queued() > 0:
+            # Bytes came, fewer than a batch: a slow answer, not a dead one. Read it as it comes.
+            self._trickling = True
+            self._set_low_water(1)
+            self._last_read = self._loop.time()
+            idle = 0.0
         if idle >= self._read_timeout:
             self._fail(TimeoutError(f"no data for {self._read_timeout:g} s"))
         else:

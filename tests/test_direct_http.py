@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import aiohttp
 import pytest
 
-from recording_storage.direct_http import DirectHttp
+from recording_storage.direct_http import DirectHttp, _Protocol
 from tests.fixtures.servers import self_signed_cert, server_ssl
 
 Script = Callable[[int, bytes], list[bytes | float | None]]  # (request number, request) -> actions
@@ -225,6 +227,83 @@ async def test_cancelled_get_drops_its_connection() -> None:
         buffer = bytearray(1_000)
         assert (await http.request("GET", scripted.url, {}, memoryview(buffer))).length == 1_000
     assert buffer == body and scripted.connections == 2
+
+
+# -- receive batching (SO_RCVLOWAT) ---------------------------------------------------------------
+
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="receive batching is Linux-only")
+
+
+def trickled(raw: bytes, piece: int, pause: float) -> list[bytes | float | None]:
+    """``raw`` sent in ``piece``-byte writes with ``pause`` seconds between them."""
+    actions: list[bytes | float | None] = []
+    for first in range(0, len(raw), piece):
+        actions += [raw[first:first + piece], pause]
+    return actions
+
+
+@linux_only
+async def test_a_body_arriving_in_small_pieces_is_received_in_few_large_reads() -> None:
+    """Each wake-up of the reader costs an event-loop turn, a syscall and (on loopback) the
+    window-update ACK's processing: a body is read in batches, not packet by packet."""
+    body = os.urandom(2 * 1024 * 1024)
+    scripted = ScriptedServer(lambda n, req: trickled(answer(200, body), 16 * 1024, 0.001))
+    with mock.patch.object(_Protocol, "buffer_updated", autospec=True,
+                           side_effect=_Protocol.buffer_updated) as reads:
+        async with await running(scripted), client() as http:
+            buffer = bytearray(len(body))
+            result = await http.request("GET", scripted.url, {}, memoryview(buffer))
+    assert result.length == len(body) and buffer == body
+    # 128 writes of 16 KiB; read in batches of 256 KiB, the last 64 KiB (the slack) unbatched.
+    assert reads.call_count <= 8 + 4 + 2, reads.call_count
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+async def test_after_a_batched_body_the_next_small_answer_arrives_at_once(tls: bool, tmp_path: Path) -> None:
+    """The body's end and the next answer on the same connection are read without waiting for
+    more bytes than they have: no wait for the read timeout, no reliance on the server closing."""
+    cert, key = self_signed_cert(tmp_path)
+    big, small = os.urandom(3 * 1024 * 1024 + 12_345), os.urandom(100)
+    scripted = ScriptedServer(lambda n, req: [answer(200, big if n == 1 else small)])
+    async with await running(scripted, server_ssl(cert, key) if tls else None), \
+            client(read_timeout=30.0, cafile=cert) as http:
+        async with asyncio.timeout(5):
+            first, second = bytearray(len(big)), bytearray(len(small))
+            assert (await http.request("GET", scripted.url, {}, memoryview(first))).length == len(big)
+            assert (await http.request("GET", scripted.url, {}, memoryview(second))).length == len(small)
+    assert first == big and second == small
+    assert scripted.connections == 1
+
+
+@linux_only
+async def test_a_trickle_slower_than_a_batch_per_read_timeout_is_no_timeout() -> None:
+    """Bytes held back by the kernel until a batch is full are still progress: a slow store that
+    sends less than a batch per read timeout is read byte by byte, not failed."""
+    body = os.urandom(512 * 1024)
+    scripted = ScriptedServer(lambda n, req: trickled(answer(200, body), 16 * 1024, 0.03))
+    async with await running(scripted), client(read_timeout=0.25) as http:
+        buffer = bytearray(len(body))
+        result = await http.request("GET", scripted.url, {}, memoryview(buffer))
+    assert result.length == len(body) and buffer == body
+
+
+async def test_a_connection_cut_while_batching_fails_at_once() -> None:
+    """The server's close wakes the reader whatever the batch still lacks."""
+    raw = answer(200, os.urandom(1024 * 1024))
+    scripted = ScriptedServer(lambda n, req: [raw[:300_000], None])
+    async with await running(scripted), client(read_timeout=30.0) as http:
+        async with asyncio.timeout(5):
+            with pytest.raises(aiohttp.ServerDisconnectedError, match="after 299"):
+                await http.request("GET", scripted.url, {}, memoryview(bytearray(1024 * 1024)))
+
+
+async def test_a_stall_while_batching_still_times_out() -> None:
+    """Batching never hides a dead connection: nothing queued for a read timeout fails as before."""
+    raw = answer(200, os.urandom(1024 * 1024))
+    scripted = ScriptedServer(lambda n, req: [raw[:300_000], 5.0, raw[300_000:]])
+    async with await running(scripted), client(read_timeout=0.3) as http:
+        with pytest.raises(TimeoutError):
+            await http.request("GET", scripted.url, {}, memoryview(bytearray(1024 * 1024)))
 
 
 async def test_a_tls_answer_arriving_in_several_records_lands_intact(tmp_path: Path) -> None:
