@@ -149,7 +149,7 @@ class _Protocol(asyncio.BufferedProtocol):
         if self._socket is None:
             self._batching = False
 
-    def get_buffer(self, sizehint: int) -> memoryview | bytearray:
+    def get_buffer(self, sizehint: int) -> memoryview:
         if self._state == "body":
             return self._into[self._got : self._want]
         if self._state == "until_close" and self._got < len(self._into):
