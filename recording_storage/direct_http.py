@@ -332,6 +332,8 @@ class _Protocol(asyncio.BufferedProtocol):
             self._low_water = size
         except OSError:
             self._batching = False
+            # A mark that cannot be lowered again would hold back the next answer's head.
+            self._keep_alive = self._low_water == 1 and self._keep_alive
 
     def _queued(self) -> int:
         """Bytes the kernel holds for this socket that no wake-up has reported yet."""
@@ -399,8 +401,9 @@ class _Protocol(asyncio.BufferedProtocol):
             # Bytes came, fewer than a batch: a slow answer, not a dead one. Read it as it comes.
             self._trickling = True
             self._set_low_water(1)
-            self._last_read = self._loop.time()
-            idle = 0.0
+            if self._low_water == 1:  # the queued bytes are reported at once
+                self._last_read = self._loop.time()
+                idle = 0.0
         if idle >= self._read_timeout:
             self._fail(TimeoutError(f"no data for {self._read_timeout:g} s"))
         else:

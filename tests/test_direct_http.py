@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import ssl
 import sys
+from asyncio.trsock import TransportSocket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -295,6 +297,29 @@ async def test_a_connection_cut_while_batching_fails_at_once() -> None:
         async with asyncio.timeout(5):
             with pytest.raises(aiohttp.ServerDisconnectedError, match="after 299"):
                 await http.request("GET", scripted.url, {}, memoryview(bytearray(1024 * 1024)))
+
+
+@linux_only
+async def test_a_connection_whose_mark_cannot_be_lowered_is_not_reused() -> None:
+    """Should the kernel refuse to lower the mark again, the connection is not kept: the next
+    answer's head on it would wait for bytes that never come."""
+    body = os.urandom(1024 * 1024)
+    scripted = ScriptedServer(lambda n, req: [answer(200, body)])
+    real = TransportSocket.setsockopt
+
+    def refuse_one(self: TransportSocket, level: int, name: int, value: int) -> None:
+        if name == socket.SO_RCVLOWAT and value == 1:
+            raise OSError(22, "Invalid argument")
+        real(self, level, name, value)
+
+    with mock.patch.object(TransportSocket, "setsockopt", refuse_one):
+        async with await running(scripted), client() as http:
+            async with asyncio.timeout(5):
+                for _ in range(2):
+                    buffer = bytearray(len(body))
+                    result = await http.request("GET", scripted.url, {}, memoryview(buffer))
+                    assert result.length == len(body) and buffer == body
+    assert scripted.connections == 2
 
 
 async def test_a_stall_while_batching_still_times_out() -> None:
