@@ -34,7 +34,7 @@ from recording_storage.jobs import job_message_body, parse_job_message
 from recording_storage.pool import DracoonPool
 from recording_storage.s3 import S3Source, connection_limit
 from recording_storage.targets import MessageJob
-from recording_storage.transfer import Transferer
+from recording_storage.transfer import Transferer, hash_threads
 
 __all__ = [
     "BUCKET",
@@ -252,8 +252,9 @@ async def transfer_pipeline(stack: Stack, config: AppConfig) -> AsyncIterator[Tr
         s3 = await exits.enter_async_context(
             S3Source(config.aws, config.s3, max_connections=connection_limit(config.s3, workers=1)))
         pool = await exits.enter_async_context(DracoonPool(config.dracoon))
-        transferer = Transferer(s3, pool, StaticInstances(stack.account()), s3_cfg=config.s3,
-                                dracoon_cfg=config.dracoon, workers_cfg=config.workers,
+        threads = exits.enter_context(hash_threads(1))
+        transferer = Transferer(s3, pool, StaticInstances(stack.account()), hash_threads=threads,
+                                s3_cfg=config.s3, dracoon_cfg=config.dracoon, workers_cfg=config.workers,
                                 sharer_cfg=config.sharer)
         yield TransferPipeline(config, s3, pool, transferer)
 

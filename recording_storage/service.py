@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Executor
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
@@ -36,7 +37,7 @@ from .pool import DracoonPool
 from .s3 import S3Source, connection_limit
 from .sharer import Sharer
 from .sqs import BodyStore, JobQueue
-from .transfer import Transferer
+from .transfer import Transferer, hash_threads
 from .worker import PoolStats, WorkerPool
 
 __all__ = ["Runtime", "open_runtime", "run", "serve", "share_once"]
@@ -53,6 +54,7 @@ class Runtime:
     s3: S3Source
     queue: JobQueue
     pool: DracoonPool
+    hash_threads: Executor  # transfer.hash_threads: every content digest, below the loop's priority
     metrics: Metrics
     health: HealthState
     health_url: str | None = None
@@ -93,7 +95,8 @@ async def open_runtime(config: AppConfig, *, with_health: bool = True) -> AsyncI
         pool = await stack.enter_async_context(
             DracoonPool(config.dracoon, metrics=metrics)
         )
-        runtime = Runtime(config, instances, s3, queue, pool, metrics, health)
+        threads = stack.enter_context(hash_threads(config.workers.count))
+        runtime = Runtime(config, instances, s3, queue, pool, threads, metrics, health)
         # Probes make one attempt (no client retries), so /healthcheck names the real cause
         # (connection refused, 403) instead of "timed out" while the retries back off.
         probe_aws = config.aws.model_copy(update={"max_attempts": 1})
@@ -249,8 +252,9 @@ async def _serve(
     force: asyncio.Event | None = None,
 ) -> PoolStats:
     cfg = rt.config
-    transferer = Transferer(rt.s3, rt.pool, rt.instances, s3_cfg=cfg.s3, dracoon_cfg=cfg.dracoon,
-                            workers_cfg=cfg.workers, sharer_cfg=cfg.sharer, metrics=rt.metrics)
+    transferer = Transferer(rt.s3, rt.pool, rt.instances, hash_threads=rt.hash_threads, s3_cfg=cfg.s3,
+                            dracoon_cfg=cfg.dracoon, workers_cfg=cfg.workers, sharer_cfg=cfg.sharer,
+                            metrics=rt.metrics)
     workers = WorkerPool(
         rt.queue,
         MessageHandler(transferer, make_decoder(cfg, metrics=rt.metrics)),

@@ -29,7 +29,7 @@ from recording_storage.sqs import JobQueue, QueueMessage
 from recording_storage.worker import PoolStats
 from tests.fixtures.accounts import offline_account
 from tests.fixtures.keys import make_test_keypair
-from tests.fixtures.memory import MemoryDracoon, MemoryPool, MemoryQueue, MemoryS3
+from tests.fixtures.memory import MemoryDracoon, MemoryPool, MemoryQueue, MemoryS3, shared_hash_threads
 from tests.fixtures.service import blob, job_dict
 
 BUCKET = "recordings"
@@ -50,6 +50,7 @@ def runtime(queue: MemoryQueue, s3: MemoryS3, dracoon: MemoryDracoon) -> service
         cast(S3Source, s3),
         cast(JobQueue, queue),
         cast(DracoonPool, MemoryPool(dracoon, OURS.unlocked)),
+        shared_hash_threads(),
         Metrics(),
         HealthState(),
     )

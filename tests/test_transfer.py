@@ -38,7 +38,7 @@ from recording_storage.transfer.placement import NameClashPolicy
 from recording_storage.transfer.streaming import STREAM_ATTEMPTS
 from tests.fixtures.accounts import offline_account
 from tests.fixtures.keys import make_test_keypair
-from tests.fixtures.memory import MemoryDracoon, MemoryPool, MemoryS3, MemoryUpload
+from tests.fixtures.memory import MemoryDracoon, MemoryPool, MemoryS3, MemoryUpload, shared_hash_threads
 from tests.fixtures.service import blob, job_dict
 
 BUCKET = "recordings"
@@ -72,6 +72,7 @@ class Rig:
             cast(S3Source, self.s3),
             cast(DracoonPool, MemoryPool(self.dracoon, OURS.unlocked)),
             StaticInstances(offline_account(parent_room_id=PARENT)),
+            hash_threads=shared_hash_threads(),
             s3_cfg=self.s3.config,
             dracoon_cfg=DracoonConfig(name_clash=name_clash),
             workers_cfg=WorkersConfig(),

@@ -18,5 +18,9 @@ from .dryrun import JobPlan, KeyPlan, TargetPlan, plan_job
 from .pipeline import Transferer
 from .placement import clash_name
 from .report import TransferReport
+from .streaming import hash_threads
 
-__all__ = ["JobPlan", "KeyPlan", "TargetPlan", "TransferReport", "Transferer", "clash_name", "plan_job"]
+__all__ = [
+    "JobPlan", "KeyPlan", "TargetPlan", "TransferReport", "Transferer", "clash_name", "hash_threads",
+    "plan_job",
+]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -59,6 +60,7 @@ class Transferer:
         pool: DracoonPool,
         instances: InstanceProvider,
         *,
+        hash_threads: Executor,
         s3_cfg: S3Config,
         dracoon_cfg: DracoonConfig,
         workers_cfg: WorkersConfig,
@@ -73,6 +75,7 @@ class Transferer:
         self._share_batch_size = sharer_cfg.batch_size
         self._streamer = Streamer(
             s3,
+            hash_threads=hash_threads,
             classification=dracoon_cfg.classification,
             progress_interval=workers_cfg.progress_interval,
             share_batch_size=sharer_cfg.batch_size,

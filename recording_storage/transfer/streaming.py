@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final, Protocol, TypeVar
 
@@ -88,6 +88,14 @@ class Verification:
 HASH_NICE_INCREMENT: Final = 19
 
 
+def hash_threads(count: int) -> ThreadPoolExecutor:
+    """The threads every content digest runs in, ``count`` of them (one per worker: a stream
+    hashes one chunk at a time), each below the event loop's priority. The caller owns them
+    (``with``): ``service.open_runtime`` makes them once per process. Threads of their own, not
+    asyncio's default pool: a thread's priority once lowered cannot be raised back."""
+    return ThreadPoolExecutor(count, thread_name_prefix="content-digest", initializer=_lower_priority)
+
+
 def _lower_priority() -> None:
     """Runs in the hash thread as it starts: raise that thread's nice value (Linux schedules
     threads on their own; elsewhere the call would reach the whole process, so nothing happens).
@@ -100,34 +108,33 @@ def _lower_priority() -> None:
 
 
 class _HashBehind:
-    """The content digest, computed in a thread of its own beside the chunk's encryption and upload.
+    """The content digest, computed in a hash thread beside the chunk's encryption and upload.
 
     A chunk's hash is awaited before the next chunk's starts (the digest needs the bytes in
     order), and only then is the chunk handed back to the S3 source for reuse: until then the
-    thread reads it. Without a digest a chunk goes back as soon as it is encrypted. The thread is
-    the stream's own, at a lower priority than the event loop (``HASH_NICE_INCREMENT``: a
-    thread's priority can be lowered but never raised back, so not one of the shared pool's).
+    thread reads it. Without a digest a chunk goes back as soon as it is encrypted.
     """
 
-    def __init__(self, digest: ContentDigest | None, recycle: Callable[[memoryview], None]) -> None:
+    def __init__(
+        self, digest: ContentDigest | None, recycle: Callable[[memoryview], None], threads: Executor
+    ) -> None:
         self.digest = digest
         self._recycle = recycle
-        self._thread = None if digest is None else ThreadPoolExecutor(
-            1, thread_name_prefix="content-digest", initializer=_lower_priority)
+        self._threads = threads  # hash_threads
         self._running: asyncio.Future[None] | None = None
         self._chunk: memoryview | None = None
 
     async def start(self, chunk: memoryview) -> None:
         """Wait for the previous chunk's hash, then hash ``chunk`` in the background."""
-        await self._settle()
-        if self.digest is not None and self._thread is not None:
-            # Handed to the thread here and now. asyncio.to_thread would only hand it over at
-            # the event loop's next turn, after the chunk's encryption and the start of its
-            # upload: the hash began that much later, and the next chunk waited for it longer
-            # (on the bench's busy cores, 110-165 ms of a 0.8 s transfer of 256 MiB; 30-135 ms
-            # when handed over at once).
+        await self.settle()
+        if self.digest is not None:
+            # Handed to a thread here and now. asyncio.to_thread would only hand it over at the
+            # event loop's next turn, after the chunk's encryption and the start of its upload:
+            # the hash began that much later, and the next chunk waited for it longer (on the
+            # bench's busy cores, 110-165 ms of a 0.8 s transfer of 256 MiB; 30-135 ms when
+            # handed over at once).
             loop = asyncio.get_running_loop()
-            self._running = loop.run_in_executor(self._thread, self.digest.update, chunk)
+            self._running = loop.run_in_executor(self._threads, self.digest.update, chunk)
             self._chunk = chunk
 
     def encrypted(self, chunk: memoryview) -> None:
@@ -135,13 +142,7 @@ class _HashBehind:
         if self.digest is None:
             self._recycle(chunk)
 
-    async def finish(self) -> ContentDigest | None:
-        """Wait for the last hash, hand its chunk back and end the thread; the digest, complete."""
-        await self._settle()
-        self._close()
-        return self.digest
-
-    async def _settle(self) -> None:
+    async def settle(self) -> None:
         """Wait for the hash in flight (if any) and hand its chunk back."""
         running, chunk, self._running, self._chunk = self._running, self._chunk, None, None
         if running is not None:
@@ -154,12 +155,6 @@ class _HashBehind:
         if self._running is not None and not self._running.done():
             self._running.cancel()
         self._running = self._chunk = None
-        self._close()
-
-    def _close(self) -> None:
-        if self._thread is not None:
-            self._thread.shutdown(wait=False, cancel_futures=True)
-            self._thread = None
 
 
 async def choose_verification(s3: S3Source, info: ObjectInfo) -> Verification:
@@ -236,18 +231,21 @@ class Streamer:
     """Streams objects into planned uploads; one instance serves every job of the process.
 
     ``metrics`` learns the bytes of each chunk once every target took it, and each proof's result.
+    ``hash_threads`` (made by ``hash_threads``) run every content digest.
     """
 
     def __init__(
         self,
         s3: S3Source,
         *,
+        hash_threads: Executor,
         classification: int,
         progress_interval: float,
         share_batch_size: int,
         metrics: TransferMetrics | None = None,
     ) -> None:
         self._s3 = s3
+        self._hash_threads = hash_threads
         self._classification = classification  # dracoon.classification of every new file
         self._progress_interval = progress_interval  # workers.progress_interval
         self._share_batch_size = share_batch_size  # sharer.batch_size
@@ -282,7 +280,7 @@ class Streamer:
             return await self._stream_one_chunk(request)
         uploads: list[Upload] = []
         hasher = _HashBehind(ContentDigest(check.proof, check.part_sizes) if check.hash else None,
-                             self._s3.recycle)
+                             self._s3.recycle, self._hash_threads)
         sha256: str | None = None
         try:
             await self._open_uploads(client, info, plans, notes, uploads)
@@ -320,7 +318,8 @@ class Streamer:
                             code=Code.TRANSFERER_STATUS,
                         )
             _check_read(done_bytes, info.size)
-            sha256 = self._verify(info, check, await hasher.finish())
+            await hasher.settle()
+            sha256 = self._verify(info, check, hasher.digest)
             nodes = await self._seal_and_complete(request, uploads, encryptor)
         except BaseException:
             hasher.abandon()
@@ -351,7 +350,8 @@ class Streamer:
         content = b"".join(pieces)
         _check_read(len(content), info.size)
         if len(content) > INLINE_HASH_LIMIT:
-            await asyncio.to_thread(digest.update, content)  # keep the event loop free for the others
+            # Off the event loop, which serves the other jobs meanwhile.
+            await asyncio.get_running_loop().run_in_executor(self._hash_threads, digest.update, content)
         else:
             digest.update(content)
         sha256 = self._verify(info, check, digest)
