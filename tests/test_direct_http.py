@@ -70,6 +70,13 @@ def answer(status: int, body: bytes, *headers: str, reason: str = "OK") -> bytes
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+async def fetch(http: DirectHttp, url: str, size: int) -> tuple[int, bytes]:
+    """GET ``url`` into a fresh buffer of ``size`` bytes: (body bytes landed, the buffer)."""
+    buffer = bytearray(size)
+    result = await http.request("GET", url, {}, memoryview(buffer))
+    return result.length, bytes(buffer)
+
+
 def client(read_timeout: float = 5.0, cafile: Path | None = None) -> DirectHttp:
     return DirectHttp(limit=4, connect_timeout=5.0, read_timeout=read_timeout,
                       cafile=str(cafile) if cafile is not None else None)
@@ -110,9 +117,7 @@ async def test_chunked_body_is_decoded() -> None:
     scripted = ScriptedServer(lambda n, req: [head + framed[:30_000], 0.01, framed[30_000:] + trailer])
     async with await running(scripted), client() as http:
         for _ in range(2):
-            buffer = bytearray(len(body))
-            result = await http.request("GET", scripted.url, {}, memoryview(buffer))
-            assert result.length == len(body) and buffer == body
+            assert await fetch(http, scripted.url, len(body)) == (len(body), body)
     assert scripted.connections == 1
 
 
@@ -253,9 +258,7 @@ async def test_a_body_arriving_in_small_pieces_is_received_in_few_large_reads() 
     with mock.patch.object(_Protocol, "buffer_updated", autospec=True,
                            side_effect=_Protocol.buffer_updated) as reads:
         async with await running(scripted), client() as http:
-            buffer = bytearray(len(body))
-            result = await http.request("GET", scripted.url, {}, memoryview(buffer))
-    assert result.length == len(body) and buffer == body
+            assert await fetch(http, scripted.url, len(body)) == (len(body), body)
     # 128 writes of 16 KiB; read in batches of 256 KiB, the last 64 KiB (the slack) unbatched.
     assert reads.call_count <= 8 + 4 + 2, reads.call_count
 
@@ -270,10 +273,8 @@ async def test_after_a_batched_body_the_next_small_answer_arrives_at_once(tls: b
     async with await running(scripted, server_ssl(cert, key) if tls else None), \
             client(read_timeout=30.0, cafile=cert) as http:
         async with asyncio.timeout(5):
-            first, second = bytearray(len(big)), bytearray(len(small))
-            assert (await http.request("GET", scripted.url, {}, memoryview(first))).length == len(big)
-            assert (await http.request("GET", scripted.url, {}, memoryview(second))).length == len(small)
-    assert first == big and second == small
+            assert await fetch(http, scripted.url, len(big)) == (len(big), big)
+            assert await fetch(http, scripted.url, len(small)) == (len(small), small)
     assert scripted.connections == 1
 
 
@@ -284,9 +285,7 @@ async def test_a_trickle_slower_than_a_batch_per_read_timeout_is_no_timeout() ->
     body = os.urandom(512 * 1024)
     scripted = ScriptedServer(lambda n, req: trickled(answer(200, body), 16 * 1024, 0.03))
     async with await running(scripted), client(read_timeout=0.25) as http:
-        buffer = bytearray(len(body))
-        result = await http.request("GET", scripted.url, {}, memoryview(buffer))
-    assert result.length == len(body) and buffer == body
+        assert await fetch(http, scripted.url, len(body)) == (len(body), body)
 
 
 async def test_a_connection_cut_while_batching_fails_at_once() -> None:
@@ -316,9 +315,7 @@ async def test_a_connection_whose_mark_cannot_be_lowered_is_not_reused() -> None
         async with await running(scripted), client() as http:
             async with asyncio.timeout(5):
                 for _ in range(2):
-                    buffer = bytearray(len(body))
-                    result = await http.request("GET", scripted.url, {}, memoryview(buffer))
-                    assert result.length == len(body) and buffer == body
+                    assert await fetch(http, scripted.url, len(body)) == (len(body), body)
     assert scripted.connections == 2
 
 
@@ -338,7 +335,4 @@ async def test_a_tls_answer_arriving_in_several_records_lands_intact(tmp_path: P
     body = os.urandom(200_000)  # head and body in one write: about a dozen 16 KiB records
     scripted = ScriptedServer(lambda n, req: [answer(200, body)])
     async with await running(scripted, server_ssl(cert, key)), client(cafile=cert) as http:
-        buffer = bytearray(len(body))
-        result = await http.request("GET", scripted.url, {}, memoryview(buffer))
-    assert result.length == len(body)
-    assert buffer == body
+        assert await fetch(http, scripted.url, len(body)) == (len(body), body)
