@@ -14,7 +14,7 @@ store offers (HEAD with checksum mode enabled):
 
 The cheapest proof wins: a full-object SHA-256 costs nothing extra (the plaintext SHA-256 is
 always recorded), a CRC costs little, MD5 and per-part proofs cost a second hash. Pure and
-synchronous: the transfer runs ``ContentDigest.update`` in a worker thread (hashlib, zlib and
+synchronous: the transfer runs ``ContentDigest.update`` in a hash thread (hashlib, zlib and
 awscrt release the GIL on large buffers), so hashing overlaps encryption and upload.
 """
 
