@@ -33,6 +33,7 @@ __all__ = [
     "MAX_TEMPLATE_LENGTH",
     "TEMPLATE_VARIABLES",
     "check_path_template",
+    "clean_value",
     "expand_path_template",
     "has_bad_chars",
     "name_length",
@@ -159,7 +160,7 @@ def sanitize_node_name(name: str) -> str:
     Used for values that come from data (meeting type names, e-mails, S3 key stems), which the
     operator cannot fix; literal path segments are validated instead, so mistakes surface.
     """
-    s = _clean_value(name)
+    s = clean_value(name)
     if s.startswith("-"):
         s = "_" + s[1:]
     if _is_reserved(s):
@@ -240,8 +241,9 @@ def _literal_problems(parts: list[tuple[bool, str]]) -> list[str]:
     return problems
 
 
-def _clean_value(value: str) -> str:
-    """A variable's value made harmless inside a segment: no '/', forbidden or control chars."""
+def clean_value(value: str) -> str:
+    """A variable's value made harmless inside one node name: NFC, no '/', forbidden or control
+    chars (each becomes '_')."""
     return replace_bad_chars(unicodedata.normalize("NFC", value).strip(), "_")
 
 
@@ -273,7 +275,7 @@ def expand_path_template(
             elif variables.get(text) is None:
                 problems.append(f"segment {n}: ${text} has no value for this meeting")
             else:
-                texts.append(_clean_value(variables[text] or ""))
+                texts.append(clean_value(variables[text] or ""))
         expanded = sanitize_node_name("".join(texts))
         problems.extend(f"segment {n}: {p}" for p in validate_node_name(expanded))
         out.append(expanded)

@@ -18,7 +18,7 @@ import unicodedata
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from ..node_names import has_bad_chars, replace_bad_chars
+from ..node_names import clean_value, has_bad_chars
 from ..targets import (
     MAX_DEPTH,
     MAX_NAME_LENGTH,
@@ -32,7 +32,6 @@ __all__ = [
     "NAME_RE",
     "PathTemplate",
     "Template",
-    "clean_value",
     "compile_file_name",
     "compile_path",
     "parse_template",
@@ -71,7 +70,7 @@ class Template:
     def render(self, values: Values, *, clean: bool = False) -> tuple[str, list[str]]:
         """Expand; a variable without a value (missing, ``None`` or ``""``) is a problem.
 
-        ``clean`` makes values harmless inside one node name (see ``clean_value``).
+        ``clean`` makes values harmless inside one node name (see ``node_names.clean_value``).
         """
         out: list[str] = []
         problems: list[str] = []
@@ -129,11 +128,6 @@ def unknown_names(template: Template, known: Collection[str]) -> list[str]:
         return []
     shown = ", ".join("{" + k + "}" for k in sorted(known))
     return [f"unknown variable {{{n}}} (known here: {shown})" for n in missing]
-
-
-def clean_value(value: str) -> str:
-    """A value made harmless inside one node name: NFC, no '/', forbidden or control chars."""
-    return replace_bad_chars(unicodedata.normalize("NFC", value).strip(), "_")
 
 
 @dataclass(frozen=True)
