@@ -146,8 +146,6 @@ class _Protocol(asyncio.BufferedProtocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self._socket = transport.get_extra_info("socket")  # the TCP socket, under TLS too
-        if self._socket is None:
-            self._batching = False
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._state == "body":

@@ -84,7 +84,7 @@ class Verification:
 # integrity_overhead, four runs each, interleaved: +0 1.07-1.17 (mean 1.12), +10 1.06-1.15
 # (1.10), +19 1.00-1.08 (1.04); the CPU spent is the same. Nice values weigh threads within
 # their cgroup (a container, a systemd service with CPU accounting): on a host where the
-# service shares a cgroup with busy processes, large transfers hash only in their idle time.
+# service shares a cgroup with busy processes, hashing waits for their idle time.
 HASH_NICE_INCREMENT: Final = 19
 
 
